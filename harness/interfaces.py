@@ -1,0 +1,335 @@
+"""The four plugin interfaces: datasets, noise sources, enhancers and SER models.
+
+Every plugin class:
+
+* has a unique, short, lowercase ``name`` (the name it is registered under may differ only
+  if the registering plugin says so);
+* has a ``version`` string that is part of every cache key and cell key: bump it when the
+  plugin's output changes, so stale artefacts are never reused;
+* has a nested ``Config`` (a pydantic model with ``extra="forbid"``) validating its options.
+  ``Plugin(**options)`` validates them and stores the result in ``self.config``.
+
+Audio handed between the harness and plugins is always mono float32 numpy at 16 kHz
+(:data:`SAMPLE_RATE`), values nominally in [-1, 1].
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from .errors import ConfigError, PluginError
+
+SAMPLE_RATE = 16_000
+Task = Literal["classification", "regression"]
+
+
+def _jsonable(v: Any) -> Any:
+    return str(v) if not isinstance(v, (str, int, float, bool, type(None), list, dict)) else v
+
+
+class PluginConfig(BaseModel):
+    """Base for plugin option models: unknown keys are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
+
+
+class Plugin:
+    """Common base: name, version, validated options."""
+
+    name: ClassVar[str] = ""
+    version: ClassVar[str] = "1"
+    #: One line shown by ``bench plugins``.
+    description: ClassVar[str] = ""
+
+    class Config(PluginConfig):
+        pass
+
+    def __init__(self, **options: Any) -> None:
+        try:
+            self.config = self.Config(**options)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or '(options)'}: {e['msg']}" for e in exc.errors()
+            )
+            allowed = ", ".join(self.Config.model_fields) or "none"
+            raise ConfigError(
+                f"invalid options for {type(self).__name__} {self.name!r}: {problems}. "
+                f"Allowed options: {allowed}."
+            ) from None
+
+    def identity(self) -> dict[str, Any]:
+        """What determines this plugin's output: name, version and options (for cache keys)."""
+        opts = {k: _jsonable(v) for k, v in self.config.model_dump(mode="json").items()}
+        return {"name": self.name, "version": self.version, "config": opts}
+
+    def identity_hash(self) -> str:
+        return stable_hash(self.identity())
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.config!r})"
+
+
+def stable_hash(obj: Any, n: int = 16) -> str:
+    """A short hex digest of ``obj`` serialised canonically as JSON."""
+    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:n]
+
+
+# --------------------------------------------------------------------------- datasets
+
+
+@dataclass(frozen=True)
+class TimeSeries:
+    """A continuous label sampled every ``hop_s`` seconds (e.g. RECOLA arousal: 0.04 s)."""
+
+    values: np.ndarray
+    hop_s: float = 0.04
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+
+Label = str | TimeSeries
+
+
+@dataclass(frozen=True, eq=False)
+class Utterance:
+    """One recording of a dataset.
+
+    Attributes:
+        id: unique within the dataset, stable across runs (used in cache keys and reports).
+        speaker: speaker id; leave-one-speaker-out folds group by it.
+        label: a class name (classification) or a :class:`TimeSeries` (regression).
+        partition: the official partition ("train", "dev", "test") or None.
+        path: the audio file, if there is one (used in error messages and fingerprints).
+        loader: a zero-argument callable returning mono float32 audio at 16 kHz; if None,
+            :func:`harness.audio.load_audio` reads ``path``.
+        fingerprint: identifies the audio content for cache keys. Defaults to the path, size
+            and modification time of ``path``; generated audio should give its generator
+            version and parameters.
+    """
+
+    id: str
+    speaker: str
+    label: Label
+    partition: str | None = None
+    path: Any = None
+    loader: Callable[[], np.ndarray] | None = field(default=None, repr=False)
+    fingerprint: str | None = None
+
+    def load(self) -> np.ndarray:
+        """Return the audio: mono float32 at 16 kHz, validated (raises AudioError naming the file)."""
+        from .audio import check_signal, load_audio
+
+        if self.loader is not None:
+            return check_signal(self.loader(), source=str(self.path or self.id))
+        if self.path is None:
+            raise PluginError(f"utterance {self.id!r} has neither a path nor a loader")
+        return load_audio(self.path)
+
+    def content_key(self) -> str:
+        """A stable key for the audio content (see ``fingerprint``)."""
+        if self.fingerprint:
+            return self.fingerprint
+        if self.path is not None:
+            from pathlib import Path
+
+            p = Path(self.path)
+            try:
+                st = p.stat()
+                return f"{p.resolve()}:{st.st_size}:{st.st_mtime_ns}"
+            except OSError:
+                return str(p)
+        return self.id
+
+
+class Dataset(Plugin, ABC):
+    """A speech-emotion corpus.
+
+    Subclasses implement :meth:`load_utterances`. Set ``task`` to "regression" when labels
+    are :class:`TimeSeries`, and ``has_partitions`` when utterances carry official partitions
+    (then protocols may use ``cv = "partition"``).
+    """
+
+    task: ClassVar[Task] = "classification"
+    has_partitions: ClassVar[bool] = False
+    #: Free text shown beside results from this dataset (e.g. "degraded copy: 2 s cuts").
+    notes: ClassVar[str] = ""
+
+    @abstractmethod
+    def load_utterances(self) -> list[Utterance]:
+        """Return every utterance of the corpus, in a deterministic order."""
+
+    def utterances(self) -> list[Utterance]:
+        """Template method: :meth:`load_utterances`, checked and cached on the instance."""
+        cached = getattr(self, "_utterances", None)
+        if cached is None:
+            cached = self.load_utterances()
+            if not cached:
+                raise PluginError(f"dataset {self.name!r} yielded no utterances; check its root/options")
+            seen: set[str] = set()
+            for u in cached:
+                if u.id in seen:
+                    raise PluginError(f"dataset {self.name!r}: duplicate utterance id {u.id!r}")
+                seen.add(u.id)
+            self._utterances = cached
+        return cached
+
+    def classes(self) -> list[str]:
+        """Sorted class names (classification datasets)."""
+        return sorted({u.label for u in self.utterances() if isinstance(u.label, str)})
+
+
+# --------------------------------------------------------------------------- noise
+
+
+@dataclass(frozen=True, eq=False)
+class NoiseClip:
+    """One noise recording. ``loader`` returns mono float32 at 16 kHz."""
+
+    id: str
+    loader: Callable[[], np.ndarray] = field(repr=False)
+    fingerprint: str = ""
+    path: Any = None
+
+    def load(self) -> np.ndarray:
+        from .audio import check_signal
+
+        return check_signal(self.loader(), source=str(self.path or self.id))
+
+
+def split_part(key: str, test_fraction: float, salt: str = "") -> Literal["train", "test"]:
+    """Deterministic train/test assignment from a stable hash of ``key`` (order-independent)."""
+    h = int(hashlib.sha256(f"{salt}:{key}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+    return "test" if h < test_fraction else "train"
+
+
+class NoiseSource(Plugin, ABC):
+    """A collection of noise clips split into disjoint, deterministic train and test parts.
+
+    Enhancers are trained on the ``train`` part; SER protocols mix with the ``test`` part so
+    that evaluation uses noise the enhancer never saw.
+    """
+
+    @abstractmethod
+    def load_clips(self) -> list[NoiseClip]:
+        """Return all clips, in a deterministic order."""
+
+    def part_of(self, clip: NoiseClip) -> Literal["train", "test"]:
+        """Which part a clip belongs to. Default: a stable hash of its id, 25 % test."""
+        return split_part(clip.id, 0.25, salt=self.name)
+
+    def clips(self, part: Literal["train", "test", "all"] = "test") -> list[NoiseClip]:
+        """The clips of one part (cached). Raises if the part is empty."""
+        if part not in ("train", "test", "all"):
+            raise ConfigError(f"noise part must be 'train', 'test' or 'all', not {part!r}")
+        all_clips = getattr(self, "_clips", None)
+        if all_clips is None:
+            all_clips = self._clips = self.load_clips()
+        chosen = all_clips if part == "all" else [c for c in all_clips if self.part_of(c) == part]
+        if not chosen:
+            raise PluginError(f"noise source {self.name!r} has no clips in part {part!r}")
+        return chosen
+
+
+# --------------------------------------------------------------------------- enhancers
+
+
+class Enhancer(Plugin, ABC):
+    """Maps noisy speech to enhanced speech: same length, mono, 16 kHz.
+
+    Set ``requires_training = True`` if the enhancer cannot run before :meth:`train` (or a
+    checkpoint) has given it weights; the harness then refuses to use it untrained with a
+    message saying how to train it.
+    """
+
+    requires_training: ClassVar[bool] = False
+
+    @abstractmethod
+    def enhance_signal(self, noisy: np.ndarray) -> np.ndarray:
+        """Enhance one mono float32 signal at 16 kHz; return an array of the same length."""
+
+    def enhance(self, noisy: np.ndarray) -> np.ndarray:
+        """Template method: :meth:`enhance_signal` with the output contract checked."""
+        noisy = np.asarray(noisy, dtype=np.float32)
+        if noisy.ndim != 1:
+            raise PluginError(f"enhancer {self.name!r} needs mono 1-D input, got shape {noisy.shape}")
+        out = np.asarray(self.enhance_signal(noisy), dtype=np.float32)
+        if out.shape != noisy.shape:
+            raise PluginError(
+                f"enhancer {self.name!r} returned shape {out.shape} for input {noisy.shape}: "
+                "enhancers must keep the length"
+            )
+        if not np.all(np.isfinite(out)):
+            raise PluginError(f"enhancer {self.name!r} returned NaN or inf samples")
+        return out
+
+    def is_trained(self) -> bool:
+        """Whether the enhancer can run now. Override together with ``requires_training``."""
+        return not self.requires_training
+
+    def train(self, speech: Sequence[Any], noise: NoiseSource, **kwargs: Any) -> dict[str, Any]:
+        """Train on clean speech mixed with ``noise`` (train part). Returns training figures."""
+        raise PluginError(f"enhancer {self.name!r} is not trainable")
+
+
+# --------------------------------------------------------------------------- SER models
+
+
+@dataclass
+class FeatureSet:
+    """What an SER model is fitted on or predicts: one entry per utterance.
+
+    ``X[i]`` is whatever the model's :meth:`SERModel.featurize` returned for utterance i
+    (a functional vector, a raw waveform...). ``y`` holds labels (None at predict time if
+    unknown); ``groups`` speaker ids; ``ids`` utterance ids.
+    """
+
+    X: list[np.ndarray]
+    y: list[Label] | None
+    groups: list[str]
+    ids: list[str]
+
+    def __len__(self) -> int:
+        return len(self.X)
+
+    def stacked(self) -> np.ndarray:
+        """X as a 2-D matrix (for fixed-length feature vectors)."""
+        return np.stack(self.X).astype(np.float64)
+
+
+class SERModel(Plugin, ABC):
+    """A speech emotion recogniser: featurize audio, fit on training features, predict.
+
+    :meth:`featurize` runs once per audio signal and its output is cached on disk by the
+    harness under ``feature_key()``; models sharing a feature key (e.g. two classifiers on
+    eGeMAPS) share that cache. ``fit`` must not look at test data. ``task`` decides the metric:
+    classification is scored by UAR, regression by CCC.
+    """
+
+    task: ClassVar[Task] = "classification"
+    #: Whether featurize() output is worth caching on disk (False for raw-audio models).
+    cache_features: ClassVar[bool] = True
+
+    def featurize(self, audio: np.ndarray) -> np.ndarray:
+        """Features of one mono 16 kHz signal. Default: the waveform itself."""
+        return audio
+
+    def feature_key(self) -> str:
+        """Identifies what :meth:`featurize` computes (cache key). Default: name+version+options."""
+        return self.identity_hash()
+
+    @abstractmethod
+    def fit(self, train: FeatureSet, valid: FeatureSet | None = None) -> SERModel:
+        """Fit on ``train`` (``valid``: an official development partition, if any). Return self."""
+
+    @abstractmethod
+    def predict(self, test: FeatureSet) -> list[Label]:
+        """One label per test entry: a class name, or a TimeSeries for regression."""

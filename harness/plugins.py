@@ -1,0 +1,92 @@
+"""Building the pluggy plugin manager: built-ins by module, third parties by entry point."""
+from __future__ import annotations
+
+import importlib
+import importlib.metadata as md
+import os
+from collections.abc import Iterable
+from functools import lru_cache
+
+import pluggy
+
+from . import __version__, hookspecs
+from .errors import PluginError
+from .registry import HOOKS, Entry, Registry
+
+BUILTIN_PLUGINS: tuple[str, ...] = (
+    "plugins.identity",
+    "plugins.classic",
+    "plugins.opensmile_svm",
+    "plugins.synthetic",
+)
+ENTRY_POINT_GROUP = "ser_bench"
+#: Comma-separated allow-list of third-party plugins (entry-point names or distribution names).
+#: Unset: load all. Empty: load none.
+ALLOW_ENV = "BENCH_LOAD_PLUGINS"
+
+
+def _allowed(ep_name: str, dist_name: str) -> bool:
+    raw = os.environ.get(ALLOW_ENV)
+    if raw is None:
+        return True
+    allowed = {p.strip().lower().replace("_", "-") for p in raw.split(",") if p.strip()}
+    return ep_name.lower().replace("_", "-") in allowed or dist_name.lower().replace("_", "-") in allowed
+
+
+def make_plugin_manager(*, entry_points: bool = True, extra: Iterable[object] = ()) -> pluggy.PluginManager:
+    """A fresh plugin manager with built-ins, allowed third-party plugins and ``extra`` objects."""
+    pm = pluggy.PluginManager("ser_bench")
+    pm.add_hookspecs(hookspecs)
+    for name in BUILTIN_PLUGINS:
+        pm.register(importlib.import_module(name), name=name)
+    pm._ser_bench_dists = {name: ("ser-bench", __version__) for name in BUILTIN_PLUGINS}  # type: ignore[attr-defined]
+    if entry_points:
+        for dist in md.distributions():
+            for ep in dist.entry_points:
+                if ep.group != ENTRY_POINT_GROUP:
+                    continue
+                dname = dist.metadata["name"] or "?"
+                if not _allowed(ep.name, dname) or pm.get_plugin(ep.name) is not None:
+                    continue
+                try:
+                    plugin = ep.load()
+                except Exception as exc:
+                    raise PluginError(
+                        f"third-party plugin {ep.name!r} from {dname} {dist.version} failed to import "
+                        f"({ep.value}): {type(exc).__name__}: {exc}. Fix or uninstall it, or leave it out "
+                        f"with {ALLOW_ENV}=<comma-separated plugins to load>."
+                    ) from exc
+                pm.register(plugin, name=ep.name)
+                pm._ser_bench_dists[ep.name] = (dname, dist.version)  # type: ignore[attr-defined]
+    for i, plugin in enumerate(extra):
+        name = getattr(plugin, "__name__", None) or f"extra-{i}-{type(plugin).__name__}"
+        pm.register(plugin, name=name)
+        pm._ser_bench_dists[name] = ("(test)", "0")  # type: ignore[attr-defined]
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        raise PluginError(f"a plugin implements an unknown hook: {exc}") from exc
+    return pm
+
+
+def build_registry(pm: pluggy.PluginManager) -> Registry:
+    """Call the four registration hooks plugin by plugin, recording who registered what."""
+    reg = Registry()
+    dists = getattr(pm, "_ser_bench_dists", {})
+    for kind, hook in HOOKS.items():
+        for impl in getattr(pm.hook, hook).get_hookimpls():
+            pname = impl.plugin_name
+            dist, ver = dists.get(pname, ("?", "?"))
+
+            def register(name: str, target: object, _k=kind, _p=pname, _d=dist, _v=ver) -> None:
+                reg.add(Entry(kind=_k, name=name, target=target, plugin=_p, dist=_d, dist_version=_v))
+
+            impl.function(register=register)
+    reg.freeze()
+    return reg
+
+
+@lru_cache(maxsize=1)
+def default_registry() -> Registry:
+    """The process-wide registry (built-ins + allowed entry points). Tests build their own."""
+    return build_registry(make_plugin_manager())

@@ -1,0 +1,125 @@
+"""Name -> plugin class registry for the four plugin kinds, built from the plugin manager."""
+from __future__ import annotations
+
+import difflib
+import importlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from .errors import PluginError, UnknownPluginError
+from .interfaces import Dataset, Enhancer, NoiseSource, Plugin, SERModel
+
+Kind = Literal["enhancer", "ser_model", "dataset", "noise_source"]
+KINDS: dict[str, type[Plugin]] = {
+    "enhancer": Enhancer,
+    "ser_model": SERModel,
+    "dataset": Dataset,
+    "noise_source": NoiseSource,
+}
+HOOKS: dict[str, str] = {
+    "enhancer": "register_enhancers",
+    "ser_model": "register_ser_models",
+    "dataset": "register_datasets",
+    "noise_source": "register_noise_sources",
+}
+LABEL = {"enhancer": "enhancer", "ser_model": "SER model", "dataset": "dataset", "noise_source": "noise source"}
+
+
+@dataclass
+class Entry:
+    """One registered plugin class (maybe not imported yet)."""
+
+    kind: str
+    name: str
+    target: Any  # class or "module:Class"
+    plugin: str  # the pluggy plugin (module) that registered it
+    dist: str  # distribution name, "ser-bench" for built-ins
+    dist_version: str
+    _cls: type[Plugin] | None = None
+
+    def resolve(self) -> type[Plugin]:
+        """Import (if lazy) and check the class."""
+        if self._cls is None:
+            target = self.target
+            if isinstance(target, str):
+                mod, _, attr = target.partition(":")
+                try:
+                    target = getattr(importlib.import_module(mod), attr)
+                except Exception as exc:
+                    raise PluginError(
+                        f"{LABEL[self.kind]} {self.name!r} (from {self.dist} {self.dist_version}) failed "
+                        f"to import {self.target!r}: {type(exc).__name__}: {exc}. Reinstall the plugin "
+                        f"or exclude it with BENCH_LOAD_PLUGINS."
+                    ) from exc
+            base = KINDS[self.kind]
+            if not (isinstance(target, type) and issubclass(target, base)):
+                raise PluginError(
+                    f"{LABEL[self.kind]} {self.name!r} registered by {self.plugin} is {target!r}, "
+                    f"not a subclass of harness.{base.__name__}"
+                )
+            self._cls = target
+        return self._cls
+
+    def describe(self) -> str:
+        try:
+            return self.resolve().description
+        except PluginError as exc:
+            return f"(broken: {exc})"
+
+
+class Registry:
+    """Frozen mapping (kind, name) -> Entry. Built by :func:`harness.plugins.build_registry`."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, dict[str, Entry]] = {k: {} for k in KINDS}
+        self._frozen = False
+
+    def add(self, entry: Entry) -> None:
+        if self._frozen:
+            raise PluginError("the plugin registry is frozen; register plugins through hooks")
+        table = self._entries[entry.kind]
+        if entry.name in table:
+            other = table[entry.name]
+            raise PluginError(
+                f"duplicate {LABEL[entry.kind]} name {entry.name!r}: registered by {other.plugin} "
+                f"({other.dist}) and by {entry.plugin} ({entry.dist}). Uninstall one, or exclude one "
+                f"with BENCH_LOAD_PLUGINS."
+            )
+        if not entry.name or entry.name != entry.name.strip() or " " in entry.name:
+            raise PluginError(f"invalid {LABEL[entry.kind]} name {entry.name!r} from {entry.plugin}")
+        table[entry.name] = entry
+
+    def freeze(self) -> None:
+        self._frozen = True
+
+    def names(self, kind: str) -> list[str]:
+        return sorted(self._entries[kind])
+
+    def entries(self, kind: str | None = None) -> Iterator[Entry]:
+        for k in [kind] if kind else list(KINDS):
+            yield from (self._entries[k][n] for n in sorted(self._entries[k]))
+
+    def entry(self, kind: str, name: str) -> Entry:
+        table = self._entries[kind]
+        if name not in table:
+            close = difflib.get_close_matches(name, list(table), n=3, cutoff=0.5)
+            hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+            raise UnknownPluginError(
+                f"unknown {LABEL[kind]} {name!r}.{hint} Available: {', '.join(sorted(table)) or 'none'} "
+                f"(`bench plugins` lists them)."
+            )
+        return table[name]
+
+    def get(self, kind: str, name: str) -> type[Plugin]:
+        """The class registered under ``name`` (raises UnknownPluginError with suggestions)."""
+        return self.entry(kind, name).resolve()
+
+    def create(self, kind: str, name: str, options: dict[str, Any] | None = None) -> Any:
+        """Instantiate a plugin with validated options."""
+        return self.get(kind, name)(**(options or {}))
+
+    def check(self, kind: str, names: list[str]) -> None:
+        """Raise for the first unknown name (before any work starts)."""
+        for n in names:
+            self.entry(kind, n)
