@@ -18,6 +18,10 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "plugins.classic",
     "plugins.opensmile_svm",
     "plugins.synthetic",
+    "plugins.emodb",
+    "plugins.enterface",
+    "plugins.ravdess",
+    "plugins.generic",
 )
 ENTRY_POINT_GROUP = "ser_bench"
 #: Comma-separated allow-list of third-party plugins (entry-point names or distribution names).

@@ -1,0 +1,133 @@
+"""Shared helpers for the real-corpus dataset plugins (EMO-DB, eNTERFACE, RAVDESS, generic).
+
+Not a plugin module itself: it registers nothing. It holds the common options
+(:class:`CorpusConfig`), the root check, the audio header probe and the collector of bad
+entries, so that every loader reports problems the same way: one error listing the bad files
+with the reason for each and the fix, or, with ``on_bad_entry="skip"``, a logged warning.
+"""
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Literal
+
+from harness.errors import ConfigError, PluginError
+from harness.interfaces import PluginConfig
+
+log = logging.getLogger("ser_bench.datasets")
+
+#: Audio file extensions soundfile (libsndfile) reads.
+AUDIO_EXTS = (".wav", ".flac", ".ogg", ".aiff", ".aif", ".mp3")
+#: How many bad entries an error message lists before summarising.
+MAX_LISTED = 10
+
+
+class CorpusConfig(PluginConfig):
+    """Options every corpus loader has.
+
+    Attributes:
+        root: the corpus folder (as distributed). ``bench run --data-root NAME=PATH`` sets it.
+        on_bad_entry: "error" (default) stops with a list of every bad file and the reason;
+            "skip" leaves them out with a logged warning.
+        check_audio: read each file's header while listing (cheap), so an unreadable or empty
+            file fails at once, named, instead of in the middle of a run.
+    """
+
+    root: Path | None = None
+    on_bad_entry: Literal["error", "skip"] = "error"
+    check_audio: bool = True
+
+
+def require_root(root: Path | None, dataset: str, layout: str) -> Path:
+    """Return ``root`` as an existing directory, or raise ConfigError saying how to set it."""
+    if root is None:
+        raise ConfigError(
+            f"dataset {dataset!r} needs its corpus folder: pass --data-root {dataset}=PATH "
+            f"(or the option {dataset}.root=PATH). Expected layout: {layout}"
+        )
+    root = Path(root).expanduser()
+    if not root.exists():
+        raise ConfigError(
+            f"dataset {dataset!r}: root {root} does not exist; point --data-root {dataset}=PATH at "
+            f"the corpus folder (expected layout: {layout})"
+        )
+    if not root.is_dir():
+        raise ConfigError(f"dataset {dataset!r}: root {root} is not a folder (expected layout: {layout})")
+    return root.resolve()
+
+
+def probe_audio(path: Path) -> tuple[int, int] | str:
+    """``(frames, samplerate)`` from the file header, or a string saying why it is unusable."""
+    import soundfile as sf
+
+    try:
+        info = sf.info(str(path))
+    except Exception as exc:  # LibsndfileError / RuntimeError on a bad header
+        return f"cannot decode audio ({str(exc).strip() or type(exc).__name__}); the file is corrupt or not audio"
+    if info.frames <= 0:
+        return "the file holds no samples (empty or truncated)"
+    return int(info.frames), int(info.samplerate)
+
+
+class BadEntries:
+    """Collects entries a loader cannot use, then raises or warns once, listing them all."""
+
+    def __init__(self, dataset: str, on_bad_entry: str) -> None:
+        self.dataset = dataset
+        self.mode = on_bad_entry
+        self.entries: list[tuple[str, str]] = []
+
+    def add(self, where: object, reason: str) -> None:
+        self.entries.append((str(where), reason))
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def finish(self, fix: str = "") -> list[tuple[str, str]]:
+        """Raise PluginError listing the entries (mode "error") or log a warning (mode "skip")."""
+        if not self.entries:
+            return []
+        shown = "\n".join(f"  - {w}: {r}" for w, r in self.entries[:MAX_LISTED])
+        more = f"\n  ... and {len(self.entries) - MAX_LISTED} more" if len(self.entries) > MAX_LISTED else ""
+        if self.mode == "error":
+            hint = f" {fix}" if fix else ""
+            raise PluginError(
+                f"dataset {self.dataset!r}: {len(self.entries)} bad entr"
+                f"{'y' if len(self.entries) == 1 else 'ies'}:\n{shown}{more}\nFix or remove them,{hint} "
+                f"or pass the option {self.dataset}.on_bad_entry=skip to leave them out."
+            )
+        log.warning("dataset %r: skipped %d bad entries:\n%s%s", self.dataset, len(self.entries), shown, more)
+        return list(self.entries)
+
+
+def check_classes(requested: Iterable[str] | None, known: Iterable[str], dataset: str) -> list[str]:
+    """Validate a class subset against the corpus's class names; return it (or all known)."""
+    known = list(known)
+    if requested is None:
+        return known
+    requested = list(requested)
+    unknown = [c for c in requested if c not in known]
+    if unknown:
+        raise ConfigError(
+            f"dataset {dataset!r}: unknown class(es) {', '.join(map(repr, unknown))} in option 'classes'; "
+            f"this corpus has: {', '.join(known)}"
+        )
+    if len(set(requested)) < 2:
+        raise ConfigError(f"dataset {dataset!r}: option 'classes' needs at least two distinct classes, got {requested}")
+    return requested
+
+
+def uniform_duration_note(frames: list[tuple[int, int]]) -> str:
+    """A note when (nearly) every file has the same duration, the mark of a cut/padded copy."""
+    if len(frames) < 20:
+        return ""
+    durations = Counter(round(f / sr, 2) for f, sr in frames)
+    dur, count = durations.most_common(1)[0]
+    if count / len(frames) < 0.9:
+        return ""
+    return (
+        f"possibly degraded copy: {count} of {len(frames)} files last exactly {dur:.2f} s "
+        "(cut or zero-padded); absolute scores are not comparable with published figures"
+    )
