@@ -7,6 +7,7 @@ import soundfile as sf
 
 from harness.errors import AudioError, ConfigError, PluginError
 from harness.plugins import build_registry, make_plugin_manager
+from harness.testing import check_dataset
 from plugins.emodb import EMOTIONS, PAPER_CLASSES, EmoDB
 
 
@@ -22,7 +23,7 @@ def emodb_root(tmp_path):
     root = tmp_path / "emodb"
     for i, spk in enumerate(["03", "08", "16"]):
         for j, letter in enumerate(EMOTIONS):
-            write_tone(root / "wav" / f"{spk}a0{j + 1}{letter}a.wav", seconds=0.05 + 0.01 * (i + j))
+            write_tone(root / "wav" / f"{spk}a0{j + 1}{letter}a.wav", seconds=0.1 + 0.01 * (i + j))
     write_tone(root / "wav" / "03b10Wc.wav", sr=22050)  # another version, other rate
     (root / "wav" / ".DS_Store").write_bytes(b"\0\0junk")  # not a .wav: ignored
     return root
@@ -55,6 +56,10 @@ def test_audio_loads_mono_16k(emodb_root):
 
 def test_root_may_be_the_wav_folder(emodb_root):
     assert len(EmoDB(root=emodb_root / "wav").utterances()) == 19
+
+
+def test_conformance(emodb_root):
+    check_dataset(EmoDB, options={"root": str(emodb_root)})
 
 
 def test_registered_as_builtin():

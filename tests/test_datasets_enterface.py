@@ -15,6 +15,7 @@ import soundfile as sf
 
 from harness.errors import AudioError, ConfigError, PluginError
 from harness.plugins import build_registry, make_plugin_manager
+from harness.testing import check_dataset
 from plugins import enterface
 from plugins.enterface import EMOTIONS, Enterface, find_ffmpeg
 
@@ -83,6 +84,11 @@ def test_class_subset(enterface_root):
     ds = Enterface(root=enterface_root, classes=["anger", "surprise"])
     assert ds.classes() == ["anger", "surprise"]
     assert len(ds.utterances()) == 5
+
+
+@needs_ffmpeg
+def test_conformance(enterface_root):
+    check_dataset(Enterface, options={"root": str(enterface_root)})
 
 
 def test_registered_as_builtin():

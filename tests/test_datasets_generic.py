@@ -7,6 +7,7 @@ import soundfile as sf
 
 from harness.errors import ConfigError, PluginError
 from harness.plugins import build_registry, make_plugin_manager
+from harness.testing import check_dataset
 from plugins.generic import FolderDataset, ManifestDataset
 
 
@@ -121,6 +122,13 @@ def test_manifest_tsv_without_partitions_and_root_option(manifest_dir):
     ds = ManifestDataset(manifest=m, root=manifest_dir / "audio")
     assert ds.has_partitions is False
     assert ds.classes() == ["a", "b"] and all(u.partition is None for u in ds.utterances())
+
+
+def test_conformance(folder_root, manifest_dir):
+    check_dataset(FolderDataset, options={"root": str(folder_root)})
+    m = write_manifest(manifest_dir / "m.csv", [("path", "label", "speaker")]
+                       + [(f"audio/u{i}.wav", "ab"[i % 2], f"s{i // 2}") for i in range(6)])
+    check_dataset(ManifestDataset, options={"manifest": str(m)})
 
 
 def test_registered_as_builtin():

@@ -7,6 +7,7 @@ import soundfile as sf
 
 from harness.errors import ConfigError, PluginError
 from harness.plugins import build_registry, make_plugin_manager
+from harness.testing import check_dataset
 from plugins.ravdess import EMOTIONS, Ravdess
 
 
@@ -57,6 +58,10 @@ def test_class_subset_and_intensity(ravdess_root):
 def test_flac_and_wav_both_load(ravdess_root):
     for u in Ravdess(root=ravdess_root, classes=["anger", "fear"]).utterances():
         assert u.load().shape == (1600,)
+
+
+def test_conformance(ravdess_root):
+    check_dataset(Ravdess, options={"root": str(ravdess_root)})
 
 
 def test_registered_as_builtin():
