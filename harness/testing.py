@@ -232,6 +232,7 @@ def check_enhancer(
     options: dict[str, Any] | None = None,
     short_lengths: Sequence[int] = (80, 400, 1601),
     train: bool = False,
+    train_kwargs: dict[str, Any] | None = None,
     atol: float = 1e-5,
     max_lag_ms: float = 20.0,
 ) -> Enhancer:
@@ -246,7 +247,8 @@ def check_enhancer(
 
     Args:
         enhancer: the class (built with ``options``) or a ready instance (e.g. trained).
-        train: if the enhancer needs training, train it on tiny fakes first.
+        train: if the enhancer needs training, train it on tiny fakes first: ``train(utterances,
+            FakeNoise(), **train_kwargs)`` (e.g. ``train_kwargs={"out": tmp_path / "ck.pt"}``).
 
     Returns:
         The instance that was checked.
@@ -263,7 +265,7 @@ def check_enhancer(
                 "or call check_enhancer(..., train=True) to train it on tiny fakes first",
             )
         speech = make_tone_dataset(n_speakers=2, per_class=2).utterances()
-        _call(who, "trains on tiny data", "train(speech, noise)", lambda: inst.train(speech, FakeNoise()))
+        _call(who, "trains on tiny data", "train(speech, noise)", lambda: inst.train(speech, FakeNoise(), **(train_kwargs or {})))
         if not inst.is_trained():
             raise ConformanceError(who, "is ready to enhance", "is_trained() is still False after train()")
 

@@ -202,3 +202,33 @@ def test_registered_as_a_builtin():
     reg = build_registry(make_plugin_manager(entry_points=False))
     entry = reg.entry("dataset", "audformat")
     assert entry.resolve() is AudformatDataset and entry.dist == "ser-bench"
+
+
+def test_an_audformat_database_runs_through_a_protocol(tmp_path):
+    """`bench run` on a fixture database: its split tables become the folds (partition CV)."""
+    import json
+
+    from click.testing import CliRunner
+
+    from harness.cli import cli
+    from harness.db import Store
+
+    root = make_db(tmp_path / "db", n_speakers=3, per_class=2)
+    url = f"sqlite:///{tmp_path / 'results.db'}"
+    res = CliRunner().invoke(cli, [
+        "run", "mismatched", "--dataset", "audformat", "--data-root", f"audformat={root}", "--enhancer", "none",
+        "--snr", "10", "--db", url, "--cache", str(tmp_path / "cache"), "--executor", "inline", "-q",
+    ], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert "0 failed" in res.output
+
+    store = Store(url)
+    run = store.runs_frame().iloc[-1]
+    assert run.status == "done"
+    assert json.loads(run.plugins_json)["dataset:audformat"].startswith("ser-bench ")
+    uar = store.results_frame().query("metric == 'uar'")
+    assert sorted(uar.test_condition) == ["clean", "noisy"]
+    assert set(uar.dataset) == {"audformat"} and set(uar.fold) == {"partition"}  # from the split tables
+    assert set(uar.n_test) == {6}  # the test split: speaker 2, 3 classes x 2
+    assert uar.value.between(0, 1).all()
+    assert uar[uar.test_condition == "clean"].value.iloc[0] > 0.5  # well above chance (1/3) on clean tones

@@ -224,6 +224,33 @@ def test_broken_enhancers_fail_with_clear_messages(plugin, rule, words):
     assert isinstance(err, AssertionError)  # pytest reports it as a failed assertion
 
 
+class LearnsGain(Passthrough):
+    """Needs training: learns a gain from the speech it is given."""
+
+    name = "learns-gain"
+    requires_training = True
+    gain_ = None
+
+    def is_trained(self):
+        return self.gain_ is not None
+
+    def train(self, speech, noise, **kwargs):
+        assert noise.clips("train") and all(isinstance(u, Utterance) for u in speech)
+        self.gain_ = kwargs.get("gain", 1.0)
+        return {"n": len(speech)}
+
+    def enhance_signal(self, noisy):
+        return noisy * self.gain_
+
+
+def test_trainable_enhancer_is_trained_on_fakes_when_asked():
+    inst = check_enhancer(LearnsGain, train=True, train_kwargs={"gain": 0.5})
+    assert inst.gain_ == 0.5
+    trained = LearnsGain()
+    trained.gain_ = 1.0
+    check_enhancer(trained)  # an already trained instance needs nothing
+
+
 def test_unbuildable_class_says_to_pass_options():
     class NeedsRoot(ToneDataset):
         name = "needs-root"
