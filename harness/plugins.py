@@ -18,10 +18,17 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "plugins.classic",
     "plugins.opensmile_svm",
     "plugins.synthetic",
+    "plugins.noise_folder",
     "plugins.emodb",
     "plugins.enterface",
     "plugins.ravdess",
     "plugins.generic",
+    "plugins.rescnn",
+    "plugins.speech_corpora",
+    "plugins.audioset",
+    "plugins.audformat_db",
+    "plugins.recola",
+    "plugins.e2e",
 )
 ENTRY_POINT_GROUP = "ser_bench"
 #: Comma-separated allow-list of third-party plugins (entry-point names or distribution names).

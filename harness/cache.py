@@ -1,0 +1,81 @@
+"""Content-addressed artefact cache on disk (mixtures, enhanced audio, features).
+
+A key is a hash of everything that determines the artefact (input content keys, plugin name,
+version and options, mixing version, seed). Writes go to a temporary file in the same folder
+and are renamed into place, so a crash never leaves a half-written entry that a later run
+would read; concurrent writers of the same key simply race to an identical result.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .interfaces import stable_hash
+
+DEFAULT_CACHE = ".bench-cache"
+
+
+def cache_root(path: str | Path | None = None) -> Path:
+    return Path(path or os.environ.get("BENCH_CACHE") or DEFAULT_CACHE)
+
+
+class Cache:
+    """``get_or_compute(kind, parts, fn)`` -> numpy array, stored as ``root/kind/ab/abcdef….npy``."""
+
+    def __init__(self, root: str | Path | None = None, *, enabled: bool = True) -> None:
+        self.root = cache_root(root)
+        self.enabled = enabled
+        self.hits = 0
+        self.misses = 0
+
+    @staticmethod
+    def key(parts: Any) -> str:
+        return stable_hash(parts, n=32)
+
+    def path(self, kind: str, key: str) -> Path:
+        return self.root / kind / key[:2] / f"{key}.npy"
+
+    def load(self, kind: str, key: str) -> np.ndarray | None:
+        if not self.enabled:
+            return None
+        p = self.path(kind, key)
+        try:
+            return np.load(p, allow_pickle=False)
+        except FileNotFoundError:
+            return None
+        except (ValueError, OSError, EOFError):  # corrupt entry (should not happen with atomic writes)
+            p.unlink(missing_ok=True)
+            return None
+
+    def store(self, kind: str, key: str, value: np.ndarray) -> None:
+        if not self.enabled:
+            return
+        p = self.path(kind, key)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=p.parent, suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                np.save(fh, np.asarray(value), allow_pickle=False)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, p)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def get_or_compute(self, kind: str, parts: Any, fn: Callable[[], np.ndarray]) -> tuple[np.ndarray, str]:
+        """Return (value, key), computing and storing the value on a miss."""
+        key = self.key(parts)
+        val = self.load(kind, key)
+        if val is not None:
+            self.hits += 1
+            return val, key
+        self.misses += 1
+        val = np.asarray(fn())
+        self.store(kind, key, val)
+        return val, key

@@ -1,0 +1,248 @@
+"""The ``bench`` command line: parse -> RunConfig -> runner -> store. Thin on purpose."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .errors import BenchError
+
+DB_HELP = "Results database: a file path or SQLAlchemy URL (env BENCH_DB; default ./registry.db)."
+
+
+def db_option(f):  # noqa: ANN001, ANN201
+    return click.option("--db", envvar="BENCH_DB", default=None, help=DB_HELP)(f)
+
+
+class BenchGroup(click.Group):
+    """Turns BenchError into a one-line message with the fix, instead of a traceback."""
+
+    def invoke(self, ctx: click.Context):  # noqa: ANN201
+        try:
+            return super().invoke(ctx)
+        except BenchError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+
+@click.group(cls=BenchGroup)
+@click.version_option(__version__, prog_name="ser-bench")
+def cli() -> None:
+    """ser-bench: does speech enhancement help or hurt emotion recognition in noise?
+
+    \b
+    Quick start (embedded synthetic data, no download):
+      bench run mismatched        # clean / noisy / enhanced UAR at -5..20 dB
+      bench report                # -> reports/index.html
+    """
+
+
+@cli.command()
+@click.argument("protocol", required=False, type=click.Choice(["clean", "matched", "mismatched", "multi-snr"]))
+@click.option("--suite", type=click.Path(dir_okay=False), help="TOML suite file (benchmarks/*.toml); flags override it.")
+@click.option("--dataset", "datasets", multiple=True, help="Dataset plugin name (repeatable). Default: synthetic.")
+@click.option("--ser-model", "ser_models", multiple=True, help="SER model plugin (repeatable). Default: svm-egemaps.")
+@click.option("--enhancer", "enhancers", multiple=True,
+              help="Enhancer plugin (repeatable). `none` is always added as the noisy baseline. Default: none, wiener.")
+@click.option("--noise", "noise_sources", multiple=True, help="Noise source plugin (repeatable). Default: synthetic-noise.")
+@click.option("--snr", "snrs", multiple=True, type=float, help="SNR in dB (repeatable). Default: -5 0 5 10 15 20.")
+@click.option("--train-snr", "train_snrs", multiple=True, type=float, help="multi-snr: training SNRs (default: --snr).")
+@click.option("--test-snr", "test_snrs", multiple=True, type=float, help="multi-snr: test SNRs (default: --snr).")
+@click.option("--cv", type=click.Choice(["auto", "loso", "partition"]), help="Folds: leave-one-speaker-out or official partitions.")
+@click.option("--seed", type=int, help="Run seed (mixing, model seeds). Default 0.")
+@click.option("--option", "-o", "options", multiple=True, metavar="PLUGIN.KEY=VALUE",
+              help="Plugin option, e.g. -o wiener.gain_floor_db=-20 (value parsed as JSON if possible).")
+@click.option("--data-root", "data_roots", multiple=True, metavar="DATASET=PATH",
+              help="Shorthand for -o DATASET.root=PATH.")
+@click.option("-j", "--jobs", type=int, default=None, help="Worker processes (default: CPU cores; 1 = in-process).")
+@click.option("--executor", type=click.Choice(["process", "inline"]), default="process", show_default=True)
+@click.option("--cache", "cache_dir", envvar="BENCH_CACHE", default=None,
+              help="Artefact cache folder (env BENCH_CACHE; default ./.bench-cache).")
+@click.option("--dry-run", is_flag=True, help="Print the cells and their count; compute nothing.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@db_option
+def run(protocol, suite, datasets, ser_models, enhancers, noise_sources, snrs, train_snrs, test_snrs, cv, seed,
+        options, data_roots, jobs, executor, cache_dir, dry_run, quiet, db) -> None:
+    """Run a PROTOCOL (clean | matched | mismatched | multi-snr) and store every result.
+
+    Re-running the same command computes only what is missing (an interrupted run resumes).
+
+    \b
+    Examples:
+      bench run mismatched
+      bench run matched --enhancer rescnn --snr 0 --snr 10
+      bench run --suite benchmarks/emodb_mismatched.toml --data-root emodb=../shared/data/emodb
+    """
+    from .config import load_suite, make_config, merge, parse_option
+
+    base = load_suite(suite) if suite else {}
+    over: dict = {}
+    if protocol:
+        over["protocol"] = protocol
+    elif "protocol" not in base:
+        raise click.UsageError("give a PROTOCOL (clean, matched, mismatched, multi-snr) or a --suite that sets one")
+    for field, val in (("datasets", datasets), ("ser_models", ser_models), ("noise_sources", noise_sources),
+                       ("snrs", snrs), ("train_snrs", train_snrs), ("test_snrs", test_snrs)):
+        if val:
+            over[field] = list(val)
+    if enhancers:
+        over["enhancers"] = ["none"] + [e for e in enhancers if e != "none"]
+    if cv:
+        over["cv"] = cv
+    if seed is not None:
+        over["seed"] = seed
+    opts: dict = {}
+    for text in options:
+        p, k, v = parse_option(text)
+        opts.setdefault(p, {})[k] = v
+    for text in data_roots:
+        name, eq, path = text.partition("=")
+        if not eq or not name or not path:
+            raise click.BadParameter(f"{text!r}: expected DATASET=PATH", param_hint="--data-root")
+        opts.setdefault(name, {})["root"] = path
+    if opts:
+        over["options"] = opts
+    config = make_config(merge(base, over), source=suite or "command line")
+    from .db import Store
+    from .runner import plan, run as run_protocol
+    from .plugins import default_registry
+
+    if dry_run:
+        _, folds, cells = plan(config, default_registry())
+        for c in cells:
+            click.echo(f"{c.dataset}\t{c.ser_model}\t{c.enhancer}\t{c.train.label()} -> {c.test.label()}\t{c.fold}")
+        click.echo(f"{len(cells)} cells ({', '.join(f'{d}: {len(f)} folds' for d, f in folds.items())})")
+        return
+    store = Store(db)
+    summary = run_protocol(config, store=store, executor=executor, jobs=jobs, cache_dir=cache_dir,
+                           progress=not quiet and sys.stderr.isatty(), echo=click.echo)
+    click.echo(
+        f"run {summary.run_id}: {summary.n_done} computed, {summary.n_skipped} already stored, "
+        f"{summary.n_failed} failed, {summary.wall_s:.1f} s -> {store.url}"
+    )
+    for f in summary.failures[:10]:
+        click.echo(f"  failed: {f}", err=True)
+    if summary.n_failed:
+        raise SystemExit(1)
+
+
+@cli.command()
+@click.option("--out", default="reports", show_default=True, type=click.Path(file_okay=False), help="Output folder.")
+@db_option
+def report(out, db) -> None:
+    """Write the HTML leaderboard (one offline file) from the results database."""
+    from .db import Store
+    from .report.build import build_report
+
+    path = build_report(Store(db), Path(out))
+    click.echo(f"wrote {path}")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def plugins(as_json) -> None:
+    """List every plugin (built-in and third-party) with its distribution version."""
+    from .plugins import default_registry
+
+    reg = default_registry()
+    rows = [{"kind": e.kind, "name": e.name, "plugin": e.plugin, "distribution": e.dist, "version": e.dist_version,
+             "description": e.describe()} for e in reg.entries()]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        click.echo(f"{r['kind']:<13} {r['name']:<18} {r['distribution']} {r['version']:<8} {r['description']}")
+
+
+@cli.command()
+@click.argument("suite", type=click.Path(dir_okay=False))
+def validate(suite) -> None:
+    """Validate a suite file (config fields and plugin names) without running it."""
+    from .config import validate_suite
+    from .plugins import default_registry
+
+    cfg = validate_suite(suite)
+    reg = default_registry()
+    for kind, names in (("dataset", cfg.datasets), ("ser_model", cfg.ser_models), ("enhancer", cfg.enhancers),
+                        ("noise_source", cfg.noise_sources)):
+        reg.check(kind, names)
+        for n in names:  # plugin options validate too (without touching data)
+            reg.get(kind, n).Config(**cfg.plugin_options(n))
+    click.echo(f"{suite}: ok ({cfg.protocol}, hash {cfg.config_hash()})")
+
+
+@cli.group()
+def runs() -> None:
+    """Inspect stored runs."""
+
+
+@runs.command(name="list")
+@db_option
+def runs_list(db) -> None:
+    """One line per run."""
+    from .db import Store
+
+    df = Store(db).runs_frame()
+    for r in df.itertuples():
+        click.echo(f"{r.id:>4} {r.status:<11} {r.protocol:<10} cells {r.n_done}/{r.n_cells} failed {r.n_failed} "
+                   f"{r.config_hash} {r.code_version} {r.created_at}")
+
+
+@runs.command(name="show")
+@click.argument("run_id", type=int)
+@db_option
+def runs_show(run_id, db) -> None:
+    """A run's config, provenance and failed cells (with tracebacks)."""
+    from .db import Store
+
+    store = Store(db)
+    df = store.runs_frame()
+    row = df[df.id == run_id]
+    if row.empty:
+        raise click.ClickException(f"no run {run_id}; `bench runs list` shows the runs")
+    r = row.iloc[0]
+    click.echo(json.dumps({k: (json.loads(r[k]) if k.endswith("_json") else str(r[k])) for k in df.columns}, indent=2))
+    cells = store.cells_frame([run_id])
+    for c in cells[cells.status == "failed"].itertuples():
+        click.echo(f"\nFAILED {c.ser_model} {c.train_condition}@{c.train_snr} -> {c.test_condition}@{c.test_snr} "
+                   f"{c.enhancer} [{c.fold}]\n{c.traceback}")
+
+
+@cli.group(name="db")
+def db_group() -> None:
+    """Database maintenance."""
+
+
+@db_group.command()
+@db_option
+def migrate(db) -> None:
+    """Apply pending schema migrations."""
+    from .db import Store
+    from .db.migrations import schema_version
+
+    store = Store(db)
+    click.echo(f"{store.url}: schema {', '.join(schema_version(store.engine))}")
+
+
+@db_group.command(name="path")
+@db_option
+def db_path(db) -> None:
+    """Print the database URL in use."""
+    from .db import default_db_url
+
+    click.echo(default_db_url(db))
+
+
+def _load_plugin_commands() -> None:
+    """Let plugins add commands (hook ``register_commands``)."""
+    try:
+        from .plugins import make_plugin_manager
+
+        make_plugin_manager().hook.register_commands(cli=cli)
+    except BenchError:
+        pass  # a broken plugin is reported by the commands that need it
+
+
+_load_plugin_commands()

@@ -1,0 +1,199 @@
+"""Store: the only code that talks to the results database.
+
+SQLite by default (``./registry.db``), any SQLAlchemy URL via ``--db`` / ``BENCH_DB``
+(e.g. ``postgresql+psycopg://user@localhost/bench``). Each finished cell is committed in its
+own transaction together with its metrics; the unique ``cell_key`` makes re-runs, resumed runs
+and concurrent runs idempotent.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import create_engine, delete, event, func, select, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session
+
+from .migrations import migrate
+from .schema import Cell, Result, Run
+
+DEFAULT_DB = "registry.db"
+
+
+def default_db_url(db: str | None = None) -> str:
+    """A SQLAlchemy URL from a URL, a file path, ``BENCH_DB`` or the default ``registry.db``."""
+    db = db or os.environ.get("BENCH_DB") or DEFAULT_DB
+    if "://" in db:
+        return db
+    return f"sqlite:///{Path(db).expanduser().resolve()}"
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 60})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn, _record):  # noqa: ANN001
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA busy_timeout=60000")
+            cur.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+class Store:
+    """Typed read/write access to runs, cells and results."""
+
+    def __init__(self, url: str | None = None, *, auto_migrate: bool = True) -> None:
+        self.url = default_db_url(url)
+        self.engine = make_engine(self.url)
+        if auto_migrate:
+            self._retry(lambda: migrate(self.engine))
+
+    @staticmethod
+    def _retry(fn, attempts: int = 5):  # noqa: ANN001, ANN205
+        """Retry on transient lock / concurrent-DDL errors (two processes migrating at once)."""
+        for i in range(attempts):
+            try:
+                return fn()
+            except (OperationalError, IntegrityError):
+                if i == attempts - 1:
+                    raise
+                time.sleep(0.2 * (i + 1))
+        return None
+
+    # ------------------------------------------------------------------ runs
+    def start_run(self, *, config_json: str, config_hash: str, protocol: str, name: str | None,
+                  code_version: str, plugins: dict, env: dict, seed: int, snr_definition: str,
+                  n_cells: int) -> int:
+        """Create the run row, or reopen the latest run with the same config hash (resume)."""
+        with Session(self.engine) as s, s.begin():
+            run = s.scalars(
+                select(Run).where(Run.config_hash == config_hash).order_by(Run.id.desc()).limit(1)
+            ).first()
+            if run is None:
+                run = Run(created_at=_now(), status="running", protocol=protocol, name=name,
+                          config_json=config_json, config_hash=config_hash, code_version=code_version,
+                          plugins_json=json.dumps(plugins, sort_keys=True), env_json=json.dumps(env, sort_keys=True),
+                          seed=seed, snr_definition=snr_definition, n_cells=n_cells)
+                s.add(run)
+            else:
+                run.status = "running"
+                run.code_version = code_version
+                run.plugins_json = json.dumps(plugins, sort_keys=True)
+                run.n_cells = n_cells
+                run.error = None
+            s.flush()
+            return run.id
+
+    def finish_run(self, run_id: int, status: str, *, wall_s: float | None = None, error: str | None = None) -> None:
+        with Session(self.engine) as s, s.begin():
+            run = s.get(Run, run_id)
+            run.status = status
+            run.finished_at = _now()
+            run.wall_s = wall_s
+            run.error = error
+            run.n_done = s.scalar(select(func.count()).select_from(Cell).where(Cell.run_id == run_id, Cell.status == "done")) or 0
+            run.n_failed = s.scalar(select(func.count()).select_from(Cell).where(Cell.run_id == run_id, Cell.status == "failed")) or 0
+
+    # ------------------------------------------------------------------ cells
+    def existing(self, keys: Iterable[str]) -> dict[str, str]:
+        """cell_key -> status for the keys already stored."""
+        keys = list(keys)
+        out: dict[str, str] = {}
+        with Session(self.engine) as s:
+            for i in range(0, len(keys), 500):
+                chunk = keys[i : i + 500]
+                out.update(dict(s.execute(select(Cell.cell_key, Cell.status).where(Cell.cell_key.in_(chunk))).all()))
+        return out
+
+    def delete_cells(self, keys: Iterable[str]) -> None:
+        """Remove (failed) cells so they can be recomputed."""
+        keys = list(keys)
+        if not keys:
+            return
+        with Session(self.engine) as s, s.begin():
+            ids = s.scalars(select(Cell.id).where(Cell.cell_key.in_(keys))).all()
+            s.execute(delete(Result).where(Result.cell_id.in_(ids)))
+            s.execute(delete(Cell).where(Cell.id.in_(ids)))
+
+    def record_cell(self, run_id: int, cell_key: str, coords: dict[str, Any], *, status: str,
+                    metrics: dict[str, float] | None = None, seed: int = 0, kind: str = "ser",
+                    timings: dict[str, float] | None = None, n_train: int = 0, n_test: int = 0,
+                    info: dict | None = None, predictions: Any = None, error: str | None = None,
+                    traceback: str | None = None) -> bool:
+        """Write one cell and its metrics in one transaction. Returns False if the key exists."""
+        timings = timings or {}
+        row = Cell(
+            cell_key=cell_key, run_id=run_id, kind=kind, seed=seed, status=status,
+            n_train=n_train, n_test=n_test, prep_s=timings.get("prep_s", 0.0), fit_s=timings.get("fit_s", 0.0),
+            predict_s=timings.get("predict_s", 0.0), error=error, traceback=traceback,
+            info_json=json.dumps(info, default=str) if info is not None else None,
+            predictions_json=json.dumps(predictions, default=str) if predictions is not None else None,
+            created_at=_now(), **coords,
+        )
+
+        def write() -> bool:
+            try:
+                with Session(self.engine) as s, s.begin():
+                    s.add(row_copy())
+                    s.flush()
+                    cid = s.scalar(select(Cell.id).where(Cell.cell_key == cell_key))
+                    for m, v in (metrics or {}).items():
+                        s.add(Result(cell_id=cid, metric=m, value=float(v)))
+                return True
+            except IntegrityError:
+                return False  # another process stored this cell first: nothing to do
+
+        def row_copy() -> Cell:
+            return Cell(**{c.key: getattr(row, c.key) for c in Cell.__table__.columns if c.key != "id"})
+
+        return bool(self._retry(write))
+
+    # ------------------------------------------------------------------ reads
+    def runs_frame(self) -> pd.DataFrame:
+        with self.engine.connect() as conn:
+            return pd.read_sql(select(Run).order_by(Run.id), conn)
+
+    def cells_frame(self, run_ids: Iterable[int] | None = None) -> pd.DataFrame:
+        q = select(Cell).order_by(Cell.id)
+        if run_ids is not None:
+            q = q.where(Cell.run_id.in_(list(run_ids)))
+        with self.engine.connect() as conn:
+            return pd.read_sql(q, conn)
+
+    def results_frame(self) -> pd.DataFrame:
+        """One row per (done cell, metric), with the cell's coordinates and run id."""
+        q = (
+            select(Cell.id.label("cell_id"), Cell.run_id, Cell.kind, Cell.dataset, Cell.ser_model, Cell.enhancer,
+                   Cell.noise, Cell.protocol, Cell.train_condition, Cell.train_snr, Cell.test_condition,
+                   Cell.test_snr, Cell.fold, Cell.cell_key, Cell.n_test, Result.metric, Result.value)
+            .join(Result, Result.cell_id == Cell.id)
+            .where(Cell.status == "done")
+            .order_by(Cell.id, Result.metric)
+        )
+        with self.engine.connect() as conn:
+            return pd.read_sql(q, conn)
+
+    def count(self, table: str = "results") -> int:
+        model = {"results": Result, "cells": Cell, "runs": Run}[table]
+        with Session(self.engine) as s:
+            return s.scalar(select(func.count()).select_from(model)) or 0
+
+    def mark_interrupted(self, run_id: int) -> None:
+        with Session(self.engine) as s, s.begin():
+            s.execute(update(Run).where(Run.id == run_id).values(status="interrupted", finished_at=_now()))

@@ -1,0 +1,140 @@
+"""The paper's protocols as cell enumerations, and cross-validation folds.
+
+A *condition* is how the audio of one side (train or test) is made: ``clean``; ``noisy`` at an
+SNR with a noise source; ``enhanced`` = noisy then passed through an enhancer. A *cell* is one
+(dataset, SER model, enhancer, noise source, protocol, train condition, test condition, fold)
+to fit and score. Every protocol includes the clean baseline (train clean, test clean).
+
+- matched:    noisy(s) -> noisy(s), and enhanced(e, s) -> enhanced(e, s), for each SNR s
+- mismatched: clean -> noisy(s), and clean -> enhanced(e, s)
+- multi-snr:  noisy(a) -> noisy(b), and enhanced(e, a) -> enhanced(e, b), for a in train_snrs, b in test_snrs
+
+Noisy cells are stored under the enhancer ``none``; the enhancer ``none`` adds no enhanced cells
+(its "enhanced" audio is the noisy audio).
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+
+from .config import RunConfig
+from .errors import ConfigError
+from .interfaces import Utterance
+
+CLEAN_NOISE = "-"
+
+
+@dataclass(frozen=True)
+class Condition:
+    kind: str  # clean | noisy | enhanced
+    snr: float | None = None
+    noise: str = CLEAN_NOISE
+    enhancer: str = "none"
+
+    def label(self) -> str:
+        if self.kind == "clean":
+            return "clean"
+        base = f"{self.kind}@{self.snr:g}dB/{self.noise}"
+        return base + (f"/{self.enhancer}" if self.kind == "enhanced" else "")
+
+
+CLEAN = Condition("clean")
+
+
+@dataclass(frozen=True)
+class Cell:
+    dataset: str
+    ser_model: str
+    protocol: str
+    enhancer: str
+    noise: str
+    train: Condition
+    test: Condition
+    fold: str
+
+    def coords(self) -> dict:
+        return {
+            "dataset": self.dataset, "ser_model": self.ser_model, "protocol": self.protocol,
+            "enhancer": self.enhancer, "noise": self.noise,
+            "train_condition": self.train.kind, "train_snr": self.train.snr,
+            "test_condition": self.test.kind, "test_snr": self.test.snr, "fold": self.fold,
+        }
+
+    def as_dict(self) -> dict:
+        return {**self.coords(), "train": asdict(self.train), "test": asdict(self.test)}
+
+
+@dataclass(frozen=True)
+class Fold:
+    name: str
+    train: tuple[str, ...]
+    test: tuple[str, ...]
+    valid: tuple[str, ...] = ()
+    note: str = ""
+
+
+def condition_pairs(config: RunConfig) -> Iterator[tuple[str, str, Condition, Condition]]:
+    """(enhancer row, noise, train condition, test condition) for the config's protocol."""
+    yield "none", CLEAN_NOISE, CLEAN, CLEAN
+    proto = config.protocol
+    if proto == "clean":
+        return
+    enhancers = [e for e in config.enhancers if e != "none"]
+    for noise in config.noise_sources:
+        if proto == "multi-snr":
+            pairs = [(a, b) for a in (config.train_snrs or config.snrs) for b in (config.test_snrs or config.snrs)]
+        else:
+            pairs = [(s, s) for s in config.snrs]
+        for a, b in pairs:
+            noisy_b = Condition("noisy", b, noise)
+            if proto == "mismatched":
+                yield "none", noise, CLEAN, noisy_b
+            else:
+                yield "none", noise, Condition("noisy", a, noise), noisy_b
+            for e in enhancers:
+                enh_b = Condition("enhanced", b, noise, e)
+                train = CLEAN if proto == "mismatched" else Condition("enhanced", a, noise, e)
+                yield e, noise, train, enh_b
+
+
+def make_folds(utts: Sequence[Utterance], cv: str, dataset: str, has_partitions: bool) -> list[Fold]:
+    """Leave-one-speaker-out folds, or the official partitions (train / dev / test)."""
+    if cv == "auto":
+        cv = "partition" if has_partitions else "loso"
+    if cv == "loso":
+        speakers = sorted({u.speaker for u in utts})
+        if len(speakers) < 2:
+            raise ConfigError(f"dataset {dataset!r} has {len(speakers)} speaker(s); LOSO needs at least 2")
+        return [
+            Fold(
+                name=f"spk:{s}",
+                train=tuple(u.id for u in utts if u.speaker != s),
+                test=tuple(u.id for u in utts if u.speaker == s),
+            )
+            for s in speakers
+        ]
+    parts: dict[str, list[str]] = {}
+    for u in utts:
+        parts.setdefault((u.partition or "").lower(), []).append(u.id)
+    dev = parts.get("dev") or parts.get("devel") or parts.get("valid") or parts.get("validation") or []
+    train = parts.get("train", [])
+    if not train:
+        raise ConfigError(f"dataset {dataset!r} has no 'train' partition; use cv = 'loso'")
+    test = parts.get("test", [])
+    note = ""
+    if not test:
+        if not dev:
+            raise ConfigError(f"dataset {dataset!r} has neither a 'test' nor a 'dev' partition")
+        test, note = dev, "test labels missing: the dev partition serves as test (and for validation)"
+    return [Fold(name="partition", train=tuple(train), test=tuple(test), valid=tuple(dev), note=note)]
+
+
+def enumerate_cells(config: RunConfig, folds: dict[str, list[Fold]]) -> list[Cell]:
+    """Every cell of the config, in a deterministic order."""
+    cells = []
+    for ds in config.datasets:
+        for model in config.ser_models:
+            for enh, noise, tr, te in condition_pairs(config):
+                for f in folds[ds]:
+                    cells.append(Cell(ds, model, config.protocol, enh, noise, tr, te, f.name))
+    return cells

@@ -1,0 +1,1 @@
+"""HTML leaderboards from the results database."""

@@ -1,0 +1,372 @@
+"""The protocol runner.
+
+1. Resolve plugins, list utterances, build folds, enumerate cells, drop the cells already
+   stored (resume / re-run), and retry failed ones.
+2. *Prepare*: for every (dataset, SER model feature key, condition) needed by a pending cell,
+   make the audio (mix, enhance) and the features of every utterance, in parallel chunks, each
+   artefact cached on disk by content key, so shared steps run once for all cells and folds.
+3. *Cells*: fit on the train fold, predict the test fold, score; each cell's result streams back
+   to the driver, which commits it in its own transaction. A plugin error fails that cell
+   (stored with its traceback), not the run.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+import traceback as tb
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .cache import Cache
+from .config import RunConfig
+from .db import Store
+from .errors import BenchError, PluginError
+from .executors import InlineExecutor, make_executor
+from .interfaces import FeatureSet, TimeSeries, Utterance, stable_hash
+from .metrics import accuracy, ccc, uar
+from .mixing import MIXING_VERSION, SNR_DEFINITION, mix
+from .protocols import CLEAN_NOISE, Cell, Condition, Fold, enumerate_cells, make_folds
+from .provenance import code_version, environment
+from .registry import Registry
+
+CHUNK = 16  # utterances per preparation job
+
+
+# ----------------------------------------------------------------------------- worker side
+
+
+class Context:
+    """Per-process state: registry, cache and plugin instances (created once per process)."""
+
+    def __init__(self, config: RunConfig, registry: Registry, cache_dir: str | None) -> None:
+        self.config = config
+        self.registry = registry
+        self.cache = Cache(cache_dir)
+        self._plugins: dict[tuple[str, str], Any] = {}
+        self._utts: dict[str, dict[str, Utterance]] = {}
+        self._feats: OrderedDict[tuple, list[np.ndarray]] = OrderedDict()
+
+    def plugin(self, kind: str, name: str) -> Any:
+        key = (kind, name)
+        if key not in self._plugins:
+            obj = self.registry.create(kind, name, self.config.plugin_options(name))
+            if kind == "enhancer" and not obj.is_trained():
+                raise PluginError(
+                    f"enhancer {name!r} needs training first: run `bench train {name} ...` or give a "
+                    f"checkpoint with --option {name}.checkpoint=PATH"
+                )
+            self._plugins[key] = obj
+        return self._plugins[key]
+
+    def utterances(self, dataset: str) -> dict[str, Utterance]:
+        if dataset not in self._utts:
+            self._utts[dataset] = {u.id: u for u in self.plugin("dataset", dataset).utterances()}
+        return self._utts[dataset]
+
+    # audio of one utterance under a condition -> (signal, content key)
+    def audio(self, utt: Utterance, cond: Condition) -> tuple[np.ndarray, str]:
+        clean_key = utt.content_key()
+        if cond.kind == "clean":
+            return utt.load(), "clean:" + clean_key
+        noise = self.plugin("noise_source", cond.noise)
+        parts = ["noisy", MIXING_VERSION, clean_key, cond.snr, self.config.seed, noise.identity()]
+
+        def make_noisy() -> np.ndarray:
+            m = mix(utt.load(), noise.clips("test"), cond.snr, key=clean_key, seed=self.config.seed,
+                    source=cond.noise, speech_name=str(utt.path or utt.id))
+            return m.noisy
+
+        noisy, nkey = self.cache.get_or_compute("audio", parts, make_noisy)
+        if cond.kind == "noisy":
+            return noisy, nkey
+        enh = self.plugin("enhancer", cond.enhancer)
+        return self.cache.get_or_compute("audio", ["enhanced", nkey, enh.identity()], lambda: enh.enhance(noisy))
+
+    def features(self, dataset: str, model_name: str, cond: Condition, ids: list[str]) -> list[np.ndarray]:
+        model = self.plugin("ser_model", model_name)
+        utts = self.utterances(dataset)
+        out = []
+        for uid in ids:
+            utt = utts[uid]
+            if not model.cache_features:
+                out.append(self.audio(utt, cond)[0])
+                continue
+            # feature key first: a hit needs no audio at all
+            audio_key = self._audio_key(utt, cond)
+            fkey = self.cache.key(["feat", audio_key, model.feature_key()])
+            val = self.cache.load("features", fkey)
+            if val is None:
+                audio, _ = self.audio(utt, cond)
+                val = np.asarray(model.featurize(audio))
+                self.cache.store("features", fkey, val)
+            out.append(val)
+        return out
+
+    def _audio_key(self, utt: Utterance, cond: Condition) -> str:
+        clean_key = utt.content_key()
+        if cond.kind == "clean":
+            return "clean:" + clean_key
+        noise = self.plugin("noise_source", cond.noise)
+        nkey = self.cache.key(["noisy", MIXING_VERSION, clean_key, cond.snr, self.config.seed, noise.identity()])
+        if cond.kind == "noisy":
+            return nkey
+        return self.cache.key(["enhanced", nkey, self.plugin("enhancer", cond.enhancer).identity()])
+
+    def condition_features(self, dataset: str, model_name: str, cond: Condition) -> dict[str, np.ndarray]:
+        """All utterances' features under ``cond`` (kept in a small per-process LRU)."""
+        key = (dataset, model_name, cond)
+        if key in self._feats:
+            self._feats.move_to_end(key)
+        else:
+            ids = list(self.utterances(dataset))
+            self._feats[key] = dict(zip(ids, self.features(dataset, model_name, cond, ids)))
+            while len(self._feats) > 8:
+                self._feats.popitem(last=False)
+        return self._feats[key]
+
+
+_WORKER: Context | None = None
+
+
+def _context(payload: dict) -> Context:
+    """The worker's context (built once per process from the default registry)."""
+    global _WORKER
+    if payload.get("ctx") is not None:  # inline executor: the driver's context
+        return payload["ctx"]
+    cfg = RunConfig(**json.loads(payload["config"]))
+    if _WORKER is None or _WORKER.config != cfg:
+        from .plugins import default_registry
+
+        _WORKER = Context(cfg, default_registry(), payload["cache_dir"])
+    return _WORKER
+
+
+def prepare_job(payload: dict) -> dict:
+    """Make audio + features for a chunk of utterances under one condition."""
+    ctx = _context(payload)
+    t0 = time.perf_counter()
+    try:
+        ctx.features(payload["dataset"], payload["model"], Condition(**payload["cond"]), payload["ids"])
+        return {"ok": True, "n": len(payload["ids"]), "s": time.perf_counter() - t0}
+    except Exception as exc:  # reported per condition; the cells that need it fail with this error
+        return {"ok": False, "n": len(payload["ids"]), "error": f"{type(exc).__name__}: {exc}",
+                "traceback": tb.format_exc()}
+
+
+def _featureset(feats: dict[str, np.ndarray], utts: dict[str, Utterance], ids: tuple[str, ...]) -> FeatureSet:
+    return FeatureSet(X=[feats[i] for i in ids], y=[utts[i].label for i in ids],
+                      groups=[utts[i].speaker for i in ids], ids=list(ids))
+
+
+def score(task: str, y_true: list, y_pred: list, ids: list[str]) -> tuple[dict[str, float], Any]:
+    """Metrics of one cell and the per-utterance detail stored with it."""
+    if task == "classification":
+        y_pred = [str(p) for p in y_pred]
+        return ({"uar": uar(y_true, y_pred), "accuracy": accuracy(y_true, y_pred)},
+                [[i, t, p] for i, t, p in zip(ids, y_true, y_pred)])
+    trues, preds, per_utt = [], [], []
+    for i, t, p in zip(ids, y_true, y_pred):
+        tv = np.asarray(t.values if isinstance(t, TimeSeries) else t, dtype=float)
+        pv = np.asarray(p.values if isinstance(p, TimeSeries) else p, dtype=float)
+        if len(pv) != len(tv):
+            raise PluginError(f"prediction for {i!r} has {len(pv)} frames, the label {len(tv)}")
+        trues.append(tv)
+        preds.append(pv)
+        per_utt.append([i, len(tv), ccc(tv, pv) if len(tv) > 1 else None])
+    return {"ccc": ccc(np.concatenate(trues), np.concatenate(preds))}, per_utt
+
+
+def cell_job(payload: dict) -> dict:
+    """Fit, predict and score one cell. Never raises: failures come back with their traceback."""
+    ctx = _context(payload)
+    cell: Cell = payload["cell"]
+    fold: Fold = payload["fold"]
+    out: dict[str, Any] = {"timings": {}}
+    try:
+        t0 = time.perf_counter()
+        utts = ctx.utterances(cell.dataset)
+        train_f = ctx.condition_features(cell.dataset, cell.ser_model, cell.train)
+        test_f = ctx.condition_features(cell.dataset, cell.ser_model, cell.test)
+        train = _featureset(train_f, utts, fold.train)
+        valid = _featureset(train_f, utts, fold.valid) if fold.valid else None
+        test = _featureset(test_f, utts, fold.test)
+        t1 = time.perf_counter()
+        model = ctx.registry.create("ser_model", cell.ser_model, ctx.config.plugin_options(cell.ser_model))
+        if hasattr(model, "seed_"):
+            model.seed_ = payload["seed"]
+        model.fit(train, valid)
+        t2 = time.perf_counter()
+        preds = model.predict(test)
+        t3 = time.perf_counter()
+        if len(preds) != len(test):
+            raise PluginError(f"SER model {cell.ser_model!r} returned {len(preds)} predictions for {len(test)} inputs")
+        metrics, detail = score(model.task, test.y, preds, test.ids)
+        out.update(status="done", metrics=metrics, predictions=detail,
+                   info={"fit": getattr(model, "fit_info_", None), "fold_note": fold.note},
+                   timings={"prep_s": t1 - t0, "fit_s": t2 - t1, "predict_s": t3 - t2},
+                   n_train=len(train), n_test=len(test))
+    except Exception as exc:
+        out.update(status="failed", error=f"{type(exc).__name__}: {exc}", traceback=tb.format_exc())
+    return out
+
+
+# ----------------------------------------------------------------------------- driver side
+
+
+@dataclass
+class RunSummary:
+    run_id: int | None
+    n_cells: int
+    n_skipped: int
+    n_done: int
+    n_failed: int
+    wall_s: float
+    failures: list[str] = field(default_factory=list)
+
+
+def cell_key(cell: Cell, config: RunConfig, ids: dict[str, str], fold: Fold) -> str:
+    """Identity of a cell's result: coordinates + everything that determines the numbers."""
+    used = [cell.dataset, cell.ser_model] + ([cell.noise] if cell.noise != CLEAN_NOISE else [])
+    if "enhanced" in (cell.train.kind, cell.test.kind):
+        used.append(cell.enhancer)
+    return stable_hash({
+        "cell": cell.as_dict(), "plugins": {n: ids[n] for n in used}, "seed": config.seed,
+        "mixing": MIXING_VERSION, "fold": stable_hash([fold.train, fold.valid, fold.test]),
+    }, n=32)
+
+
+def plan(config: RunConfig, registry: Registry) -> tuple[Context, dict[str, list[Fold]], list[Cell]]:
+    """Validate names, build folds and enumerate cells (used by --dry-run too)."""
+    registry.check("dataset", config.datasets)
+    registry.check("ser_model", config.ser_models)
+    registry.check("enhancer", config.enhancers)
+    registry.check("noise_source", config.noise_sources)
+    ctx = Context(config, registry, None)
+    folds = {}
+    for ds in config.datasets:
+        dset = ctx.plugin("dataset", ds)
+        for m in config.ser_models:
+            model_cls = registry.get("ser_model", m)
+            if model_cls.task != dset.task:
+                raise BenchError(f"SER model {m!r} is for {model_cls.task} but dataset {ds!r} has {dset.task} labels")
+        folds[ds] = make_folds(dset.utterances(), config.cv, ds, dset.has_partitions)
+    return ctx, folds, enumerate_cells(config, folds)
+
+
+def run(
+    config: RunConfig,
+    *,
+    store: Store,
+    registry: Registry | None = None,
+    executor: str = "process",
+    jobs: int | None = None,
+    cache_dir: str | None = None,
+    progress: bool = True,
+    echo: Callable[[str], None] = lambda s: None,
+) -> RunSummary:
+    """Run (or resume) every cell of ``config`` and store the results."""
+    from .plugins import default_registry
+
+    t_start = time.perf_counter()
+    custom_registry = registry is not None
+    registry = registry or default_registry()
+    ctx, folds, cells = plan(config, registry)
+    ctx.cache = Cache(cache_dir)
+    fold_by = {(ds, f.name): f for ds, fs in folds.items() for f in fs}
+    idents = {}
+    for kind, names in (("dataset", config.datasets), ("ser_model", config.ser_models),
+                        ("enhancer", config.enhancers), ("noise_source", config.noise_sources)):
+        for n in names:
+            idents[n] = stable_hash(registry.create(kind, n, config.plugin_options(n)).identity())
+    keys = [cell_key(c, config, idents, fold_by[(c.dataset, c.fold)]) for c in cells]
+    existing = store.existing(keys)
+    failed_before = [k for k, st in existing.items() if st == "failed"]
+    store.delete_cells(failed_before)  # failed cells are retried
+    todo = [(c, k) for c, k in zip(cells, keys) if existing.get(k) != "done"]
+    n_skipped = len(cells) - len(todo)
+    plugins_used = {f"{e.kind}:{e.name}": f"{e.dist} {e.dist_version}" for e in registry.entries()
+                    if e.name in set(config.datasets + config.ser_models + config.enhancers + config.noise_sources)}
+    run_id = store.start_run(
+        config_json=config.to_json(), config_hash=config.config_hash(), protocol=config.protocol, name=config.name,
+        code_version=code_version(), plugins=plugins_used, env=environment(), seed=config.seed,
+        snr_definition=SNR_DEFINITION, n_cells=len(cells),
+    )
+    echo(f"run {run_id}: {len(cells)} cells, {n_skipped} already stored, {len(todo)} to compute")
+    if not todo:
+        store.finish_run(run_id, "done", wall_s=time.perf_counter() - t_start)
+        return RunSummary(run_id, len(cells), n_skipped, 0, 0, time.perf_counter() - t_start)
+
+    if executor == "process" and custom_registry and (jobs or os.cpu_count() or 1) > 1:
+        executor = "inline"  # a custom (test) registry cannot be rebuilt in worker processes
+    ex = make_executor(executor, jobs)
+    inline = isinstance(ex, InlineExecutor)
+    base = {"config": config.model_dump_json(), "cache_dir": str(ctx.cache.root), "ctx": ctx if inline else None}
+    n_done = n_failed = 0
+    failures: list[str] = []
+    try:
+        # ---- stage 1: audio + features per condition, shared by all cells that need them
+        needed = OrderedDict()
+        for c, _ in todo:
+            for cond in (c.train, c.test):
+                needed[(c.dataset, c.ser_model, cond)] = None
+        prep = []
+        for ds, model, cond in needed:
+            ids = list(ctx.utterances(ds))
+            prep += [dict(base, dataset=ds, model=model, cond=cond.__dict__, ids=ids[i : i + CHUNK])
+                     for i in range(0, len(ids), CHUNK)]
+        prep_errors: dict[tuple, str] = {}
+        bar = _bar(progress, sum(len(p["ids"]) for p in prep), "audio+features")
+        for job, res in ex.map_unordered(prepare_job, prep):
+            if not res["ok"]:
+                prep_errors.setdefault((job["dataset"], job["model"], Condition(**job["cond"])), res["error"])
+            bar.update(res["n"])
+        bar.close()
+        # ---- stage 2: cells
+        bar = _bar(progress, len(todo), "cells")
+        cell_jobs = []
+        for c, k in todo:
+            err = prep_errors.get((c.dataset, c.ser_model, c.train)) or prep_errors.get((c.dataset, c.ser_model, c.test))
+            seed = int(np.random.SeedSequence([config.seed, int(k[:12], 16)]).generate_state(1)[0])
+            if err:
+                failures.append(f"{c.test.label()} [{c.fold}]: {err}")
+                store.record_cell(run_id, k, c.coords(), status="failed", seed=seed, error=err,
+                                  traceback="preparation (mixing/enhancing/featurizing) failed: " + err)
+                n_failed += 1
+                bar.update(1)
+                continue
+            cell_jobs.append(dict(base, cell=c, fold=fold_by[(c.dataset, c.fold)], seed=seed, key=k))
+        for job, res in ex.map_unordered(cell_job, cell_jobs):
+            c = job["cell"]
+            store.record_cell(
+                run_id, job["key"], c.coords(), status=res["status"], metrics=res.get("metrics"), seed=job["seed"],
+                timings=res.get("timings"), n_train=res.get("n_train", 0), n_test=res.get("n_test", 0),
+                info=res.get("info"), predictions=res.get("predictions"), error=res.get("error"),
+                traceback=res.get("traceback"),
+            )
+            if res["status"] == "done":
+                n_done += 1
+            else:
+                n_failed += 1
+                failures.append(f"{c.ser_model} {c.train.label()} -> {c.test.label()} [{c.fold}]: {res['error']}")
+            bar.update(1)
+        bar.close()
+    except BaseException as exc:
+        store.finish_run(run_id, "interrupted", wall_s=time.perf_counter() - t_start, error=f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        ex.close()
+    wall = time.perf_counter() - t_start
+    store.finish_run(run_id, "done" if not n_failed else "failed", wall_s=wall,
+                     error=None if not n_failed else f"{n_failed} cell(s) failed; see `bench runs show {run_id}`")
+    return RunSummary(run_id, len(cells), n_skipped, n_done, n_failed, wall, failures)
+
+
+def _bar(enabled: bool, total: int, desc: str):  # noqa: ANN202
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, disable=not enabled, unit="it", leave=False, dynamic_ncols=True)

@@ -1,0 +1,1 @@
+"""Built-in ser-bench plugins (registered by module path in harness.plugins.BUILTIN_PLUGINS)."""

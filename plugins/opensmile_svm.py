@@ -1,0 +1,120 @@
+"""openSMILE functionals + RBF SVM: the paper's feature-based SER models.
+
+Features are standardised on the training fold; the RBF kernel (gamma = 1 / n_features on
+standardised features, sklearn's "scale") is computed once per fold and reused across the C
+grid, which is tuned by speaker-grouped cross-validation inside the training fold only.
+Classes are weighted inversely to their frequency, which targets UAR.
+"""
+from __future__ import annotations
+
+import numpy as np
+from pydantic import Field
+
+from harness import FeatureSet, PluginConfig, SERModel, hookimpl
+from harness.interfaces import SAMPLE_RATE
+from harness.metrics import uar
+
+_SMILES: dict[str, object] = {}
+
+
+def smile_functionals(audio: np.ndarray, feature_set: str) -> np.ndarray:
+    """openSMILE functionals of one signal (one Smile object per process and feature set)."""
+    import opensmile
+
+    smile = _SMILES.get(feature_set)
+    if smile is None:
+        smile = _SMILES[feature_set] = opensmile.Smile(
+            feature_set=getattr(opensmile.FeatureSet, feature_set),
+            feature_level=opensmile.FeatureLevel.Functionals,
+        )
+    vals = smile.process_signal(audio, SAMPLE_RATE).to_numpy()[0]  # type: ignore[attr-defined]
+    return np.nan_to_num(vals.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def rbf_kernel(A: np.ndarray, B: np.ndarray, gamma: float) -> np.ndarray:
+    sq = (A**2).sum(1)[:, None] + (B**2).sum(1)[None, :] - 2 * A @ B.T
+    return np.exp(-gamma * np.maximum(sq, 0.0))
+
+
+class OpenSmileSVM(SERModel):
+    """Base for the openSMILE + SVM models; subclasses fix the feature set."""
+
+    task = "classification"
+    feature_set = "eGeMAPSv02"
+    version = "1"
+
+    class Config(PluginConfig):
+        C_grid: list[float] = Field(default_factory=lambda: [0.1, 1.0, 10.0, 100.0], min_length=1)
+        inner_folds: int = Field(5, ge=2, le=50, description="max speaker groups for C tuning")
+
+    def feature_key(self) -> str:
+        import opensmile
+
+        return f"opensmile-{opensmile.__version__}:{self.feature_set}:functionals"
+
+    def featurize(self, audio: np.ndarray) -> np.ndarray:
+        return smile_functionals(audio, self.feature_set)
+
+    def fit(self, train: FeatureSet, valid: FeatureSet | None = None) -> OpenSmileSVM:
+        from sklearn.svm import SVC
+
+        X = train.stacked()
+        y = np.asarray(train.y)
+        self.mean_ = X.mean(0)
+        self.scale_ = X.std(0)
+        self.scale_[self.scale_ < 1e-12] = 1.0
+        Z = (X - self.mean_) / self.scale_
+        self.gamma_ = 1.0 / Z.shape[1]
+        K = rbf_kernel(Z, Z, self.gamma_)
+        groups = np.asarray(train.groups)
+        best_c, scores = self._tune_c(K, y, groups)
+        self.C_ = best_c
+        self.model_ = SVC(C=best_c, kernel="precomputed", class_weight="balanced").fit(K, y)
+        self.Z_ = Z
+        self.fit_info_ = {"C": best_c, "cv_uar": scores, "gamma": self.gamma_, "n_features": int(Z.shape[1])}
+        return self
+
+    def _tune_c(self, K: np.ndarray, y: np.ndarray, groups: np.ndarray) -> tuple[float, dict[str, float]]:
+        from sklearn.svm import SVC
+
+        grid = self.config.C_grid
+        uniq = np.unique(groups)
+        if len(grid) == 1 or len(uniq) < 2:
+            return grid[0], {}
+        folds = np.array_split(uniq, min(self.config.inner_folds, len(uniq)))
+        scores = {}
+        for C in grid:
+            preds, trues = [], []
+            for held in folds:
+                te = np.isin(groups, held)
+                tr = ~te
+                if len(np.unique(y[tr])) < 2:
+                    continue
+                m = SVC(C=C, kernel="precomputed", class_weight="balanced").fit(K[np.ix_(tr, tr)], y[tr])
+                preds.extend(m.predict(K[np.ix_(te, tr)]))
+                trues.extend(y[te])
+            scores[str(C)] = uar(trues, preds) if trues else 0.0
+        best = max(grid, key=lambda C: (scores.get(str(C), 0.0), -abs(np.log10(C))))
+        return best, scores
+
+    def predict(self, test: FeatureSet) -> list:
+        Z = (test.stacked() - self.mean_) / self.scale_
+        return list(self.model_.predict(rbf_kernel(Z, self.Z_, self.gamma_)))
+
+
+class SVMeGeMAPS(OpenSmileSVM):
+    name = "svm-egemaps"
+    feature_set = "eGeMAPSv02"
+    description = "eGeMAPS v02 functionals (88) + RBF SVM, C tuned by speaker-grouped CV."
+
+
+class SVMComParE(OpenSmileSVM):
+    name = "svm-compare"
+    feature_set = "ComParE_2016"
+    description = "ComParE 2016 functionals (6373) + RBF SVM, C tuned by speaker-grouped CV."
+
+
+@hookimpl
+def register_ser_models(register):
+    register("svm-egemaps", SVMeGeMAPS)
+    register("svm-compare", SVMComParE)
