@@ -138,3 +138,32 @@ def test_formatting_per_metric(metric):
         assert tables == []  # no paper table is CCC on emodb
     else:
         assert tables[0].rows[0].cells[0] == "58.0"
+
+
+def test_bench_report_includes_the_paper_view(tmp_path):
+    from harness.db import Store
+    from harness.report.build import build_report
+
+    store = Store(str(tmp_path / "r.db"))
+    run_id = store.start_run(config_json=json.dumps({"datasets": ["emodb"], "options": {}}), config_hash="h1",
+                             protocol="mismatched", name=None, code_version="test", plugins={}, env={}, seed=0,
+                             snr_definition="test", n_cells=4)  # fmt: skip
+    coords = dict(dataset="emodb", ser_model="svm-compare", enhancer="none", protocol="mismatched",
+                  train_condition="clean", train_snr=None)  # fmt: skip
+    for i, fold in enumerate(("spk:03", "spk:08")):
+        store.record_cell(run_id, f"c{i}", dict(coords, noise="-", test_condition="clean", test_snr=None, fold=fold),
+                          status="done", metrics={"uar": 0.70})
+        store.record_cell(run_id, f"n{i}", dict(coords, noise="folder", test_condition="noisy", test_snr=0.0, fold=fold),
+                          status="done", metrics={"uar": 0.40})
+    store.finish_run(run_id, "done", wall_s=42.0)
+    html = build_report(store, tmp_path / "reports").read_text()
+    assert "Paper view" in html
+    assert "<td>70.0</td>" in html and "<td>72.3</td>" in html and "<td>-2.3</td>" in html
+    assert "42 s wall" in html
+
+
+def test_no_paper_section_without_paper_corpora(tmp_path):
+    from harness.db import Store
+    from harness.report.paper import section
+
+    assert section(Store(str(tmp_path / "empty.db"))) is None

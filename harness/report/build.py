@@ -247,4 +247,4 @@ def _extra_sections(store: Store) -> list[dict[str, str]]:
 
 
 #: Report modules that add sections; each defines ``section(store)``.
-EXTRA_SECTION_MODULES: list[str] = []
+EXTRA_SECTION_MODULES: list[str] = ["harness.report.paper"]
