@@ -36,28 +36,41 @@ def cli() -> None:
     Quick start (embedded synthetic data, no download):
       bench run mismatched        # clean / noisy / enhanced UAR at -5..20 dB
       bench report                # -> reports/index.html
+
+    \b
+    Datasets, noise sources, enhancers and SER models are plugins: `bench plugins`
+    lists their names; set their options with -o PLUGIN.KEY=VALUE (a wrong key is
+    an error listing the valid ones). Third-party plugins are pip packages
+    (ser-bench-<name>, entry-point group ser_bench); BENCH_LOAD_PLUGINS=a,b limits
+    which load. Writing one: docs/writing-a-plugin.md.
     """
 
 
 @cli.command()
 @click.argument("protocol", required=False, type=click.Choice(["clean", "matched", "mismatched", "multi-snr"]))
 @click.option("--suite", type=click.Path(dir_okay=False), help="TOML suite file (benchmarks/*.toml); flags override it.")
-@click.option("--dataset", "datasets", multiple=True, help="Dataset plugin name (repeatable). Default: synthetic.")
-@click.option("--ser-model", "ser_models", multiple=True, help="SER model plugin (repeatable). Default: svm-egemaps.")
-@click.option("--enhancer", "enhancers", multiple=True,
+@click.option("--dataset", "datasets", multiple=True, metavar="NAME",
+              help="Dataset plugin (repeatable; `bench plugins` lists them). Default: synthetic.")
+@click.option("--ser-model", "ser_models", multiple=True, metavar="NAME",
+              help="SER model plugin (repeatable). Default: svm-egemaps.")
+@click.option("--enhancer", "enhancers", multiple=True, metavar="NAME",
               help="Enhancer plugin (repeatable). `none` is always added as the noisy baseline. Default: none, wiener.")
-@click.option("--noise", "noise_sources", multiple=True, help="Noise source plugin (repeatable). Default: synthetic-noise.")
+@click.option("--noise", "noise_sources", multiple=True, metavar="NAME",
+              help="Noise source plugin (repeatable; its 'test' part is mixed in). Default: synthetic-noise.")
 @click.option("--snr", "snrs", multiple=True, type=float, help="SNR in dB (repeatable). Default: -5 0 5 10 15 20.")
 @click.option("--train-snr", "train_snrs", multiple=True, type=float, help="multi-snr: training SNRs (default: --snr).")
 @click.option("--test-snr", "test_snrs", multiple=True, type=float, help="multi-snr: test SNRs (default: --snr).")
-@click.option("--cv", type=click.Choice(["auto", "loso", "partition"]), help="Folds: leave-one-speaker-out or official partitions.")
+@click.option("--cv", type=click.Choice(["auto", "loso", "partition"]),
+              help="Folds: leave-one-speaker-out (loso) or official train/dev/test partitions; auto (default): "
+                   "partitions when the dataset has them.")
 @click.option("--seed", type=int, help="Run seed (mixing, model seeds). Default 0.")
 @click.option("--option", "-o", "options", multiple=True, metavar="PLUGIN.KEY=VALUE",
               help="Plugin option, e.g. -o wiener.gain_floor_db=-20 (value parsed as JSON if possible).")
 @click.option("--data-root", "data_roots", multiple=True, metavar="DATASET=PATH",
               help="Shorthand for -o DATASET.root=PATH.")
 @click.option("-j", "--jobs", type=int, default=None, help="Worker processes (default: CPU cores; 1 = in-process).")
-@click.option("--executor", type=click.Choice(["process", "inline"]), default="process", show_default=True)
+@click.option("--executor", type=click.Choice(["process", "inline"]), default="process", show_default=True,
+              help="Where work runs: a local process pool (-j workers) or inline in this process (debugging).")
 @click.option("--cache", "cache_dir", envvar="BENCH_CACHE", default=None,
               help="Artefact cache folder (env BENCH_CACHE; default ./.bench-cache).")
 @click.option("--dry-run", is_flag=True, help="Print the cells and their count; compute nothing.")
@@ -143,7 +156,13 @@ def report(out, db) -> None:
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def plugins(as_json) -> None:
-    """List every plugin (built-in and third-party) with its distribution version."""
+    """List every plugin (built-in and third-party) with its distribution version.
+
+    Columns: kind, name (what --dataset/--enhancer/... and -o NAME.KEY=VALUE take),
+    distribution and version, description. Third-party packages register through the
+    `ser_bench` entry-point group; BENCH_LOAD_PLUGINS=a,b (entry-point or distribution
+    names) loads only those, BENCH_LOAD_PLUGINS= none. See docs/writing-a-plugin.md.
+    """
     from .plugins import default_registry
 
     reg = default_registry()
