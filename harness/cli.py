@@ -265,3 +265,7 @@ def _load_plugin_commands() -> None:
 
 
 _load_plugin_commands()
+
+
+if __name__ == "__main__":  # python -m harness.cli
+    cli()
