@@ -93,6 +93,15 @@ def test_fft_convolution_equals_direct(k):
     direct = torch.nn.functional.conv1d(same_pad(x, k), conv.weight, conv.bias)
     assert conv(x).shape == direct.shape == (2, 4, 1000)
     assert torch.allclose(conv(x), direct, atol=1e-4)
+    # gradients agree too (training runs through the FFT path)
+    g = torch.randn(2, 4, 1000)
+    grads = []
+    for fft in (True, False):
+        conv.fft = fft
+        conv.zero_grad()
+        (conv(x) * g).sum().backward()
+        grads.append((conv.weight.grad.clone(), conv.bias.grad.clone()))
+    assert torch.allclose(grads[0][0], grads[1][0], atol=1e-3) and torch.allclose(grads[0][1], grads[1][1], atol=1e-3)
 
 
 @pytest.mark.parametrize("preset", ["end2you", "paper2016"])

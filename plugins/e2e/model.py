@@ -57,7 +57,8 @@ class E2EConfig(PluginConfig):
         dropout: after each convolution (0.5).
         epochs, lr, batch_size: Adam training (50, 1e-4, 25 chunks).
         chunk_seconds: training chunk length (6 s; rounded to 40 ms frames).
-        seed: seeds weights, dropout, shuffling and the hold-out split.
+        seed: seeds weights, dropout, shuffling and the hold-out split. The harness runner may
+            set ``seed_`` (a per-cell seed derived from the run seed); that takes precedence.
         device: "auto" (CUDA when present), "cpu" or "cuda".
         max_train_seconds: stop training once this much wall time has passed (after the step
             in progress; that epoch is still validated). None: no budget.
@@ -132,11 +133,17 @@ class _E2EBase(SERModel):
     Config = E2EConfig
 
     net_: torch.nn.Module | None = None
+    #: Set by the harness runner (a per-cell seed); None: use the ``seed`` option.
+    seed_: int | None = None
 
     # ---------------------------------------------------------------- helpers
     def featurize(self, audio: np.ndarray) -> np.ndarray:
         """The waveform itself (float32, 16 kHz)."""
         return np.asarray(audio, dtype=np.float32)
+
+    @property
+    def effective_seed(self) -> int:
+        return int(self.seed_) if self.seed_ is not None else self.config.seed
 
     @property
     def chunk_frames(self) -> int:
@@ -153,7 +160,7 @@ class _E2EBase(SERModel):
         speakers = sorted(set(train.groups))
         if len(speakers) < 2:
             return train, None, "none (a single training speaker: last epoch kept, no post-processing)"
-        rng = np.random.default_rng([self.config.seed, 7])
+        rng = np.random.default_rng([self.effective_seed, 7])
         n_hold = min(len(speakers) - 1, max(1, int(round(self.config.valid_fraction * len(speakers)))))
         held = set(rng.permutation(speakers)[:n_hold].tolist())
         tr = [i for i, g in enumerate(train.groups) if g not in held]
@@ -323,12 +330,12 @@ class E2EArousalModel(_E2EBase):
         self.postprocess_ = None
         c = self.chunk_frames
         items = [(i, s) for i, y in enumerate(tr_labels) for s in range(0, min(len(y), _frames(len(tr_audio[i]))), c)]
-        rng = np.random.default_rng([cfg.seed, 1])
+        rng = np.random.default_rng([self.effective_seed, 1])
         history: list[dict[str, float]] = []
         best = (-math.inf, 0, None)  # (valid ccc, epoch, state)
         stopped = False
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(cfg.seed)
+            torch.manual_seed(self.effective_seed)
             self.net_ = net = self._build_net().to(device)
             opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
             bar = self._epochs_bar()
@@ -381,6 +388,7 @@ class E2EArousalModel(_E2EBase):
             "model": self.name,
             "preset": cfg.preset,
             "device": str(device),
+            "seed": self.effective_seed,
             "best_epoch": int(best_epoch),
             "epochs_run": len(history),
             "stopped_by_time_budget": stopped,
@@ -523,12 +531,12 @@ class E2EClassifierModel(_E2EBase):
         weight = None
         if cfg.class_weight == "balanced":
             weight = torch.tensor(len(targets) / (len(counts) * counts), dtype=torch.float32, device=device)
-        rng = np.random.default_rng([cfg.seed, 2])
+        rng = np.random.default_rng([self.effective_seed, 2])
         history: list[dict[str, float]] = []
         best = (-math.inf, 0, None)
         stopped = False
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(cfg.seed)
+            torch.manual_seed(self.effective_seed)
             self.net_ = net = self._build_net().to(device)
             opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
             bar = self._epochs_bar()
@@ -565,6 +573,7 @@ class E2EClassifierModel(_E2EBase):
             "model": self.name,
             "preset": cfg.preset,
             "device": str(device),
+            "seed": self.effective_seed,
             "best_epoch": int(best[1] if valid is not None else history[-1]["epoch"]),
             "epochs_run": len(history),
             "stopped_by_time_budget": stopped,

@@ -63,8 +63,8 @@ def _fast_len(n: int) -> int:
 class SameConv1d(nn.Conv1d):
     """A stride-1 Conv1d with "same" output length, computed directly or by FFT.
 
-    The FFT path computes exactly what :func:`torch.nn.functional.conv1d` computes (a cross-
-    correlation) for long kernels, in O(N log N) instead of O(N K).
+    The FFT path (:func:`fft_correlate_same`) computes what :func:`torch.nn.functional.conv1d`
+    computes (a cross-correlation) for long kernels, in O(N log K) instead of O(N K).
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, *, fft: bool = False) -> None:
@@ -75,15 +75,35 @@ class SameConv1d(nn.Conv1d):
         k = self.kernel_size[0]
         if not self.fft:
             return super().forward(same_pad(x, k))
-        n = x.shape[-1]
-        length = _fast_len(n + k - 1)
-        left = (k - 1) // 2
-        # correlation with w == convolution with w flipped; output t sits at full-conv index t+k-1-left
-        xf = torch.fft.rfft(x, n=length)
-        wf = torch.fft.rfft(torch.flip(self.weight, dims=[-1]), n=length)
-        yf = torch.einsum("bif,oif->bof", xf, wf)
-        y = torch.fft.irfft(yf, n=length)[..., k - 1 - left : k - 1 - left + n]
-        return y + self.bias[None, :, None]
+        return fft_correlate_same(x, self.weight, self.bias)
+
+
+def fft_correlate_same(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``conv1d(same_pad(x, K), w, bias)`` by overlap-save FFT convolution.
+
+    Blocks of FFT size M ~ 3K (``K`` the kernel width) keep the transforms of the weights small
+    (they cost Cout x Cin transforms, and the gradient as much again); each block yields
+    M - K + 1 outputs. The complex products run as real batched matmuls (complex bmm's
+    backward is slow on CPU).
+    """
+    b, cin, n = x.shape
+    cout, _, k = w.shape
+    m = min(_fast_len(3 * k), _fast_len(n + k - 1))
+    s = m - k + 1
+    nblk = math.ceil(n / s)
+    left = (k - 1) // 2
+    xp = F.pad(x, (left, nblk * s + k - 1 - n - left))
+    xf = torch.fft.rfft(xp.unfold(-1, m, s), n=m)  # (b, cin, nblk, nf)
+    wf = torch.fft.rfft(w, n=m)  # (cout, cin, nf)
+    nf = wf.shape[-1]
+    # correlation = product with the conjugate weight spectrum; per frequency (b*nblk, cin) @ (cin, cout)
+    xr, xi = (t.permute(3, 0, 2, 1).reshape(nf, b * nblk, cin) for t in (xf.real, xf.imag))
+    wr, wi = wf.real.permute(2, 1, 0), -wf.imag.permute(2, 1, 0)
+    yr = torch.bmm(xr, wr) - torch.bmm(xi, wi)
+    yi = torch.bmm(xr, wi) + torch.bmm(xi, wr)
+    yf = torch.complex(yr, yi).reshape(nf, b, nblk, cout).permute(1, 3, 2, 0)
+    y = torch.fft.irfft(yf, n=m)[..., :s].reshape(b, cout, nblk * s)[..., :n]
+    return y if bias is None else y + bias[None, :, None]
 
 
 class FrontEnd(nn.Module):
