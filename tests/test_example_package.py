@@ -25,15 +25,17 @@ EXAMPLE = REPO / "examples" / "ser-bench-example"
 DIST, VERSION = "ser-bench-example", "0.1.0"
 BENCH = "import sys; from harness.cli import cli; sys.argv[0] = 'bench'; cli()"
 
-#: In one process (each `bench` start costs seconds): `bench plugins --json` once per
-#: BENCH_LOAD_PLUGINS value (None: unset), `bench run --dry-run` with the example left out, and
-#: where the example package is imported from.
+#: In one process (each `bench` start costs seconds): `bench plugins`, then `bench plugins --json`
+#: once per BENCH_LOAD_PLUGINS value (None: unset), `bench run --dry-run` with the example left
+#: out, and where the example package is imported from.
 PROBE = """
 import json, sys
 from click.testing import CliRunner
 from harness.cli import cli
 from harness.plugins import default_registry
 out = {"plugins": {}}
+res = CliRunner().invoke(cli, ["plugins"], env={"BENCH_LOAD_PLUGINS": None}, catch_exceptions=False)
+out["text"] = [res.exit_code, res.output]
 for value in json.loads(sys.argv[1]):
     default_registry.cache_clear()
     res = CliRunner().invoke(cli, ["plugins", "--json"], env={"BENCH_LOAD_PLUGINS": value}, catch_exceptions=False)
@@ -92,17 +94,25 @@ def env(tmp_path_factory) -> Env:
     return e
 
 
-def test_installed_package_is_listed_with_its_version(env):
-    res = env.bench("plugins")
-    lines = [ln.split() for ln in res.stdout.splitlines()]
+ALLOW_LISTS = [None, "", "example", DIST, "ser_bench_example", "some-other-plugin"]
+
+
+@pytest.fixture(scope="module")
+def probe(env) -> dict:
+    return json.loads(env.run("-c", PROBE, json.dumps(ALLOW_LISTS)).stdout)
+
+
+def test_installed_package_is_listed_with_its_version(probe):
+    code, text = probe["text"]
+    assert code == 0, text
+    lines = [ln.split() for ln in text.splitlines()]
     assert ["enhancer", "example-gate", DIST, VERSION] in [ln[:4] for ln in lines]
     assert ["dataset", "example-tones", DIST, VERSION] in [ln[:4] for ln in lines]
     assert ["enhancer", "none", "ser-bench"] in [ln[:3] for ln in lines]  # built-ins still there
 
 
-def test_allow_list_leaves_it_out(env):
-    values = [None, "", "example", DIST, "ser_bench_example", "some-other-plugin"]
-    out = json.loads(env.run("-c", PROBE, json.dumps(values)).stdout)
+def test_allow_list_leaves_it_out(env, probe):
+    out = probe
     listed = {k: {(name, ver) for _, name, dist, ver in rows if dist == DIST} for k, rows in out["plugins"].items()}
     both = {("example-gate", VERSION), ("example-tones", VERSION)}
     assert listed == {"None": both, "": set(), "example": both, DIST: both, "ser_bench_example": both,
