@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 from pydantic import Field
-from scipy.ndimage import minimum_filter1d, uniform_filter1d
 
 from harness import Enhancer, PluginConfig, hookimpl
 from harness.dsp import istft, stft
@@ -29,6 +28,8 @@ class Wiener(Enhancer):
         gain_floor_db: float = Field(-15.0, le=0, ge=-60, description="lowest gain (dB)")
 
     def enhance_signal(self, noisy: np.ndarray) -> np.ndarray:
+        from scipy.ndimage import minimum_filter1d, uniform_filter1d
+
         c = self.config
         spec = stft(noisy)
         power = np.abs(spec) ** 2

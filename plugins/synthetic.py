@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from pydantic import Field
-from scipy.signal import lfilter
 
 from harness import Dataset, NoiseClip, NoiseSource, PluginConfig, Utterance, hookimpl
 from harness.interfaces import SAMPLE_RATE, stable_hash
@@ -46,6 +45,12 @@ SPEAKERS: dict[str, tuple[float, float]] = {
     "f1": (190.0, 1.15), "f2": (210.0, 1.18), "f3": (230.0, 1.12),
 }
 VOWELS = [(730, 1090, 2440), (530, 1840, 2480), (270, 2290, 3010), (570, 840, 2410), (300, 870, 2240)]
+
+
+def lfilter(b, a, x):  # noqa: ANN001, ANN201 - scipy is imported on first use, not with the CLI
+    from scipy.signal import lfilter as _lfilter
+
+    return _lfilter(b, a, x)
 
 
 def _resonator(freq: float, bw: float) -> tuple[np.ndarray, np.ndarray]:
