@@ -73,11 +73,14 @@ def cli() -> None:
               help="Where work runs: a local process pool (-j workers) or inline in this process (debugging).")
 @click.option("--cache", "cache_dir", envvar="BENCH_CACHE", default=None,
               help="Artefact cache folder (env BENCH_CACHE; default ./.bench-cache).")
+@click.option("--quality", is_flag=True, default=None,
+              help="Also measure enhancement quality and emotion preservation (PESQ, STOI, SI-SDR, F0/loudness "
+                   "contour fidelity, eGeMAPS distance) of every noisy/enhanced condition; slower.")
 @click.option("--dry-run", is_flag=True, help="Print the cells and their count; compute nothing.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @db_option
 def run(protocol, suite, datasets, ser_models, enhancers, noise_sources, snrs, train_snrs, test_snrs, cv, seed,
-        options, data_roots, jobs, executor, cache_dir, dry_run, quiet, db) -> None:
+        options, data_roots, jobs, executor, cache_dir, quality, dry_run, quiet, db) -> None:
     """Run a PROTOCOL (clean | matched | mismatched | multi-snr) and store every result.
 
     Re-running the same command computes only what is missing (an interrupted run resumes).
@@ -106,6 +109,8 @@ def run(protocol, suite, datasets, ser_models, enhancers, noise_sources, snrs, t
         over["cv"] = cv
     if seed is not None:
         over["seed"] = seed
+    if quality:
+        over["quality"] = True
     opts: dict = {}
     for text in options:
         p, k, v = parse_option(text)
@@ -171,8 +176,9 @@ def plugins(as_json) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
+    widths = {k: max(len(str(r[k])) for r in rows) for k in ("kind", "name", "distribution", "version")}
     for r in rows:
-        click.echo(f"{r['kind']:<13} {r['name']:<18} {r['distribution']} {r['version']:<8} {r['description']}")
+        click.echo("  ".join(f"{r[k]:<{w}}" for k, w in widths.items()) + f"  {r['description']}")
 
 
 @cli.command()

@@ -24,7 +24,8 @@ def register_enhancers(register: Register) -> None:
 
     Call ``register(name, target)`` once per enhancer. ``target`` is the class or a lazy
     ``"package.module:Class"`` string, so heavy imports (torch) happen only when the enhancer is
-    selected. Called once per process while the registry is built. A name already registered
+    selected; pass ``description="..."`` with a lazy target so ``bench plugins`` can list it
+    without importing it. Called once per process while the registry is built. A name already registered
     by another plugin is an error.
     """
 

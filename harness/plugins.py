@@ -89,8 +89,10 @@ def build_registry(pm: pluggy.PluginManager) -> Registry:
             pname = impl.plugin_name
             dist, ver = dists.get(pname, ("?", "?"))
 
-            def register(name: str, target: object, _k=kind, _p=pname, _d=dist, _v=ver) -> None:
-                reg.add(Entry(kind=_k, name=name, target=target, plugin=_p, dist=_d, dist_version=_v))
+            def register(name: str, target: object, description: str = "", _k=kind, _p=pname, _d=dist,
+                         _v=ver) -> None:
+                reg.add(Entry(kind=_k, name=name, target=target, plugin=_p, dist=_d, dist_version=_v,
+                              description=description))
 
             impl.function(register=register)
     reg.freeze()

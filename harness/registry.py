@@ -36,6 +36,7 @@ class Entry:
     plugin: str  # the pluggy plugin (module) that registered it
     dist: str  # distribution name, "ser-bench" for built-ins
     dist_version: str
+    description: str = ""  # given at registration, so listing a lazy plugin needs no import
     _cls: type[Plugin] | None = None
 
     def resolve(self) -> type[Plugin]:
@@ -62,6 +63,8 @@ class Entry:
         return self._cls
 
     def describe(self) -> str:
+        if self.description:
+            return self.description
         try:
             return self.resolve().description
         except PluginError as exc:

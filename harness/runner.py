@@ -255,6 +255,14 @@ def plan(config: RunConfig, registry: Registry) -> tuple[Context, dict[str, list
             if model_cls.task != dset.task:
                 raise BenchError(f"SER model {m!r} is for {model_cls.task} but dataset {ds!r} has {dset.task} labels")
         folds[ds] = make_folds(dset.utterances(), config.cv, ds, dset.has_partitions)
+    for kind, names in (("ser_model", config.ser_models), ("enhancer", config.enhancers),
+                        ("noise_source", config.noise_sources)):
+        for n in names:  # validates every plugin's options before any work starts
+            registry.create(kind, n, config.plugin_options(n))
+    unused = set(config.options) - set(config.datasets + config.ser_models + config.enhancers + config.noise_sources)
+    if unused:
+        raise BenchError(f"options given for plugins that this run does not use: {', '.join(sorted(unused))}; "
+                         "check the names (`bench plugins`) or add them to the run")
     return ctx, folds, enumerate_cells(config, folds)
 
 
@@ -284,22 +292,29 @@ def run(
         for n in names:
             idents[n] = stable_hash(registry.create(kind, n, config.plugin_options(n)).identity())
     keys = [cell_key(c, config, idents, fold_by[(c.dataset, c.fold)]) for c in cells]
-    existing = store.existing(keys)
+    qcells = []  # quality cells (config.quality): PESQ, STOI, SI-SDR, prosody fidelity per condition
+    if config.quality:
+        from .quality_runner import quality_cells, quality_key
+
+        qcells = [(q, quality_key(q, config, idents)) for q in quality_cells(config)]
+    existing = store.existing(keys + [k for _, k in qcells])
     failed_before = [k for k, st in existing.items() if st == "failed"]
     store.delete_cells(failed_before)  # failed cells are retried
     todo = [(c, k) for c, k in zip(cells, keys) if existing.get(k) != "done"]
-    n_skipped = len(cells) - len(todo)
+    qtodo = [(q, k) for q, k in qcells if existing.get(k) != "done"]
+    n_all = len(cells) + len(qcells)
+    n_skipped = n_all - len(todo) - len(qtodo)
     plugins_used = {f"{e.kind}:{e.name}": f"{e.dist} {e.dist_version}" for e in registry.entries()
                     if e.name in set(config.datasets + config.ser_models + config.enhancers + config.noise_sources)}
     run_id = store.start_run(
         config_json=config.to_json(), config_hash=config.config_hash(), protocol=config.protocol, name=config.name,
         code_version=code_version(), plugins=plugins_used, env=environment(), seed=config.seed,
-        snr_definition=SNR_DEFINITION, n_cells=len(cells),
+        snr_definition=SNR_DEFINITION, n_cells=n_all,
     )
-    echo(f"run {run_id}: {len(cells)} cells, {n_skipped} already stored, {len(todo)} to compute")
-    if not todo:
+    echo(f"run {run_id}: {n_all} cells, {n_skipped} already stored, {len(todo) + len(qtodo)} to compute")
+    if not todo and not qtodo:
         store.finish_run(run_id, "done", wall_s=time.perf_counter() - t_start)
-        return RunSummary(run_id, len(cells), n_skipped, 0, 0, time.perf_counter() - t_start)
+        return RunSummary(run_id, n_all, n_skipped, 0, 0, time.perf_counter() - t_start)
 
     if executor == "process" and custom_registry and (jobs or os.cpu_count() or 1) > 1:
         executor = "inline"  # a custom (test) registry cannot be rebuilt in worker processes
@@ -355,6 +370,13 @@ def run(
                 failures.append(f"{c.ser_model} {c.train.label()} -> {c.test.label()} [{c.fold}]: {res['error']}")
             bar.update(1)
         bar.close()
+        # ---- stage 3 (config.quality): quality / emotion-preservation cells, from the cached audio
+        if qtodo:
+            from .quality_runner import run_quality
+
+            qd, qf, qfail = run_quality(qtodo, ctx=ctx, ex=ex, base=base, store=store, run_id=run_id,
+                                        progress=progress, echo=echo)
+            n_done, n_failed, failures = n_done + qd, n_failed + qf, failures + qfail
     except BaseException as exc:
         store.finish_run(run_id, "interrupted", wall_s=time.perf_counter() - t_start, error=f"{type(exc).__name__}: {exc}")
         raise
@@ -363,7 +385,7 @@ def run(
     wall = time.perf_counter() - t_start
     store.finish_run(run_id, "done" if not n_failed else "failed", wall_s=wall,
                      error=None if not n_failed else f"{n_failed} cell(s) failed; see `bench runs show {run_id}`")
-    return RunSummary(run_id, len(cells), n_skipped, n_done, n_failed, wall, failures)
+    return RunSummary(run_id, n_all, n_skipped, n_done, n_failed, wall, failures)
 
 
 def _bar(enabled: bool, total: int, desc: str):  # noqa: ANN202
