@@ -37,6 +37,9 @@ class RunConfig(BaseModel):
     seed: int = 0
     options: dict[str, dict[str, Any]] = Field(default_factory=dict)
     name: str | None = None  # a label for the suite; not part of the hash
+    #: also measure enhancement quality and emotion preservation (PESQ, STOI, SI-SDR, prosody
+    #: fidelity) of every noisy / enhanced condition (harness.quality_runner); off: fast runs
+    quality: bool = False
 
     @field_validator("snrs", "train_snrs", "test_snrs")
     @classmethod
@@ -60,6 +63,8 @@ class RunConfig(BaseModel):
 
     def config_hash(self) -> str:
         data = self.model_dump(mode="json", exclude={"name"})
+        if not data.get("quality"):
+            data.pop("quality", None)  # hashes of runs without the quality stage stay as they were
         return stable_hash(data)
 
     def plugin_options(self, name: str) -> dict[str, Any]:
