@@ -247,6 +247,21 @@ def test_checkpoint_round_trip(trained, recola_sets, tmp_path):
         E2EArousalModel(**TINY).save(tmp_path / "unfitted.pt")
 
 
+def test_a_second_fit_on_the_same_data_is_reused(trained, recola_sets):
+    assert trained.fit_info_["reused_fit"] is False
+    again = E2EArousalModel(**{**TINY, "progress": True}, epochs=4).fit(recola_sets["train"], recola_sets["dev"])
+    assert again.fit_info_["reused_fit"] is True and again.fit_info_["best_epoch"] == trained.fit_info_["best_epoch"]
+    assert again.postprocess_ == trained.postprocess_
+    test = recola_sets["test"]
+    for a, b in zip(trained.predict(test), again.predict(test)):
+        np.testing.assert_array_equal(a.values, b.values)
+    other = FeatureSet(X=[x[:-640] for x in recola_sets["train"].X], y=recola_sets["train"].y,
+                       groups=recola_sets["train"].groups, ids=recola_sets["train"].ids)
+    fresh = E2EArousalModel(**TINY, epochs=1)
+    assert fresh._fit_key(other, recola_sets["dev"]) != fresh._fit_key(recola_sets["train"], recola_sets["dev"])
+    assert E2EArousalModel(**TINY, epochs=1, seed=1)._fit_key(other, None) != fresh._fit_key(other, None)
+
+
 def test_holds_out_speakers_without_validation_and_honours_time_budget(recola_sets):
     tr = recola_sets["train"]
     m = E2EArousalModel(**TINY, epochs=3, max_train_seconds=0.01).fit(tr, None)
@@ -257,7 +272,7 @@ def test_holds_out_speakers_without_validation_and_honours_time_budget(recola_se
 
 
 def test_arousal_model_conforms():
-    check_ser_model(E2EArousalModel, options={**TINY, "epochs": 1, "chunk_seconds": 1.0},
+    check_ser_model(E2EArousalModel, options={**TINY, "epochs": 1, "chunk_seconds": 1.0, "reuse_fits": False},
                     dataset=ToneTraceDataset(n_speakers=3, per_speaker=2))
 
 
@@ -287,7 +302,7 @@ def test_classifier_learns_tones():
 
 
 def test_classifier_conforms_and_pools_long_utterances():
-    m = check_ser_model(E2EClassifierModel, options={**TINY, "epochs": 1, "chunk_seconds": 0.2},
+    m = check_ser_model(E2EClassifierModel, options={**TINY, "epochs": 1, "chunk_seconds": 0.2, "reuse_fits": False},
                         dataset=make_tone_dataset(n_speakers=3, per_class=2))
     long = np.tile(make_tone_dataset().utterances()[0].load(), 3)  # 1.5 s: 8 chunks of 0.2 s
     assert m.predict_proba([long]).shape == (1, 2)

@@ -20,9 +20,12 @@ best epoch, validation scores, post-processing parameters and training time.
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import logging
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -41,6 +44,9 @@ log = logging.getLogger("ser_bench.e2e")
 
 HOP_S = 0.04
 CHECKPOINT_FORMAT = "ser-bench-e2e/1"
+#: Fits remembered per process for ``reuse_fits`` (weights are small: MBs).
+MAX_REMEMBERED_FITS = 4
+_FITS: OrderedDict[str, dict[str, Any]] = OrderedDict()
 
 
 class E2EConfig(PluginConfig):
@@ -57,8 +63,13 @@ class E2EConfig(PluginConfig):
         dropout: after each convolution (0.5).
         epochs, lr, batch_size: Adam training (50, 1e-4, 25 chunks).
         chunk_seconds: training chunk length (6 s; rounded to 40 ms frames).
-        seed: seeds weights, dropout, shuffling and the hold-out split. The harness runner may
-            set ``seed_`` (a per-cell seed derived from the run seed); that takes precedence.
+        seed: seeds weights, dropout, shuffling and the hold-out split. Deliberately not the
+            runner's per-cell seed: every cell fitted on the same data gets the same model, so
+            the clean -> noisy / enhanced cells of a mismatched run differ only by their test
+            audio (and ``reuse_fits`` can share one fit among them).
+        reuse_fits: remember the last fits in this process, keyed by the options and a digest
+            of the training and validation data, and reuse one instead of training again
+            (training is deterministic on a CPU). A mismatched run then trains once.
         device: "auto" (CUDA when present), "cpu" or "cuda".
         max_train_seconds: stop training once this much wall time has passed (after the step
             in progress; that epoch is still validated). None: no budget.
@@ -86,6 +97,7 @@ class E2EConfig(PluginConfig):
     normalize_input: bool = True
     num_threads: int = Field(0, ge=0)
     progress: bool = True
+    reuse_fits: bool = True
 
     @model_validator(mode="after")
     def _check(self) -> E2EConfig:
@@ -133,17 +145,11 @@ class _E2EBase(SERModel):
     Config = E2EConfig
 
     net_: torch.nn.Module | None = None
-    #: Set by the harness runner (a per-cell seed); None: use the ``seed`` option.
-    seed_: int | None = None
 
     # ---------------------------------------------------------------- helpers
     def featurize(self, audio: np.ndarray) -> np.ndarray:
         """The waveform itself (float32, 16 kHz)."""
         return np.asarray(audio, dtype=np.float32)
-
-    @property
-    def effective_seed(self) -> int:
-        return int(self.seed_) if self.seed_ is not None else self.config.seed
 
     @property
     def chunk_frames(self) -> int:
@@ -160,7 +166,7 @@ class _E2EBase(SERModel):
         speakers = sorted(set(train.groups))
         if len(speakers) < 2:
             return train, None, "none (a single training speaker: last epoch kept, no post-processing)"
-        rng = np.random.default_rng([self.effective_seed, 7])
+        rng = np.random.default_rng([self.config.seed, 7])
         n_hold = min(len(speakers) - 1, max(1, int(round(self.config.valid_fraction * len(speakers)))))
         held = set(rng.permutation(speakers)[:n_hold].tolist())
         tr = [i for i, g in enumerate(train.groups) if g not in held]
@@ -189,6 +195,51 @@ class _E2EBase(SERModel):
 
         return tqdm(range(1, self.config.epochs + 1), desc=f"{self.name} epochs", disable=not self.config.progress,
                     leave=False, unit="epoch")
+
+    # ---------------------------------------------------------------- fit reuse
+    _RUNTIME_OPTIONS: ClassVar[tuple[str, ...]] = ("progress", "num_threads", "reuse_fits")
+
+    def _fit_key(self, train: FeatureSet, valid: FeatureSet | None) -> str:
+        """Digest of the options that shape the fit and of the training/validation data."""
+        h = hashlib.blake2b(digest_size=16)
+        opts = {k: v for k, v in self.config.model_dump(mode="json").items() if k not in self._RUNTIME_OPTIONS}
+        h.update(json.dumps([self.name, self.version, opts], sort_keys=True).encode())
+        for fs in (train, valid):
+            if fs is None:
+                h.update(b"<none>")
+                continue
+            for x, y, g, i in zip(fs.X, fs.y or [None] * len(fs), fs.groups, fs.ids):
+                a = np.ascontiguousarray(x, dtype=np.float32)
+                h.update(f"{i}|{g}|{a.shape}|".encode())
+                h.update(a.tobytes())
+                if isinstance(y, TimeSeries):
+                    h.update(np.ascontiguousarray(y.values, dtype=np.float32).tobytes() + f"|{y.hop_s}".encode())
+                else:
+                    h.update(repr(y).encode())
+        return h.hexdigest()
+
+    def _reuse_fit(self, key: str) -> bool:
+        """Restore a remembered fit for ``key``; False if there is none."""
+        if not self.config.reuse_fits or key not in _FITS:
+            return False
+        blob = _FITS[key]
+        _FITS.move_to_end(key)
+        self._restore(copy.deepcopy(blob["learned"]))
+        self.net_ = self._build_net()
+        self.net_.load_state_dict(blob["state_dict"])
+        self.net_.to(self._setup())
+        self.fit_info_ = {**(self.fit_info_ or {}), "reused_fit": True}
+        return True
+
+    def _remember_fit(self, key: str) -> None:
+        if not self.config.reuse_fits:
+            return
+        _FITS[key] = {
+            "state_dict": {k: v.detach().cpu().clone() for k, v in self.net_.state_dict().items()},
+            "learned": copy.deepcopy(self._learned()),
+        }
+        while len(_FITS) > MAX_REMEMBERED_FITS:
+            _FITS.popitem(last=False)
 
     # ---------------------------------------------------------------- checkpoints
     def _learned(self) -> dict[str, Any]:
@@ -318,6 +369,9 @@ class E2EArousalModel(_E2EBase):
         cfg = self.config
         t0 = time.perf_counter()
         self._labels(train, "training")  # checks label types before any split
+        key = self._fit_key(train, valid)
+        if self._reuse_fit(key):
+            return self
         if valid is None or len(valid) == 0:
             train, valid, valid_source = self._holdout(train)
         else:
@@ -330,12 +384,12 @@ class E2EArousalModel(_E2EBase):
         self.postprocess_ = None
         c = self.chunk_frames
         items = [(i, s) for i, y in enumerate(tr_labels) for s in range(0, min(len(y), _frames(len(tr_audio[i]))), c)]
-        rng = np.random.default_rng([self.effective_seed, 1])
+        rng = np.random.default_rng([self.config.seed, 1])
         history: list[dict[str, float]] = []
         best = (-math.inf, 0, None)  # (valid ccc, epoch, state)
         stopped = False
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.effective_seed)
+            torch.manual_seed(self.config.seed)
             self.net_ = net = self._build_net().to(device)
             opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
             bar = self._epochs_bar()
@@ -388,7 +442,7 @@ class E2EArousalModel(_E2EBase):
             "model": self.name,
             "preset": cfg.preset,
             "device": str(device),
-            "seed": self.effective_seed,
+            "seed": self.config.seed,
             "best_epoch": int(best_epoch),
             "epochs_run": len(history),
             "stopped_by_time_budget": stopped,
@@ -399,7 +453,9 @@ class E2EArousalModel(_E2EBase):
             "history": history,
             "train_audio_s": round(sum(len(a) for a in tr_audio) / 16000, 2),
             "train_time_s": round(time.perf_counter() - t0, 3),
+            "reused_fit": False,
         }
+        self._remember_fit(key)
         return self
 
     # ---------------------------------------------------------------- prediction
@@ -513,6 +569,9 @@ class E2EClassifierModel(_E2EBase):
         cfg = self.config
         t0 = time.perf_counter()
         self._class_labels(train, "training")
+        key = self._fit_key(train, valid)
+        if self._reuse_fit(key):
+            return self
         if valid is None or len(valid) == 0:
             train, valid, valid_source = self._holdout(train)
         else:
@@ -531,12 +590,12 @@ class E2EClassifierModel(_E2EBase):
         weight = None
         if cfg.class_weight == "balanced":
             weight = torch.tensor(len(targets) / (len(counts) * counts), dtype=torch.float32, device=device)
-        rng = np.random.default_rng([self.effective_seed, 2])
+        rng = np.random.default_rng([self.config.seed, 2])
         history: list[dict[str, float]] = []
         best = (-math.inf, 0, None)
         stopped = False
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.effective_seed)
+            torch.manual_seed(self.config.seed)
             self.net_ = net = self._build_net().to(device)
             opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
             bar = self._epochs_bar()
@@ -573,7 +632,7 @@ class E2EClassifierModel(_E2EBase):
             "model": self.name,
             "preset": cfg.preset,
             "device": str(device),
-            "seed": self.effective_seed,
+            "seed": self.config.seed,
             "best_epoch": int(best[1] if valid is not None else history[-1]["epoch"]),
             "epochs_run": len(history),
             "stopped_by_time_budget": stopped,
@@ -583,7 +642,9 @@ class E2EClassifierModel(_E2EBase):
             "history": history,
             "train_audio_s": round(sum(len(a) for a in tr_audio) / 16000, 2),
             "train_time_s": round(time.perf_counter() - t0, 3),
+            "reused_fit": False,
         }
+        self._remember_fit(key)
         return self
 
     @torch.inference_mode()
