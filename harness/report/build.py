@@ -33,6 +33,13 @@ class Value:
     std: float
     n_folds: int
     runs: list[int]
+    cell_ids: list[int] = field(default_factory=list)
+    #: filled by harness.report.ci.annotate: bootstrap CI over utterances, and on enhanced
+    #: columns the paired enhanced - noisy difference with its CI and significance
+    ci: tuple[float, float] | None = None
+    ci_stat: str = ""
+    delta: dict[str, float] | None = None
+    sig: str = ""
 
     def text(self) -> str:
         return f"{100 * self.mean:.1f}" if not np.isnan(self.mean) else "–"
@@ -53,7 +60,8 @@ def _agg(df: pd.DataFrame) -> Value | None:
     if df.empty:
         return None
     v = df["value"].to_numpy(dtype=float)
-    return Value(float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0, len(v), sorted(set(df["run_id"])))
+    return Value(float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0, len(v), sorted(set(df["run_id"])),
+                 cell_ids=sorted(int(c) for c in df["cell_id"]) if "cell_id" in df else [])
 
 
 def _metric_for(df: pd.DataFrame) -> str:
@@ -192,6 +200,9 @@ def collect(store: Store) -> dict[str, Any]:
                 tables.append(leaderboard(res, ds, proto, noise))
                 if proto == "multi-snr":
                     tables.extend(multi_snr_matrices(res, ds, noise))
+        from .ci import annotate
+
+        annotate(tables, store)  # bootstrap CIs over utterances; enhanced vs noisy significance
     return {"tables": tables, "runs": runs, "results": res}
 
 
@@ -247,4 +258,4 @@ def _extra_sections(store: Store) -> list[dict[str, str]]:
 
 
 #: Report modules that add sections; each defines ``section(store)``.
-EXTRA_SECTION_MODULES: list[str] = ["harness.report.paper"]
+EXTRA_SECTION_MODULES: list[str] = ["harness.report.paper", "harness.report.quality"]
