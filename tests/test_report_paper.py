@@ -75,6 +75,14 @@ def test_dataset_notes_and_unrelated_datasets():
     assert paper_view(pd.DataFrame()) == []
 
 
+def test_a_clean_protocol_run_fills_the_mismatched_clean_column():
+    df = frame()
+    df = df[df.test_condition == "clean"].assign(protocol="clean")
+    (t,) = paper_view(df)
+    assert t.paper_label == "Table 2" and t.columns == ["clean"] and t.noise == "-"
+    assert rows_of(t)[("ComParE", "Δ ours − paper")] == ["-2.3"]
+
+
 def test_latest_run_wins_per_cell():
     df = pd.concat([frame(run_id=1), frame(run_id=2).assign(value=lambda d: d.value + 0.1)])
     assert len(latest(df)) == len(frame())

@@ -183,8 +183,10 @@ def paper_view(results: pd.DataFrame, runs: pd.DataFrame | None = None, paper: d
     res = latest(res)
     out: list[PaperTable] = []
     for spec in paper["tables"]:
+        # a clean-protocol run is the mismatched tables' clean column (train clean, test clean)
+        protocols = {spec["protocol"]} | ({"clean"} if spec["protocol"] == "mismatched" else set())
         for ds in spec["datasets"]:
-            d = res[(res.dataset == ds) & (res.protocol == spec["protocol"]) & (res.metric == spec["metric"])
+            d = res[(res.dataset == ds) & res.protocol.isin(protocols) & (res.metric == spec["metric"])
                     & res.ser_model.isin(list(spec["ser_models"]))]  # fmt: skip
             if d.empty:
                 continue
