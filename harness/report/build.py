@@ -222,7 +222,9 @@ def build_report(store: Store, out: Path) -> Path:
         version=__version__,
         db=store.url,
         snr_definitions=sorted(set(runs.snr_definition)) if not runs.empty else [],
-        data_json=json.dumps(payload, default=str).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026"),
+        data_json=json.dumps([{k: None if isinstance(v, float) and v != v else v for k, v in r.items()} for r in payload],
+                             default=str, allow_nan=False)  # NaN is not JSON: browsers reject the whole block
+        .replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026"),
         extra_sections=_extra_sections(store),
     )
     out = Path(out)

@@ -260,7 +260,7 @@ def scatter(title: str, pts: list[tuple[float, float, str, str]], *, xlabel: str
 class QTable:
     dataset: str
     noise: str
-    columns: list[tuple[str, str]]  # (key, header)
+    columns: list[tuple[Any, str]]  # (measure name | ("ser" | "dser", protocol, model, metric), header)
     rows: list[dict[str, Any]]  # {"label": [enhancer, snr], "cells": [(text, sort value, tooltip, css)]}
     charts: list[str] = field(default_factory=list)
     legend: list[tuple[str, str]] = field(default_factory=list)  # (series name, colour)
@@ -297,8 +297,8 @@ def quality_tables(qm: pd.DataFrame, sm: pd.DataFrame, per_utt: dict[int, dict[s
         cols = [(m, LABELS[m]) for m in QUALITY_COLS + PRESERVATION_COLS if m in g.columns]
         cols.append(("failures", "failed (utt × measure)"))
         for proto, model, metric in ser_keys:
-            cols.append((f"ser:{proto}:{model}:{metric}", f"{metric.upper()} {model} ({proto})"))
-            cols.append((f"dser:{proto}:{model}:{metric}", f"Δ{metric.upper()} vs noisy"))
+            cols.append((("ser", proto, model, metric), f"{metric.upper()} {model} ({proto})"))
+            cols.append((("dser", proto, model, metric), f"Δ{metric.upper()} vs noisy"))
         rows = []
         for enh in enhancers:
             for snr in snrs:
@@ -309,8 +309,8 @@ def quality_tables(qm: pd.DataFrame, sm: pd.DataFrame, per_utt: dict[int, dict[s
                 vals = per_utt.get(int(q.cell_id), {})
                 cells = []
                 for key, _ in cols:
-                    if key.startswith(("ser:", "dser:")):
-                        kind, proto, model, metric = key.split(":")
+                    if isinstance(key, tuple):
+                        kind, proto, model, metric = key
                         sel = s[(s.protocol == proto) & (s.ser_model == model) & (s.metric == metric) & (s.test_snr == snr)]
                         mine = sel[sel.enhancer == enh]["mean"]
                         base = sel[sel.enhancer == "none"]["mean"]
