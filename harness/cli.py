@@ -132,6 +132,10 @@ def run(protocol, suite, datasets, ser_models, enhancers, noise_sources, snrs, t
         for c in cells:
             click.echo(f"{c.dataset}\t{c.ser_model}\t{c.enhancer}\t{c.train.label()} -> {c.test.label()}\t{c.fold}")
         click.echo(f"{len(cells)} cells ({', '.join(f'{d}: {len(f)} folds' for d, f in folds.items())})")
+        if config.quality:
+            from .quality_runner import quality_cells
+
+            click.echo(f"+ {len(quality_cells(config))} quality cells (noisy / enhanced x SNR x noise x dataset)")
         return
     store = Store(db)
     summary = run_protocol(config, store=store, executor=executor, jobs=jobs, cache_dir=cache_dir,
