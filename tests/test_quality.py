@@ -256,3 +256,65 @@ def test_quality_is_off_by_default_and_keeps_config_hashes(qregistry):
     store = Store()
     s = run(cfg.model_copy(update={"enhancers": ["none", "half"]}), store=store, registry=qregistry, progress=False)
     assert s.n_cells == 6 and "quality" not in set(store.cells_frame().kind)
+
+
+# ----------------------------------------------------------------------------- report section
+
+
+def results_frame(d_pesq_by_point, d_ser_by_point):
+    """A results frame: one dataset, 2 enhancers x 3 SNRs; SER gains and PESQ gains given per point."""
+    import pandas as pd
+
+    rows, cid = [], 0
+    for (enh, snr), dp in d_pesq_by_point.items():
+        for e, cond, pesq, f0, uar in (("none", "noisy", 1.5, 2.0, 0.40),
+                                       (enh, "enhanced", 1.5 + dp, 2.0 - dp, 0.40 + d_ser_by_point[(enh, snr)])):
+            cid += 1
+            base = dict(cell_id=cid, run_id=1, dataset="ds", noise="nz", enhancer=e, test_snr=snr, train_snr=None,
+                        ser_model="-", protocol="quality", train_condition="-", test_condition=cond, fold="all",
+                        kind="quality", cell_key=f"q{cid}", n_test=5)
+            rows += [dict(base, metric="pesq", value=pesq), dict(base, metric="stoi", value=0.7 + snr / 100),
+                     dict(base, metric="f0_rmse", value=f0)]
+            for fold in ("a", "b"):
+                cid += 1
+                rows.append(dict(base, cell_id=cid, kind="ser", ser_model="svm", protocol="mismatched",
+                                 train_condition="clean", fold=fold, metric="uar", value=uar, cell_key=f"s{cid}"))
+    return pd.DataFrame(rows)
+
+
+def test_tradeoff_finds_the_measure_that_predicts_ser_benefit():
+    from harness.report.quality import best_predictor, correlations, quality_means, ser_means, tradeoff_points
+
+    pts = {(e, s): g for (e, s), g in zip([(e, s) for e in ("wiener", "rescnn") for s in (0.0, 10.0, 20.0)],
+                                         [0.1, 0.3, 0.2, 0.5, 0.4, 0.6])}
+    d_ser = {k: 0.05 * v for k, v in pts.items()}  # SER gain exactly proportional to the PESQ gain
+    res = results_frame(pts, d_ser)
+    tp = tradeoff_points(quality_means(res), ser_means(res))
+    assert len(tp) == 6
+    row = tp[(tp.enhancer == "rescnn") & (tp.snr == 10.0)].iloc[0]
+    assert row.d_ser == pytest.approx(0.02) and row.d_pesq == pytest.approx(0.4) and row.ser_noisy == pytest.approx(0.40)
+    assert row.d_stoi == pytest.approx(0.0)
+    corrs = correlations(tp)
+    by = {(c.measure, c.variant): c for c in corrs}
+    assert by[("pesq", "change")].pearson == pytest.approx(1.0) and by[("pesq", "change")].spearman == pytest.approx(1.0)
+    assert by[("pesq", "change")].expected is True
+    assert by[("f0_rmse", "change")].spearman == pytest.approx(-1.0) and by[("f0_rmse", "change")].expected is True
+    assert by[("stoi", "change")].pearson is None  # no variation: undefined, not ranked
+    best = best_predictor(corrs)
+    assert best.measure in ("pesq", "f0_rmse") and abs(best.spearman) == pytest.approx(1.0)
+
+
+def test_quality_section_renders_tables_curves_and_the_closing_note():
+    from harness.report.quality import quality_means, quality_tables, render, ser_means, tradeoff, tradeoff_points
+
+    pts = {("wiener", s): g for s, g in zip((0.0, 5.0, 10.0, 20.0), (0.4, 0.3, 0.2, 0.1))}
+    res = results_frame(pts, {k: 0.1 - 0.1 * v for k, v in pts.items()})  # here PESQ gains go with SER *losses*
+    qm, sm = quality_means(res), ser_means(res)
+    tables = quality_tables(qm, sm, {})
+    (t,) = tables
+    assert [r["label"] for r in t.rows][:2] == [["noisy (input)", "0"], ["noisy (input)", "5"]]
+    assert len(t.rows) == 8 and len(t.charts) >= 4
+    html = render(tables, tradeoff(tradeoff_points(qm, sm)))
+    assert "Closing note" in html and "best predictor of SER benefit" in html
+    assert "sign is opposite" in html  # PESQ (or F0 RMSE) predicts, but with the unexpected sign
+    assert html.count("<svg") == len(t.charts) + 2  # + scatter plots of the PESQ and F0 RMSE changes (STOI is flat)
