@@ -76,7 +76,7 @@ class E2EConfig(PluginConfig):
         valid_fraction: share of training speakers held out when fit() gets no validation set.
         normalize_input: scale all audio by the inverse RMS of the training audio (one gain).
         num_threads: torch CPU threads (0: leave torch's setting).
-        progress: show a progress bar over epochs.
+        progress: show a progress bar (training steps, with epoch, loss and validation score).
     """
 
     preset: Literal["end2you", "paper2016"] = "end2you"
@@ -190,11 +190,16 @@ class _E2EBase(SERModel):
         if self.net_ is None:
             raise PluginError(f"SER model {self.name!r} is not fitted: call fit() or load a checkpoint first")
 
-    def _epochs_bar(self):
+    def _progress(self, steps_per_epoch: int):
+        """A progress bar over all training steps (epochs x batches)."""
         from tqdm.auto import tqdm
 
-        return tqdm(range(1, self.config.epochs + 1), desc=f"{self.name} epochs", disable=not self.config.progress,
-                    leave=False, unit="epoch")
+        return tqdm(total=self.config.epochs * steps_per_epoch, desc=f"{self.name} fit",
+                    disable=not self.config.progress, leave=False, unit="step")
+
+    @staticmethod
+    def _postfix(bar, rec: dict[str, Any]) -> None:
+        bar.set_postfix({k: (round(v, 4) if isinstance(v, float) else v) for k, v in rec.items()})
 
     # ---------------------------------------------------------------- fit reuse
     _RUNTIME_OPTIONS: ClassVar[tuple[str, ...]] = ("progress", "num_threads", "reuse_fits")
@@ -392,8 +397,8 @@ class E2EArousalModel(_E2EBase):
             torch.manual_seed(self.config.seed)
             self.net_ = net = self._build_net().to(device)
             opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
-            bar = self._epochs_bar()
-            for epoch in bar:
+            bar = self._progress(math.ceil(len(items) / cfg.batch_size))
+            for epoch in range(1, cfg.epochs + 1):
                 net.train()
                 order = rng.permutation(len(items))
                 losses = []
@@ -406,16 +411,17 @@ class E2EArousalModel(_E2EBase):
                     loss.backward()
                     opt.step()
                     losses.append(loss.item())
+                    bar.update(1)
                     if cfg.max_train_seconds and time.perf_counter() - t0 > cfg.max_train_seconds:
                         stopped = True
                         break
-                rec = {"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else float("nan")}
+                rec = {"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else None}
                 if valid is not None:
                     rec["valid_ccc"] = concat_ccc(self._predict_raw(valid.X, va_labels), va_labels)
                     if rec["valid_ccc"] > best[0]:
                         best = (rec["valid_ccc"], epoch, copy.deepcopy(net.state_dict()))
                 history.append(rec)
-                bar.set_postfix({k: round(v, 4) for k, v in rec.items() if k != "epoch"})
+                self._postfix(bar, rec)
                 log.info("%s epoch %d: %s", self.name, epoch, rec)
                 if stopped:
                     break
@@ -598,8 +604,8 @@ class E2EClassifierModel(_E2EBase):
             torch.manual_seed(self.config.seed)
             self.net_ = net = self._build_net().to(device)
             opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
-            bar = self._epochs_bar()
-            for epoch in bar:
+            bar = self._progress(math.ceil(len(tr_audio) / cfg.batch_size))
+            for epoch in range(1, cfg.epochs + 1):
                 net.train()
                 order = rng.permutation(len(tr_audio))
                 losses = []
@@ -612,16 +618,17 @@ class E2EClassifierModel(_E2EBase):
                     loss.backward()
                     opt.step()
                     losses.append(loss.item())
+                    bar.update(1)
                     if cfg.max_train_seconds and time.perf_counter() - t0 > cfg.max_train_seconds:
                         stopped = True
                         break
-                rec = {"epoch": epoch, "train_loss": float(np.mean(losses))}
+                rec = {"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else None}
                 if valid is not None:
                     rec["valid_uar"] = uar(y_va, self._predict_labels(valid.X))
                     if rec["valid_uar"] > best[0]:
                         best = (rec["valid_uar"], epoch, copy.deepcopy(net.state_dict()))
                 history.append(rec)
-                bar.set_postfix({k: round(v, 4) for k, v in rec.items() if k != "epoch"})
+                self._postfix(bar, rec)
                 log.info("%s epoch %d: %s", self.name, epoch, rec)
                 if stopped:
                     break
