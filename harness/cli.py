@@ -68,9 +68,18 @@ def cli() -> None:
               help="Plugin option, e.g. -o wiener.gain_floor_db=-20 (value parsed as JSON if possible).")
 @click.option("--data-root", "data_roots", multiple=True, metavar="DATASET=PATH",
               help="Shorthand for -o DATASET.root=PATH.")
-@click.option("-j", "--jobs", type=int, default=None, help="Worker processes (default: CPU cores; 1 = in-process).")
-@click.option("--executor", type=click.Choice(["process", "inline"]), default="process", show_default=True,
-              help="Where work runs: a local process pool (-j workers) or inline in this process (debugging).")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
+              help="Workers (default: the usable CPU cores; with the process executor 1 = in-process).")
+@click.option("--executor", type=click.Choice(["process", "inline", "dask"]), default="process", show_default=True,
+              help="Where work runs: a local process pool (-j workers), inline in this process (debugging), or "
+                   "Dask distributed (--scheduler ADDRESS, or a local cluster of -j workers; needs "
+                   "pip install 'ser-bench[dask]').")
+@click.option("--scheduler", envvar="BENCH_DASK_SCHEDULER", default=None, metavar="tcp://HOST:PORT",
+              help="Dask scheduler to run on (with --executor dask; env BENCH_DASK_SCHEDULER). Its workers need "
+                   "ser-bench installed and --cache on a path they share.")
+@click.option("--on-bad-audio", type=click.Choice(["fail", "skip"]), default=None,
+              help="A bad utterance (missing/corrupt/empty/truncated file, NaN samples, silent speech): fail the "
+                   "run before computing anything (default), or skip it and record it in the registry.")
 @click.option("--cache", "cache_dir", envvar="BENCH_CACHE", default=None,
               help="Artefact cache folder (env BENCH_CACHE; default ./.bench-cache).")
 @click.option("--quality", is_flag=True, default=None,
@@ -80,7 +89,8 @@ def cli() -> None:
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @db_option
 def run(protocol, suite, datasets, ser_models, enhancers, noise_sources, snrs, train_snrs, test_snrs, cv, seed,
-        options, data_roots, jobs, executor, cache_dir, quality, dry_run, quiet, db) -> None:
+        options, data_roots, jobs, executor, scheduler, on_bad_audio, cache_dir, quality, dry_run, quiet,
+        db) -> None:
     """Run a PROTOCOL (clean | matched | mismatched | multi-snr) and store every result.
 
     Re-running the same command computes only what is missing (an interrupted run resumes).
@@ -111,6 +121,10 @@ def run(protocol, suite, datasets, ser_models, enhancers, noise_sources, snrs, t
         over["seed"] = seed
     if quality:
         over["quality"] = True
+    if on_bad_audio:
+        over["on_bad_audio"] = on_bad_audio
+    if scheduler and click.get_current_context().get_parameter_source("executor") == click.core.ParameterSource.DEFAULT:
+        executor = "dask"  # --scheduler implies the Dask executor
     opts: dict = {}
     for text in options:
         p, k, v = parse_option(text)
@@ -138,7 +152,7 @@ def run(protocol, suite, datasets, ser_models, enhancers, noise_sources, snrs, t
             click.echo(f"+ {len(quality_cells(config))} quality cells (noisy / enhanced x SNR x noise x dataset)")
         return
     store = Store(db)
-    summary = run_protocol(config, store=store, executor=executor, jobs=jobs, cache_dir=cache_dir,
+    summary = run_protocol(config, store=store, executor=executor, jobs=jobs, scheduler=scheduler, cache_dir=cache_dir,
                            progress=not quiet and sys.stderr.isatty(), echo=click.echo)
     click.echo(
         f"run {summary.run_id}: {summary.n_done} computed, {summary.n_skipped} already stored, "
@@ -223,7 +237,7 @@ def runs_list(db) -> None:
 @click.argument("run_id", type=int)
 @db_option
 def runs_show(run_id, db) -> None:
-    """A run's config, provenance and failed cells (with tracebacks)."""
+    """A run's config, provenance, failed cells (with tracebacks) and skipped utterances."""
     from .db import Store
 
     store = Store(db)
@@ -237,6 +251,12 @@ def runs_show(run_id, db) -> None:
     for c in cells[cells.status == "failed"].itertuples():
         click.echo(f"\nFAILED {c.ser_model} {c.train_condition}@{c.train_snr} -> {c.test_condition}@{c.test_snr} "
                    f"{c.enhancer} [{c.fold}]\n{c.traceback}")
+    notes = store.utterance_notes_frame([run_id])
+    for n in notes[notes.kind == "skipped"].itertuples():
+        click.echo(f"\nSKIPPED {n.dataset}/{n.utterance_id}: {n.detail}")
+    n_conv = int((notes.kind == "converted").sum())
+    if n_conv:
+        click.echo(f"\n{n_conv} utterance(s) converted on loading (downmix/resampling); see table utterance_notes")
 
 
 @cli.group(name="db")

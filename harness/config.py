@@ -40,6 +40,11 @@ class RunConfig(BaseModel):
     #: also measure enhancement quality and emotion preservation (PESQ, STOI, SI-SDR, prosody
     #: fidelity) of every noisy / enhanced condition (harness.quality_runner); off: fast runs
     quality: bool = False
+    #: a bad utterance (missing, corrupt, empty or truncated file, NaN/inf samples, silent
+    #: speech): "fail" stops the run before any cell, listing every bad file and the fix;
+    #: "skip" leaves it out of every fold and records it per utterance in the registry
+    #: (table utterance_notes; `bench runs show`)
+    on_bad_audio: Literal["fail", "skip"] = "fail"
 
     @field_validator("snrs", "train_snrs", "test_snrs")
     @classmethod
@@ -65,6 +70,8 @@ class RunConfig(BaseModel):
         data = self.model_dump(mode="json", exclude={"name"})
         if not data.get("quality"):
             data.pop("quality", None)  # hashes of runs without the quality stage stay as they were
+        if data.get("on_bad_audio") == "fail":
+            data.pop("on_bad_audio", None)  # likewise for runs under the default bad-audio policy
         return stable_hash(data)
 
     def plugin_options(self, name: str) -> dict[str, Any]:

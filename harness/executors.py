@@ -1,16 +1,74 @@
-"""Where jobs run: in-process (debugging, custom registries) or a local process pool (default).
+"""Where jobs run: in-process (debugging), a local process pool (default) or a Dask cluster.
 
 An executor maps a top-level function over picklable jobs and yields ``(job, result)`` as jobs
-finish, in any order. Only the driver touches the database.
+finish, in any order. Only the driver touches the database; workers share the artefact cache
+(a folder every worker can reach) and keep their plugins loaded between jobs.
+
+A worker that dies (killed, out of memory, a crash in native code) has its jobs retried. A job
+whose worker died ``max_attempts`` times is *lost*: the ``lost(job, message)`` callback given to
+:meth:`map_unordered` turns it into an ordinary (failed) result, so one poisonous job fails
+alone instead of the run; without a callback, :class:`WorkerLostError` is raised.
+
+Executors:
+
+* ``inline``: jobs run one after another in the driver (``-j 1``, pdb-friendly).
+* ``process``: a local pool of ``-j N`` spawned processes (default N: the usable CPU cores),
+  one BLAS/torch thread each, at most ``2 N`` jobs in flight. Workers exit when the driver
+  dies, even by SIGKILL.
+* ``dask``: a ``dask.distributed`` cluster: ``--scheduler tcp://HOST:PORT`` connects to a
+  running one (its workers need ser-bench and the plugins installed, the cache folder on a
+  shared path, and preferably ``--nthreads 1``); without an address, a LocalCluster of
+  ``-j N`` single-threaded worker processes. Needs ``pip install 'ser-bench[dask]'``.
 """
 from __future__ import annotations
 
+import logging
 import multiprocessing as mp
 import os
+import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any
+from typing import Any, Protocol
+
+from .errors import ConfigError
+
+EXECUTORS = ("process", "inline", "dask")
+#: How often a job may lose its worker before it counts as lost.
+MAX_ATTEMPTS = 2
+#: Environment of pool workers: one BLAS/OpenMP/torch thread each (the pool is the parallelism).
+WORKER_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+              "NUMEXPR_NUM_THREADS": "1", "BENCH_WORKER": "1"}
+
+Lost = Callable[[Any, str], Any]
+
+
+class WorkerLostError(RuntimeError):
+    """A job's worker process died ``MAX_ATTEMPTS`` times and no ``lost`` callback was given."""
+
+
+class Executor(Protocol):
+    name: str
+    workers: int
+
+    def map_unordered(self, fn: Callable[[Any], Any], jobs: Iterable[Any], *,
+                      lost: Lost | None = None) -> Iterator[tuple[Any, Any]]: ...
+
+    def close(self) -> None: ...
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (respects taskset / cgroup affinity)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _lost_message(attempts: int) -> str:
+    return (f"the worker process died {attempts} times while running this job, the last time running it alone "
+            "(killed, out of memory, or a crash in native code); rerun with -j 1 (in-process) to see where")
 
 
 class InlineExecutor:
@@ -19,7 +77,8 @@ class InlineExecutor:
     name = "inline"
     workers = 1
 
-    def map_unordered(self, fn: Callable[[Any], Any], jobs: Iterable[Any]) -> Iterator[tuple[Any, Any]]:
+    def map_unordered(self, fn: Callable[[Any], Any], jobs: Iterable[Any], *,
+                      lost: Lost | None = None) -> Iterator[tuple[Any, Any]]:
         for job in jobs:
             yield job, fn(job)
 
@@ -27,21 +86,46 @@ class InlineExecutor:
         pass
 
 
+def _watch_parent() -> None:
+    """In a pool worker: exit as soon as the driver is gone (even SIGKILLed), not linger forever."""
+    parent = mp.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        parent.join()  # returns when the driver's end of the sentinel pipe closes
+        os._exit(70)
+
+    threading.Thread(target=watch, name="bench-parent-watch", daemon=True).start()
+
+
 def _init_worker(env: dict[str, str]) -> None:
-    # one BLAS/torch thread per worker: the pool provides the parallelism
     os.environ.update(env)
+    _watch_parent()
+    import sys
+
+    if "torch" in sys.modules:  # normally not imported yet; then OMP_NUM_THREADS above applies
+        sys.modules["torch"].set_num_threads(1)
 
 
 class PoolExecutor:
-    """A local process pool (spawn context). A job whose worker died is retried once."""
+    """A local process pool (spawn context) that survives dying workers.
+
+    At most ``2 * workers`` jobs are in flight. When a worker dies, every job that was in flight
+    becomes a *suspect* and is rerun alone (nothing else in flight), which pins the death on the
+    job that causes it: bystanders then succeed, and a job that kills its worker
+    ``max_attempts`` times is lost (see the module docstring).
+    """
 
     name = "process"
 
-    def __init__(self, workers: int | None = None, *, env: dict[str, str] | None = None) -> None:
-        self.workers = max(1, workers or os.cpu_count() or 1)
-        self._env = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
-                     "BENCH_WORKER": "1", **(env or {})}
+    def __init__(self, workers: int | None = None, *, env: dict[str, str] | None = None,
+                 max_attempts: int = MAX_ATTEMPTS) -> None:
+        self.workers = max(1, workers or usable_cores())
+        self.max_attempts = max(1, max_attempts)
+        self._env = {**WORKER_ENV, **(env or {})}
         self._pool: ProcessPoolExecutor | None = None
+        self.restarts = 0
 
     def _ensure(self) -> ProcessPoolExecutor:
         if self._pool is None:
@@ -51,37 +135,66 @@ class PoolExecutor:
             )
         return self._pool
 
-    def map_unordered(self, fn: Callable[[Any], Any], jobs: Iterable[Any]) -> Iterator[tuple[Any, Any]]:
+    def _restart(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool = None
+        self.restarts += 1
+
+    def map_unordered(self, fn: Callable[[Any], Any], jobs: Iterable[Any], *,
+                      lost: Lost | None = None) -> Iterator[tuple[Any, Any]]:
         jobs = list(jobs)
-        pending = list(range(len(jobs)))
         attempts = [0] * len(jobs)
-        while pending:
+        ready = deque(range(len(jobs)))
+        suspects: deque[int] = deque()
+        inflight: dict[Any, int] = {}
+        window = 2 * self.workers
+        while ready or suspects or inflight:
             pool = self._ensure()
-            futs = {}
-            for i in pending:
-                attempts[i] += 1
-                futs[pool.submit(fn, jobs[i])] = i
-            finished: set[int] = set()
             broken = False
-            not_done = set(futs)
-            while not_done and not broken:
-                done, not_done = wait(not_done, return_when=FIRST_COMPLETED)
+            queue, limit = (suspects, 1) if suspects else (ready, window)  # a suspect runs alone
+            while queue and len(inflight) < limit and not broken:
+                i = queue.popleft()
+                try:
+                    fut = pool.submit(fn, jobs[i])
+                except BrokenProcessPool:  # a worker died since the last wait
+                    queue.appendleft(i)
+                    broken = True
+                    break
+                attempts[i] += 1
+                inflight[fut] = i
+            died: list[int] = []
+            if inflight and not broken:
+                done, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
                 for f in done:
+                    i = inflight.pop(f)
                     try:
                         res = f.result()
                     except BrokenProcessPool:
-                        broken = True
+                        died.append(i)
                         continue
-                    finished.add(futs[f])
-                    yield jobs[futs[f]], res
-            pending = [i for i in pending if i not in finished]
-            if not broken:
-                return
-            # a worker died (OOM, segfault, SIGKILL): restart the pool and retry unfinished jobs once
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
-            if any(attempts[i] >= 2 for i in pending):
-                raise RuntimeError("a worker process died twice while running the same job; rerun with -j 1 to debug")
+                    yield jobs[i], res
+            if not died and not broken:
+                continue
+            # the pool is broken: the other in-flight futures fail too (some may have finished first)
+            wait(list(inflight))
+            for f, i in list(inflight.items()):
+                try:
+                    res = f.result()
+                except BrokenProcessPool:
+                    died.append(i)
+                    continue
+                yield jobs[i], res
+            inflight.clear()
+            self._restart()
+            for i in sorted(died):
+                if attempts[i] >= self.max_attempts:
+                    msg = _lost_message(attempts[i])
+                    if lost is None:
+                        raise WorkerLostError(msg)
+                    yield jobs[i], lost(jobs[i], msg)
+                else:
+                    suspects.append(i)
 
     def close(self) -> None:
         if self._pool is not None:
@@ -89,11 +202,118 @@ class PoolExecutor:
             self._pool = None
 
 
-def make_executor(kind: str = "process", workers: int | None = None) -> InlineExecutor | PoolExecutor:
+class DaskExecutor:
+    """Jobs on a ``dask.distributed`` cluster: a running scheduler, or a LocalCluster.
+
+    The cluster starts on the first :meth:`map_unordered` (so a run with nothing to compute
+    starts none). A task whose worker died more often than the scheduler allows
+    (``distributed.scheduler.allowed-failures``; 0 for a LocalCluster started here) is rerun
+    alone after the others; if its worker dies again, it is lost.
+    """
+
+    name = "dask"
+
+    def __init__(self, workers: int | None = None, *, scheduler: str | None = None,
+                 connect_timeout: float = 30.0) -> None:
+        try:
+            import distributed  # noqa: F401
+        except ImportError:
+            raise ConfigError(
+                "--executor dask needs dask.distributed, which is not installed: "
+                "pip install 'ser-bench[dask]' (or choose --executor process)"
+            ) from None
+        self.scheduler = scheduler
+        self.connect_timeout = connect_timeout
+        self._n = max(1, workers or usable_cores())
+        self.workers = self._n
+        self._client = None
+        self._cluster = None
+
+    def _ensure(self):  # noqa: ANN202
+        if self._client is not None:
+            return self._client
+        import dask
+        from distributed import Client, LocalCluster
+
+        if self.scheduler:
+            try:
+                self._client = Client(self.scheduler, timeout=f"{self.connect_timeout}s")
+            except (OSError, TimeoutError) as exc:
+                raise ConfigError(
+                    f"cannot reach the Dask scheduler at {self.scheduler!r} ({exc}); start one with "
+                    "`dask scheduler` (and workers with `dask worker ADDRESS --nthreads 1`), or leave out "
+                    "--scheduler to use a local cluster"
+                ) from None
+            self.workers = max(1, len(self._client.scheduler_info().get("workers", {})) or self._n)
+        else:
+            # a worker death fails its tasks at once; map_unordered retries them alone
+            with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+                self._cluster = LocalCluster(
+                    n_workers=self._n, threads_per_worker=1, processes=True, dashboard_address=None,
+                    silence_logs=logging.ERROR, env=dict(WORKER_ENV),
+                )
+            self._client = Client(self._cluster)
+        return self._client
+
+    def map_unordered(self, fn: Callable[[Any], Any], jobs: Iterable[Any], *,
+                      lost: Lost | None = None) -> Iterator[tuple[Any, Any]]:
+        from distributed import KilledWorker, as_completed
+
+        jobs = list(jobs)
+        if not jobs:
+            return
+        client = self._ensure()
+        futures = {client.submit(fn, job, pure=False): i for i, job in enumerate(jobs)}
+        suspects: list[int] = []
+        try:
+            for fut in as_completed(list(futures)):
+                i = futures.pop(fut)
+                try:
+                    res = fut.result()
+                except KilledWorker:  # its worker died (maybe because of another task on it)
+                    suspects.append(i)
+                    continue
+                finally:
+                    fut.release()
+                yield jobs[i], res
+            for i in suspects:  # one at a time: a death now is the job's own
+                fut = client.submit(fn, jobs[i], pure=False)
+                futures[fut] = i
+                try:
+                    res = fut.result()
+                except KilledWorker:
+                    msg = _lost_message(2)
+                    if lost is None:
+                        raise WorkerLostError(msg) from None
+                    res = lost(jobs[i], msg)
+                finally:
+                    futures.pop(fut, None)
+                    fut.release()
+                yield jobs[i], res
+        finally:
+            if futures:
+                client.cancel(list(futures))
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        if self._cluster is not None:
+            self._cluster.close()
+            self._cluster = None
+
+
+def make_executor(kind: str = "process", workers: int | None = None, *,
+                  scheduler: str | None = None) -> InlineExecutor | PoolExecutor | DaskExecutor:
+    """``inline``, ``process`` (``workers == 1`` means inline) or ``dask`` (optional ``scheduler``)."""
+    if workers is not None and workers < 1:
+        raise ConfigError(f"-j/--jobs must be at least 1, not {workers}")
+    if scheduler and kind != "dask":
+        raise ConfigError(f"--scheduler {scheduler} needs --executor dask (the executor is {kind!r})")
     if kind == "inline" or (kind == "process" and workers == 1):
         return InlineExecutor()
     if kind == "process":
         return PoolExecutor(workers)
-    from .errors import ConfigError
-
-    raise ConfigError(f"unknown executor {kind!r}; choose 'inline' or 'process'")
+    if kind == "dask":
+        return DaskExecutor(workers, scheduler=scheduler)
+    raise ConfigError(f"unknown executor {kind!r}; choose one of {', '.join(EXECUTORS)}")

@@ -11,13 +11,16 @@
 """
 from __future__ import annotations
 
+import importlib
 import json
 import os
+import threading
 import time
 import traceback as tb
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,8 +28,9 @@ import numpy as np
 from .cache import Cache
 from .config import RunConfig
 from .db import Store
-from .errors import BenchError, PluginError
-from .executors import InlineExecutor, make_executor
+from .audio import SILENCE_PEAK, is_silent
+from .errors import AudioError, BenchError, PluginError
+from .executors import Executor, InlineExecutor, make_executor, usable_cores
 from .interfaces import FeatureSet, TimeSeries, Utterance, stable_hash
 from .metrics import accuracy, ccc, uar
 from .mixing import MIXING_VERSION, SNR_DEFINITION, mix
@@ -35,6 +39,8 @@ from .provenance import code_version, environment
 from .registry import Registry
 
 CHUNK = 16  # utterances per preparation job
+AUDIT_CHUNK = 64  # utterances per audit job
+AUDIT_VERSION = "1"  # bump when what the audit checks changes
 
 
 # ----------------------------------------------------------------------------- worker side
@@ -43,10 +49,13 @@ CHUNK = 16  # utterances per preparation job
 class Context:
     """Per-process state: registry, cache and plugin instances (created once per process)."""
 
-    def __init__(self, config: RunConfig, registry: Registry, cache_dir: str | None) -> None:
+    def __init__(self, config: RunConfig, registry: Registry, cache_dir: str | None,
+                 exclude: dict[str, Sequence[str]] | None = None) -> None:
         self.config = config
         self.registry = registry
         self.cache = Cache(cache_dir)
+        #: dataset -> ids of bad utterances left out (``on_bad_audio = "skip"``)
+        self.exclude = {ds: frozenset(ids) for ds, ids in (exclude or {}).items()}
         self._plugins: dict[tuple[str, str], Any] = {}
         self._utts: dict[str, dict[str, Utterance]] = {}
         self._feats: OrderedDict[tuple, list[np.ndarray]] = OrderedDict()
@@ -64,9 +73,45 @@ class Context:
         return self._plugins[key]
 
     def utterances(self, dataset: str) -> dict[str, Utterance]:
+        """The dataset's usable utterances by id (bad ones left out under ``on_bad_audio = "skip"``)."""
         if dataset not in self._utts:
-            self._utts[dataset] = {u.id: u for u in self.plugin("dataset", dataset).utterances()}
+            drop = self.exclude.get(dataset, frozenset())
+            self._utts[dataset] = {u.id: u for u in self.plugin("dataset", dataset).utterances() if u.id not in drop}
         return self._utts[dataset]
+
+    def audit(self, utt: Utterance) -> tuple[str, str]:
+        """``(problem, conversion)`` of an utterance's clean audio ("" when none).
+
+        A problem makes the utterance bad: missing / unreadable / empty / truncated file,
+        zero-length audio, NaN or inf samples (all raised by the loader, naming the file), or
+        silent speech. A conversion is documented handling: a stereo file downmixed, another
+        sample rate resampled. Clean results are cached by content key; problems are re-checked
+        on every run (the user may have fixed the file).
+        """
+        key = self.cache.key(["audit", AUDIT_VERSION, utt.content_key()])
+        hit = self.cache.load("audit", key)
+        if hit is not None and hit.shape == (2,):
+            return str(hit[0]), str(hit[1])
+        problem = conversion = ""
+        where = str(utt.path or utt.id)
+        try:
+            if utt.loader is None and utt.path is not None:
+                p = Path(utt.path)
+                if p.is_file() and p.stat().st_size == 0:
+                    raise AudioError(f"{p}: the file is empty (0 bytes); copy or export it again")
+                problem = wav_truncation(p)
+                conversion = describe_conversion(p)
+            x = utt.load()  # raises AudioError for missing/corrupt/empty files and NaN/inf samples
+            if not problem and is_silent(x):
+                problem = (f"{where}: the speech is silent (peak below {SILENCE_PEAK:g}), so no SNR can be set and "
+                           "its features mean nothing; remove or replace the recording")
+        except BenchError as exc:
+            problem = str(exc)
+        except Exception as exc:  # a loader's own failure on this file
+            problem = f"{where}: {type(exc).__name__}: {exc}"
+        if not problem:
+            self.cache.store("audit", key, np.array([problem, conversion]))
+        return problem, conversion
 
     # audio of one utterance under a condition -> (signal, content key)
     def audio(self, utt: Utterance, cond: Condition) -> tuple[np.ndarray, str]:
@@ -130,20 +175,105 @@ class Context:
         return self._feats[key]
 
 
-_WORKER: Context | None = None
+_LOCAL = threading.local()  # one context per worker thread (Dask workers may run several threads)
+_REGISTRIES: dict[tuple[str, ...], Registry] = {}
+
+
+def registry_for(extra_plugins: Sequence[str] = ()) -> Registry:
+    """The default registry, or one with extra plugin objects given as ``"module:attribute"``.
+
+    Workers rebuild the driver's registry from these strings (a registry object itself cannot
+    travel to another process); an attribute that is a class is instantiated.
+    """
+    extra = tuple(extra_plugins or ())
+    if not extra:
+        from .plugins import default_registry
+
+        return default_registry()
+    if extra not in _REGISTRIES:
+        from .plugins import build_registry, make_plugin_manager
+
+        objs = []
+        for spec in extra:
+            mod, colon, attr = spec.partition(":")
+            if not colon or not mod or not attr:
+                raise PluginError(f"extra plugin {spec!r} must look like 'module:attribute'")
+            obj = getattr(importlib.import_module(mod), attr)
+            objs.append(obj() if isinstance(obj, type) else obj)
+        _REGISTRIES[extra] = build_registry(make_plugin_manager(extra=objs))
+    return _REGISTRIES[extra]
 
 
 def _context(payload: dict) -> Context:
-    """The worker's context (built once per process from the default registry)."""
-    global _WORKER
+    """The worker's context: built once per process (thread) and kept while the run is the same."""
     if payload.get("ctx") is not None:  # inline executor: the driver's context
         return payload["ctx"]
-    cfg = RunConfig(**json.loads(payload["config"]))
-    if _WORKER is None or _WORKER.config != cfg:
-        from .plugins import default_registry
+    key = (payload["config"], payload["cache_dir"], tuple(payload.get("extra_plugins") or ()),
+           json.dumps(payload.get("exclude"), sort_keys=True))
+    ctx = getattr(_LOCAL, "ctx", None)
+    if ctx is None or _LOCAL.key != key:
+        cfg = RunConfig(**json.loads(payload["config"]))
+        ctx = Context(cfg, registry_for(key[2]), payload["cache_dir"], exclude=payload.get("exclude"))
+        _LOCAL.ctx, _LOCAL.key = ctx, key
+    return ctx
 
-        _WORKER = Context(cfg, default_registry(), payload["cache_dir"])
-    return _WORKER
+
+def wav_truncation(path: object) -> str:
+    """For a RIFF/WAVE file whose data chunk is shorter than its header declares (an interrupted
+    copy or download; decoders silently return the part that is there): a description; else ""."""
+    import struct
+
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return ""
+            size = os.fstat(fh.fileno()).st_size
+            pos = 12
+            while pos + 8 <= size:
+                fh.seek(pos)
+                cid, clen = struct.unpack("<4sI", fh.read(8))
+                if cid == b"data":
+                    have = size - pos - 8
+                    if clen not in (0, 0xFFFFFFFF) and clen > have:  # 0 / -1: streaming writers
+                        return (f"{path}: truncated: the header declares {clen} bytes of audio, the file holds "
+                                f"{have}; copy or export the file again")
+                    return ""
+                pos += 8 + clen + (clen & 1)
+    except OSError:
+        return ""
+    return ""
+
+
+def describe_conversion(path: object) -> str:
+    """What loading ``path`` converts (from its header): a downmix, a resampling; "" if nothing."""
+    import soundfile as sf
+
+    from .interfaces import SAMPLE_RATE
+
+    try:
+        info = sf.info(str(path))
+    except Exception:  # unreadable: the load that follows reports it
+        return ""
+    done = []
+    if info.channels > 1:
+        done.append(f"{info.channels} channels downmixed to mono (mean)")
+    if info.samplerate != SAMPLE_RATE:
+        done.append(f"resampled {info.samplerate} Hz -> {SAMPLE_RATE} Hz (soxr, very high quality)")
+    return "; ".join(done)
+
+
+def audit_job(payload: dict) -> dict:
+    """Check the clean audio of a chunk of utterances: ``{"n", "notes": [[id, path, problem, conversion]]}``."""
+    ctx = _context(payload)
+    utts = ctx.utterances(payload["dataset"])
+    notes = []
+    for uid in payload["ids"]:
+        utt = utts[uid]
+        problem, conversion = ctx.audit(utt)
+        if problem or conversion:
+            notes.append([uid, str(utt.path) if utt.path is not None else None, problem, conversion])
+    return {"n": len(payload["ids"]), "notes": notes}
 
 
 def prepare_job(payload: dict) -> dict:
@@ -240,13 +370,17 @@ def cell_key(cell: Cell, config: RunConfig, ids: dict[str, str], fold: Fold) -> 
     }, n=32)
 
 
-def plan(config: RunConfig, registry: Registry) -> tuple[Context, dict[str, list[Fold]], list[Cell]]:
-    """Validate names, build folds and enumerate cells (used by --dry-run too)."""
+def plan(config: RunConfig, registry: Registry,
+         exclude: dict[str, Sequence[str]] | None = None) -> tuple[Context, dict[str, list[Fold]], list[Cell]]:
+    """Validate names, build folds and enumerate cells (used by --dry-run too).
+
+    ``exclude``: dataset -> utterance ids to leave out of every fold (bad utterances skipped).
+    """
     registry.check("dataset", config.datasets)
     registry.check("ser_model", config.ser_models)
     registry.check("enhancer", config.enhancers)
     registry.check("noise_source", config.noise_sources)
-    ctx = Context(config, registry, None)
+    ctx = Context(config, registry, None, exclude=exclude)
     folds = {}
     for ds in config.datasets:
         dset = ctx.plugin("dataset", ds)
@@ -254,7 +388,7 @@ def plan(config: RunConfig, registry: Registry) -> tuple[Context, dict[str, list
             model_cls = registry.get("ser_model", m)
             if model_cls.task != dset.task:
                 raise BenchError(f"SER model {m!r} is for {model_cls.task} but dataset {ds!r} has {dset.task} labels")
-        folds[ds] = make_folds(dset.utterances(), config.cv, ds, dset.has_partitions)
+        folds[ds] = make_folds(list(ctx.utterances(ds).values()), config.cv, ds, dset.has_partitions)
     for kind, names in (("ser_model", config.ser_models), ("enhancer", config.enhancers),
                         ("noise_source", config.noise_sources)):
         for n in names:  # validates every plugin's options before any work starts
@@ -271,20 +405,99 @@ def run(
     *,
     store: Store,
     registry: Registry | None = None,
-    executor: str = "process",
+    executor: str | Executor = "process",
     jobs: int | None = None,
+    scheduler: str | None = None,
+    extra_plugins: Sequence[str] = (),
     cache_dir: str | None = None,
     progress: bool = True,
     echo: Callable[[str], None] = lambda s: None,
 ) -> RunSummary:
-    """Run (or resume) every cell of ``config`` and store the results."""
-    from .plugins import default_registry
+    """Run (or resume) every cell of ``config`` and store the results.
 
+    Args:
+        executor: "process" (a local pool of ``jobs`` workers; ``jobs=1``: in-process),
+            "inline", "dask" (``scheduler`` address or a LocalCluster of ``jobs`` workers), or
+            an executor object (see :mod:`harness.executors`), which the run closes.
+        registry: a custom registry (tests); it cannot travel to worker processes, so the run
+            goes inline. ``extra_plugins`` ("module:attribute" plugin objects added to the default
+            registry) can: workers rebuild the same registry from them.
+    """
+    if isinstance(executor, str):
+        if executor == "process" and registry is not None and (jobs or usable_cores()) > 1:
+            executor = "inline"  # a custom (test) registry cannot be rebuilt in worker processes
+        ex = make_executor(executor, jobs, scheduler=scheduler)
+    else:
+        ex = executor
+    try:
+        return _run(config, store=store, registry=registry or registry_for(extra_plugins), ex=ex,
+                    extra_plugins=list(extra_plugins), cache_dir=cache_dir, progress=progress, echo=echo)
+    finally:
+        ex.close()
+
+
+def _audit(ctx: Context, ex: Executor, base: dict, progress: bool) -> list[dict[str, Any]]:
+    """Audit every utterance's clean audio (cache hits in the driver, the rest on ``ex``).
+
+    Returns notes ``{dataset, utterance_id, path, kind: "skipped" | "converted", detail}``.
+    """
+    notes: list[dict[str, Any]] = []
+    jobs = []
+    for ds in ctx.config.datasets:
+        missing = []
+        for uid, utt in ctx.utterances(ds).items():
+            hit = ctx.cache.load("audit", ctx.cache.key(["audit", AUDIT_VERSION, utt.content_key()]))
+            if hit is not None and hit.shape == (2,):
+                if str(hit[1]):
+                    notes.append(dict(dataset=ds, utterance_id=uid, path=str(utt.path) if utt.path is not None else None,
+                                      kind="converted", detail=str(hit[1])))
+            else:
+                missing.append(uid)
+        jobs += [dict(base, dataset=ds, ids=missing[i : i + AUDIT_CHUNK]) for i in range(0, len(missing), AUDIT_CHUNK)]
+    bar = _bar(progress, sum(len(j["ids"]) for j in jobs), "audit")
+    for job, res in ex.map_unordered(audit_job, jobs):
+        for uid, path, problem, conversion in res["notes"]:
+            if problem:
+                notes.append(dict(dataset=job["dataset"], utterance_id=uid, path=path, kind="skipped", detail=problem))
+            if conversion:
+                notes.append(dict(dataset=job["dataset"], utterance_id=uid, path=path, kind="converted",
+                                  detail=conversion))
+        bar.update(res["n"])
+    bar.close()
+    return sorted(notes, key=lambda n: (n["dataset"], n["utterance_id"], n["kind"]))
+
+
+def bad_audio_error(bad: list[dict[str, Any]], limit: int = 20) -> AudioError:
+    """The error of ``on_bad_audio = "fail"``: every bad utterance (up to ``limit``) and the fix."""
+    lines = "\n".join(f"  - {n['dataset']}/{n['utterance_id']}: {n['detail']}" for n in bad[:limit])
+    more = f"\n  ... and {len(bad) - limit} more" if len(bad) > limit else ""
+    return AudioError(
+        f"{len(bad)} bad utterance{'s' if len(bad) != 1 else ''}; the run stopped before computing anything "
+        f"(stored results are untouched):\n{lines}{more}\nFix or remove these files, or run with "
+        "--on-bad-audio skip (suite: on_bad_audio = \"skip\") to leave them out of every fold; skipped "
+        "utterances are recorded in the registry (`bench runs show RUN`)."
+    )
+
+
+def _run(config: RunConfig, *, store: Store, registry: Registry, ex: Executor, extra_plugins: list[str],
+         cache_dir: str | None, progress: bool, echo: Callable[[str], None]) -> RunSummary:
     t_start = time.perf_counter()
-    custom_registry = registry is not None
-    registry = registry or default_registry()
     ctx, folds, cells = plan(config, registry)
     ctx.cache = Cache(cache_dir)
+    inline = isinstance(ex, InlineExecutor)
+    base = {"config": config.model_dump_json(), "cache_dir": str(ctx.cache.root.resolve()),
+            "ctx": ctx if inline else None, "extra_plugins": extra_plugins, "exclude": None}
+    # ---- stage 0: audit the clean audio; bad utterances fail the run or are left out
+    notes = _audit(ctx, ex, base, progress)
+    bad = [n for n in notes if n["kind"] == "skipped"]
+    if bad and config.on_bad_audio == "fail":
+        raise bad_audio_error(bad)
+    if bad:
+        exclude = {ds: sorted(n["utterance_id"] for n in bad if n["dataset"] == ds) for ds in config.datasets}
+        ctx, folds, cells = plan(config, registry, exclude=exclude)
+        ctx.cache = Cache(cache_dir)
+        base.update(ctx=ctx if inline else None, exclude=exclude)
+        echo(f"skipping {len(bad)} bad utterance(s) (on_bad_audio = skip); `bench runs show` lists them")
     fold_by = {(ds, f.name): f for ds, fs in folds.items() for f in fs}
     idents = {}
     for kind, names in (("dataset", config.datasets), ("ser_model", config.ser_models),
@@ -311,16 +524,12 @@ def run(
         code_version=code_version(), plugins=plugins_used, env=environment(), seed=config.seed,
         snr_definition=SNR_DEFINITION, n_cells=n_all,
     )
+    store.record_utterance_notes(run_id, notes)
     echo(f"run {run_id}: {n_all} cells, {n_skipped} already stored, {len(todo) + len(qtodo)} to compute")
     if not todo and not qtodo:
         store.finish_run(run_id, "done", wall_s=time.perf_counter() - t_start)
         return RunSummary(run_id, n_all, n_skipped, 0, 0, time.perf_counter() - t_start)
 
-    if executor == "process" and custom_registry and (jobs or os.cpu_count() or 1) > 1:
-        executor = "inline"  # a custom (test) registry cannot be rebuilt in worker processes
-    ex = make_executor(executor, jobs)
-    inline = isinstance(ex, InlineExecutor)
-    base = {"config": config.model_dump_json(), "cache_dir": str(ctx.cache.root), "ctx": ctx if inline else None}
     n_done = n_failed = 0
     failures: list[str] = []
     try:
@@ -336,7 +545,7 @@ def run(
                      for i in range(0, len(ids), CHUNK)]
         prep_errors: dict[tuple, str] = {}
         bar = _bar(progress, sum(len(p["ids"]) for p in prep), "audio+features")
-        for job, res in ex.map_unordered(prepare_job, prep):
+        for job, res in ex.map_unordered(prepare_job, prep, lost=_lost_prepare):
             if not res["ok"]:
                 prep_errors.setdefault((job["dataset"], job["model"], Condition(**job["cond"])), res["error"])
             bar.update(res["n"])
@@ -355,7 +564,7 @@ def run(
                 bar.update(1)
                 continue
             cell_jobs.append(dict(base, cell=c, fold=fold_by[(c.dataset, c.fold)], seed=seed, key=k))
-        for job, res in ex.map_unordered(cell_job, cell_jobs):
+        for job, res in ex.map_unordered(cell_job, _unstored(store, cell_jobs), lost=_lost_cell):
             c = job["cell"]
             store.record_cell(
                 run_id, job["key"], c.coords(), status=res["status"], metrics=res.get("metrics"), seed=job["seed"],
@@ -386,6 +595,20 @@ def run(
     store.finish_run(run_id, "done" if not n_failed else "failed", wall_s=wall,
                      error=None if not n_failed else f"{n_failed} cell(s) failed; see `bench runs show {run_id}`")
     return RunSummary(run_id, n_all, n_skipped, n_done, n_failed, wall, failures)
+
+
+def _lost_prepare(job: dict, message: str) -> dict:
+    return {"ok": False, "n": len(job["ids"]), "error": f"WorkerLost: {message}", "traceback": message}
+
+
+def _lost_cell(job: dict, message: str) -> dict:
+    return {"status": "failed", "error": f"WorkerLost: {message}", "traceback": message, "timings": {}}
+
+
+def _unstored(store: Store, cell_jobs: list[dict]) -> list[dict]:
+    """Drop cells another process stored meanwhile (two runs of one config share the work)."""
+    have = store.existing(j["key"] for j in cell_jobs)
+    return [j for j in cell_jobs if have.get(j["key"]) != "done"]
 
 
 def _bar(enabled: bool, total: int, desc: str):  # noqa: ANN202

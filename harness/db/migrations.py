@@ -79,21 +79,73 @@ def m0001_initial(conn: Connection) -> None:
     md.create_all(conn)
 
 
+def m0002_utterance_notes(conn: Connection) -> None:
+    """Per-utterance records of a run: bad utterances skipped (``on_bad_audio = "skip"``) and
+    input conversions applied on loading (stereo downmix, resampling)."""
+    md = MetaData()
+    Table("runs", md, Column("id", Integer, primary_key=True))  # for the foreign key only
+    Table(
+        "utterance_notes", md,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("run_id", Integer, ForeignKey("runs.id", ondelete="CASCADE"), nullable=False, index=True),
+        Column("dataset", String(100), nullable=False),
+        Column("utterance_id", String(500), nullable=False),
+        Column("kind", String(16), nullable=False),  # skipped | converted
+        Column("path", Text),
+        Column("detail", Text, nullable=False),
+        Column("created_at", DateTime, nullable=False),
+        UniqueConstraint("run_id", "dataset", "utterance_id", "kind", name="uq_utterance_notes"),
+    )
+    md.tables["utterance_notes"].create(conn, checkfirst=True)
+
+
+def m0003_bigint_seeds(conn: Connection) -> None:
+    """Seeds are 64-bit: per-cell seeds span the full unsigned 32-bit range, beyond a 32-bit
+    INTEGER on PostgreSQL. (SQLite's INTEGER is already 64-bit: nothing to do there.)"""
+    if conn.dialect.name == "postgresql":
+        for table in ("runs", "cells"):
+            conn.execute(text(f"ALTER TABLE {table} ALTER COLUMN seed TYPE BIGINT"))
+    elif conn.dialect.name in ("mysql", "mariadb"):
+        for table in ("runs", "cells"):
+            conn.execute(text(f"ALTER TABLE {table} MODIFY seed BIGINT NOT NULL"))
+
+
 MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
     ("0001_initial", m0001_initial),
+    ("0002_utterance_notes", m0002_utterance_notes),
+    ("0003_bigint_seeds", m0003_bigint_seeds),
 ]
+
+#: Key of the PostgreSQL advisory lock that serialises migrations and run creation.
+LOCK_KEY = 0x5E2B_E7C4
+
+
+def exclusive(conn: Connection) -> None:
+    """Make the transaction just begun on ``conn`` hold the database's write lock until it ends.
+
+    SQLite: ``BEGIN IMMEDIATE`` (other writers wait, up to the busy timeout). PostgreSQL: a
+    transaction-level advisory lock. Other databases: nothing (rely on unique constraints).
+    Serialises check-then-insert sequences (migrations, creating a run) across processes.
+    """
+    dialect = conn.dialect.name
+    if dialect == "sqlite":
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    elif dialect == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": LOCK_KEY})
 
 
 def migrate(engine: Engine) -> list[str]:
     """Apply pending migrations in order; return the names applied. Safe to call concurrently."""
     applied_now = []
     with engine.begin() as conn:
+        exclusive(conn)  # concurrent CREATE TABLE IF NOT EXISTS can still collide on PostgreSQL
         if not inspect(conn).has_table("schema_migrations"):
             conn.execute(text(
                 "CREATE TABLE IF NOT EXISTS schema_migrations (name VARCHAR(100) PRIMARY KEY, applied_at TIMESTAMP NOT NULL)"
             ))
     for name, fn in MIGRATIONS:
         with engine.begin() as conn:
+            exclusive(conn)  # one process migrates; the others wait, then find it done
             done = conn.execute(text("SELECT 1 FROM schema_migrations WHERE name = :n"), {"n": name}).first()
             if done:
                 continue

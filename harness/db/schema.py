@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Float, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -28,7 +28,7 @@ class Run(Base):
     code_version: Mapped[str] = mapped_column(String(100))
     plugins_json: Mapped[str] = mapped_column(Text)
     env_json: Mapped[str] = mapped_column(Text)
-    seed: Mapped[int] = mapped_column(Integer)
+    seed: Mapped[int] = mapped_column(BigInteger)  # 64-bit since migration 0003
     snr_definition: Mapped[str] = mapped_column(Text)
     n_cells: Mapped[int] = mapped_column(Integer, default=0)
     n_done: Mapped[int] = mapped_column(Integer, default=0)
@@ -53,7 +53,7 @@ class Cell(Base):
     test_condition: Mapped[str] = mapped_column(String(16))
     test_snr: Mapped[float | None] = mapped_column(Float)
     fold: Mapped[str] = mapped_column(String(100))
-    seed: Mapped[int] = mapped_column(Integer)
+    seed: Mapped[int] = mapped_column(BigInteger)  # 64-bit since migration 0003
     status: Mapped[str] = mapped_column(String(16))  # done | failed
     n_train: Mapped[int] = mapped_column(Integer, default=0)
     n_test: Mapped[int] = mapped_column(Integer, default=0)
@@ -74,3 +74,19 @@ class Result(Base):
     cell_id: Mapped[int] = mapped_column(ForeignKey("cells.id", ondelete="CASCADE"), index=True)
     metric: Mapped[str] = mapped_column(String(64))
     value: Mapped[float] = mapped_column(Float)
+
+
+class UtteranceNote(Base):
+    """Per-utterance record of a run (migration 0002): ``skipped`` bad utterances (with the
+    reason) under ``on_bad_audio = "skip"``, and ``converted`` inputs (downmixed, resampled)."""
+
+    __tablename__ = "utterance_notes"
+    __table_args__ = (UniqueConstraint("run_id", "dataset", "utterance_id", "kind", name="uq_utterance_notes"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    dataset: Mapped[str] = mapped_column(String(100))
+    utterance_id: Mapped[str] = mapped_column(String(500))
+    kind: Mapped[str] = mapped_column(String(16))  # skipped | converted
+    path: Mapped[str | None] = mapped_column(Text)
+    detail: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]

@@ -21,8 +21,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
-from .migrations import migrate
-from .schema import Cell, Result, Run
+from .migrations import exclusive, migrate
+from .schema import Cell, Result, Run, UtteranceNote
 
 DEFAULT_DB = "registry.db"
 
@@ -80,8 +80,21 @@ class Store:
     def start_run(self, *, config_json: str, config_hash: str, protocol: str, name: str | None,
                   code_version: str, plugins: dict, env: dict, seed: int, snr_definition: str,
                   n_cells: int) -> int:
-        """Create the run row, or reopen the latest run with the same config hash (resume)."""
+        """Create the run row, or reopen the latest run with the same config hash (resume).
+
+        Holds the database's write lock while it looks and creates, so two processes starting
+        the same config at once share one run row.
+        """
+        return self._retry(lambda: self._start_run(
+            config_json=config_json, config_hash=config_hash, protocol=protocol, name=name,
+            code_version=code_version, plugins=plugins, env=env, seed=seed, snr_definition=snr_definition,
+            n_cells=n_cells))
+
+    def _start_run(self, *, config_json: str, config_hash: str, protocol: str, name: str | None,
+                   code_version: str, plugins: dict, env: dict, seed: int, snr_definition: str,
+                   n_cells: int) -> int:
         with Session(self.engine) as s, s.begin():
+            exclusive(s.connection())
             run = s.scalars(
                 select(Run).where(Run.config_hash == config_hash).order_by(Run.id.desc()).limit(1)
             ).first()
@@ -101,6 +114,9 @@ class Store:
             return run.id
 
     def finish_run(self, run_id: int, status: str, *, wall_s: float | None = None, error: str | None = None) -> None:
+        self._retry(lambda: self._finish_run(run_id, status, wall_s=wall_s, error=error))
+
+    def _finish_run(self, run_id: int, status: str, *, wall_s: float | None, error: str | None) -> None:
         with Session(self.engine) as s, s.begin():
             run = s.get(Run, run_id)
             run.status = status
@@ -126,10 +142,15 @@ class Store:
         keys = list(keys)
         if not keys:
             return
-        with Session(self.engine) as s, s.begin():
-            ids = s.scalars(select(Cell.id).where(Cell.cell_key.in_(keys))).all()
-            s.execute(delete(Result).where(Result.cell_id.in_(ids)))
-            s.execute(delete(Cell).where(Cell.id.in_(ids)))
+
+        def work() -> None:
+            with Session(self.engine) as s, s.begin():
+                for i in range(0, len(keys), 500):
+                    ids = s.scalars(select(Cell.id).where(Cell.cell_key.in_(keys[i : i + 500]))).all()
+                    s.execute(delete(Result).where(Result.cell_id.in_(ids)))
+                    s.execute(delete(Cell).where(Cell.id.in_(ids)))
+
+        self._retry(work)
 
     def record_cell(self, run_id: int, cell_key: str, coords: dict[str, Any], *, status: str,
                     metrics: dict[str, float] | None = None, seed: int = 0, kind: str = "ser",
@@ -197,3 +218,40 @@ class Store:
     def mark_interrupted(self, run_id: int) -> None:
         with Session(self.engine) as s, s.begin():
             s.execute(update(Run).where(Run.id == run_id).values(status="interrupted", finished_at=_now()))
+
+    # ------------------------------------------------------------------ utterance notes
+    def record_utterance_notes(self, run_id: int, notes: Iterable[dict[str, Any]]) -> int:
+        """Record per-utterance notes of a run (keys: dataset, utterance_id, kind, path, detail).
+
+        Idempotent: a note already stored for (run, dataset, utterance, kind) is left as it is.
+        Returns the number of notes added.
+        """
+        notes = list(notes)
+        if not notes:
+            return 0
+
+        def work() -> int:
+            with Session(self.engine) as s, s.begin():
+                have = set(s.execute(
+                    select(UtteranceNote.dataset, UtteranceNote.utterance_id, UtteranceNote.kind)
+                    .where(UtteranceNote.run_id == run_id)).all())
+                added = 0
+                for n in notes:
+                    k = (n["dataset"], n["utterance_id"], n["kind"])
+                    if k in have:
+                        continue
+                    have.add(k)
+                    s.add(UtteranceNote(run_id=run_id, dataset=n["dataset"], utterance_id=n["utterance_id"],
+                                        kind=n["kind"], path=n.get("path"), detail=n["detail"], created_at=_now()))
+                    added += 1
+                return added
+
+        return int(self._retry(work) or 0)
+
+    def utterance_notes_frame(self, run_ids: Iterable[int] | None = None) -> pd.DataFrame:
+        q = select(UtteranceNote).order_by(UtteranceNote.run_id, UtteranceNote.dataset, UtteranceNote.utterance_id,
+                                           UtteranceNote.kind)
+        if run_ids is not None:
+            q = q.where(UtteranceNote.run_id.in_(list(run_ids)))
+        with self.engine.connect() as conn:
+            return pd.read_sql(q, conn)

@@ -1,0 +1,257 @@
+"""Executors: in-process, local process pool and Dask; dying workers; determinism across executors.
+
+Job functions and plugins live at module level so that spawned workers can import them (pytest
+puts tests/ on sys.path, and spawn hands sys.path to the children).
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness import hookimpl
+from harness.config import RunConfig
+from harness.db import Store
+from harness.errors import ConfigError
+from harness.executors import (
+    DaskExecutor, InlineExecutor, PoolExecutor, WorkerLostError, make_executor, usable_cores,
+)
+from harness.runner import run
+from harness.testing import CentroidSER
+
+from executor_jobs import die_once, poison, settings, square
+
+try:
+    import distributed  # noqa: F401
+
+    HAVE_DASK = True
+except ImportError:
+    HAVE_DASK = False
+needs_dask = pytest.mark.skipif(not HAVE_DASK, reason="dask.distributed not installed (pip install 'ser-bench[dask]')")
+
+
+# ----------------------------------------------------------------------------- unit tests
+
+
+def test_make_executor_choices_and_errors():
+    assert isinstance(make_executor("inline"), InlineExecutor)
+    assert isinstance(make_executor("process", 1), InlineExecutor)  # -j 1 = in-process
+    ex = make_executor("process", 3)
+    assert isinstance(ex, PoolExecutor) and ex.workers == 3
+    assert make_executor("process").workers == usable_cores()
+    with pytest.raises(ConfigError, match="unknown executor 'ray'; choose one of process, inline, dask"):
+        make_executor("ray")
+    with pytest.raises(ConfigError, match="needs --executor dask"):
+        make_executor("process", 2, scheduler="tcp://127.0.0.1:8786")
+    with pytest.raises(ConfigError, match="at least 1, not 0"):
+        make_executor("process", 0)
+
+
+def test_pool_streams_every_result_once_from_single_threaded_workers():
+    ex = PoolExecutor(2)
+    try:
+        out = list(ex.map_unordered(settings, range(12)))
+    finally:
+        ex.close()
+    assert sorted(job for job, _ in out) == list(range(12))
+    assert all(r["x"] == job * job for job, r in out)
+    assert all(r["omp"] == "1" and r["torch"] == 1 for _, r in out)  # one BLAS/torch thread per worker
+    assert {r["pid"] for _, r in out} - {os.getpid()}  # ran in other processes
+
+
+def test_pool_retries_the_job_of_a_dead_worker(tmp_path):
+    ex = PoolExecutor(2)
+    try:
+        out = dict(ex.map_unordered(die_once, [(str(tmp_path / "m"), i) for i in range(6)]))
+    finally:
+        ex.close()
+    assert (tmp_path / "m").exists()  # the worker did die
+    assert ex.restarts == 1
+    assert sorted(out.values()) == [0, 10, 20, 30, 40, 50]
+
+
+def test_pool_a_job_that_always_kills_its_worker_is_lost_alone():
+    ex = PoolExecutor(2)
+    try:
+        out = dict(ex.map_unordered(poison, range(6), lost=lambda job, msg: f"lost: {msg}"))
+    finally:
+        ex.close()
+    assert out.pop(2).startswith("lost: the worker process died 2 times while running this job, the last time running it alone")
+    assert out == {0: 0, 1: 1, 3: 3, 4: 4, 5: 5}  # bystanders of the crash were retried and succeeded
+    ex = PoolExecutor(2)
+    try:
+        with pytest.raises(WorkerLostError, match="died 2 times while running this job, the last time running it alone"):
+            list(ex.map_unordered(poison, range(4)))
+    finally:
+        ex.close()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie is dead too
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def test_pool_workers_exit_when_the_driver_is_sigkilled(tmp_path):
+    pids = tmp_path / "pids"
+    driver = textwrap.dedent(f"""
+        import os, sys, time
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from harness.executors import PoolExecutor
+        import executor_jobs as J
+        if __name__ == "__main__":
+            ex = PoolExecutor(2)
+            for _ in ex.map_unordered(J.write_pid_and_sleep, [{str(pids)!r}] * 2):
+                pass
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", driver], start_new_session=True)
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and (not pids.exists() or len(pids.read_text().split()) < 2):
+            time.sleep(0.2)
+        workers = [int(p) for p in pids.read_text().split()]
+        assert len(workers) == 2 and all(_alive(p) for p in workers)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        deadline = time.time() + 15
+        while time.time() < deadline and any(_alive(p) for p in workers):
+            time.sleep(0.2)
+        assert not any(_alive(p) for p in workers), "pool workers outlived their SIGKILLed driver"
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+# ----------------------------------------------------------------------------- dask
+
+
+@needs_dask
+def test_dask_unreachable_scheduler_is_a_clear_error():
+    ex = DaskExecutor(scheduler="tcp://127.0.0.1:9", connect_timeout=1)
+    with pytest.raises(ConfigError, match=r"cannot reach the Dask scheduler at 'tcp://127.0.0.1:9'.*dask scheduler"):
+        list(ex.map_unordered(square, [1]))
+    ex.close()
+
+
+@needs_dask
+def test_dask_local_cluster_maps_and_a_killer_job_is_lost_alone():
+    ex = DaskExecutor(2)
+    try:
+        assert sorted(ex.map_unordered(square, range(8))) == [(i, i * i) for i in range(8)]
+        out = dict(ex.map_unordered(poison, range(4), lost=lambda job, msg: "lost"))
+        assert out == {0: 0, 1: 1, 2: "lost", 3: 3}
+        assert ex.workers == 2
+    finally:
+        ex.close()
+
+
+# ----------------------------------------------------------------------------- the runner on each executor
+
+
+class CrashSER(CentroidSER):
+    """Kills its worker process when fitted without speaker s1 (the LOSO fold of s1)."""
+
+    name = "crash"
+
+    def fit(self, train, valid=None):
+        if "s1" not in set(train.groups) and os.environ.get("BENCH_WORKER"):
+            os._exit(11)
+        if "s1" not in set(train.groups):
+            raise RuntimeError("would crash the worker here")
+        return super().fit(train, valid)
+
+
+class RaiseSER(CentroidSER):
+    name = "raiser"
+
+    def fit(self, train, valid=None):
+        if "s0" not in set(train.groups):
+            raise ValueError("raiser: no s0 in training")
+        return super().fit(train, valid)
+
+
+class ExtraPlugins:
+    __name__ = "test_executors.extra"
+
+    @hookimpl
+    def register_ser_models(self, register):
+        register("crash", CrashSER)
+        register("raiser", RaiseSER)
+
+
+EXTRA = ["harness.testing:testing_plugin", "test_executors:ExtraPlugins"]
+
+
+def _config(**kw) -> RunConfig:
+    base = dict(protocol="mismatched", datasets=["tones"], ser_models=["centroid"], enhancers=["none", "wiener"],
+                noise_sources=["fake-noise"], snrs=[0.0, 10.0], options={"tones": {"per_class": 2}})
+    base.update(kw)
+    return RunConfig(**base)
+
+
+def _numbers(store: Store) -> dict:
+    df = store.results_frame()
+    return {(k, m): v for k, m, v in zip(df.cell_key, df.metric, df.value)}
+
+
+def test_same_seed_same_numbers_on_every_executor(tmp_path):
+    """Inline, a 2-process pool (and Dask, if installed): identical numbers, each from a cold cache."""
+    cfg = _config(seed=7)
+    kinds = [("inline", None), ("process", 2)] + ([("dask", 2)] if HAVE_DASK else [])
+    got = {}
+    for kind, jobs in kinds:
+        store = Store(str(tmp_path / f"{kind}.db"))
+        s = run(cfg, store=store, executor=kind, jobs=jobs, extra_plugins=EXTRA, progress=False,
+                cache_dir=str(tmp_path / f"cache-{kind}"))
+        assert (s.n_cells, s.n_done, s.n_failed) == (15, 15, 0), kind
+        got[kind] = _numbers(store)
+    ref = got.pop("inline")
+    assert len(ref) == 30  # 15 cells x (uar, accuracy)
+    for kind, nums in got.items():
+        assert nums == ref, f"{kind} differs from inline"
+    # another seed changes the mixtures and so the keys (nothing reused by mistake)
+    other = Store(str(tmp_path / "seed8.db"))
+    run(_config(seed=8), store=other, executor="inline", extra_plugins=EXTRA, progress=False)
+    assert set(_numbers(other)).isdisjoint(ref)
+
+
+def test_a_cell_that_raises_or_kills_its_worker_fails_alone(tmp_path):
+    """On a 2-process pool: `raiser` raises in one fold, `crash` kills its worker in another."""
+    store = Store(str(tmp_path / "r.db"))
+    cfg = _config(protocol="clean", ser_models=["centroid", "crash", "raiser"])
+    s = run(cfg, store=store, executor="process", jobs=2, extra_plugins=EXTRA, progress=False)
+    assert (s.n_cells, s.n_done, s.n_failed) == (9, 7, 2)
+    cells = store.cells_frame().set_index(["ser_model", "fold"])
+    failed = cells[cells.status == "failed"]
+    assert sorted(failed.index) == [("crash", "spk:s1"), ("raiser", "spk:s0")]
+    crash, raiser = failed.loc[("crash", "spk:s1")], failed.loc[("raiser", "spk:s0")]
+    assert "worker process died 2 times" in crash.error and "-j 1" in crash.error
+    assert raiser.error == "ValueError: raiser: no s0 in training"
+    assert 'raise ValueError("raiser: no s0 in training")' in raiser.traceback  # the plugin's own traceback
+    assert store.runs_frame().status.tolist() == ["failed"]
+    assert store.count("results") == 7 * 2  # the other cells' results are all there
+
+
+def test_numbers_do_not_depend_on_the_cache_being_warm(tmp_path):
+    cfg = _config(protocol="matched", snrs=[5.0])
+    a, b = Store(str(tmp_path / "a.db")), Store(str(tmp_path / "b.db"))
+    run(cfg, store=a, executor="inline", extra_plugins=EXTRA, progress=False, cache_dir=str(tmp_path / "c"))
+    run(cfg, store=b, executor="inline", extra_plugins=EXTRA, progress=False, cache_dir=str(tmp_path / "c"))
+    assert _numbers(a) == _numbers(b) and len(_numbers(a)) == 18
+    feats = list((tmp_path / "c" / "features").rglob("*.npy"))
+    assert len(feats) == 12 * 3  # 12 utterances x (clean, noisy, enhanced), computed once
+    assert all(np.isfinite(np.load(f)).all() for f in feats)
