@@ -3,7 +3,9 @@
 Times full-size networks (40 filters, 2 x 256 LSTM units by default) on random audio, which is
 what matters for speed: a training step is forward + CCC loss + backward + Adam on a batch of
 ``--batch`` chunks of ``--chunk`` seconds; inference is a forward pass in inference mode. The
-first step of each kind is a warm-up and is not counted. Prints one JSON object.
+first step of each kind is a warm-up and is not counted. Wall and process CPU times are both
+reported: on a shared machine the wall time also counts waiting for a core. Prints one JSON
+object.
 
     python benchmarks/speed/e2e_speed.py                        # both presets, 1 thread, CPU
     python benchmarks/speed/e2e_speed.py --preset end2you --threads 2 --steps 3
@@ -45,11 +47,12 @@ def time_preset(preset: str, args: argparse.Namespace) -> dict:
         if device.type == "cuda":
             torch.cuda.synchronize()
 
-    train_times = []
+    # wall time, and process CPU time (on a shared machine wall time includes waiting for a core)
+    train_times, train_cpu = [], []
     net.train()
     for i in range(args.steps + 1):
         sync()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         loss = ccc_loss(net(x), y)
         opt.zero_grad()
         loss.backward()
@@ -57,18 +60,22 @@ def time_preset(preset: str, args: argparse.Namespace) -> dict:
         sync()
         if i:  # the first step warms up
             train_times.append(time.perf_counter() - t0)
-    infer_times = []
+            train_cpu.append(time.process_time() - c0)
+    infer_times, infer_cpu = [], []
     net.eval()
     with torch.inference_mode():
         for i in range(args.steps + 1):
             sync()
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             net(x)
             sync()
             if i:
                 infer_times.append(time.perf_counter() - t0)
+                infer_cpu.append(time.process_time() - c0)
     train_step = sum(train_times) / len(train_times)
     infer_step = sum(infer_times) / len(infer_times)
+    train_step_cpu = sum(train_cpu) / len(train_cpu)
+    infer_step_cpu = sum(infer_cpu) / len(infer_cpu)
     return {
         "preset": preset,
         "kernels": [front.conv1.kernel_size[0], front.conv2.kernel_size[0]],
@@ -78,8 +85,10 @@ def time_preset(preset: str, args: argparse.Namespace) -> dict:
         "batch_audio_s": audio_s,
         "train_step_s": round(train_step, 3),
         "train_audio_s_per_s": round(audio_s / train_step, 2),
+        "train_step_cpu_s": round(train_step_cpu, 3),
         "infer_batch_s": round(infer_step, 3),
         "infer_audio_s_per_s": round(audio_s / infer_step, 2),
+        "infer_batch_cpu_s": round(infer_step_cpu, 3),
         "steps_timed": args.steps,
         "epoch_minutes_recola_train": round(9 * 300 / (audio_s / train_step) / 60, 2),
     }
