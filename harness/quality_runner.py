@@ -271,7 +271,7 @@ def run_quality(
     stats: dict[str, Any] = {}
     notes: dict[str, str] = {}
     bar = _bar(progress, sum(len(j["ids"]) for j in jobs), "quality: clean")
-    for job, res in ex.map_unordered(clean_job, jobs):
+    for job, res in ex.map_unordered(clean_job, jobs, lost=_lost_clean):
         funcs[job["dataset"]].update(res.get("func", {}))
         bar.update(res["n"])
     bar.close()
@@ -295,7 +295,7 @@ def run_quality(
     n_done = n_failed = 0
     failures: list[str] = []
     bar = _bar(progress, sum(len(j["ids"]) for j in jobs), "quality")
-    for job, res in ex.map_unordered(quality_job, jobs):
+    for job, res in ex.map_unordered(quality_job, jobs, lost=_lost_quality):
         key = job["key"]
         acc[key] += res["rows"]
         secs[key] += res.get("s", 0.0)
@@ -323,6 +323,16 @@ def run_quality(
             n_done += 1
     bar.close()
     return n_done, n_failed, failures
+
+
+def _lost_clean(job: dict, message: str) -> dict:
+    """A worker died on this chunk (killed, out of memory): its utterances get no functionals."""
+    return {"ok": False, "func": {}, "errors": {}, "n": len(job["ids"]), "error": f"WorkerLost: {message}"}
+
+
+def _lost_quality(job: dict, message: str) -> dict:
+    """A worker died on this chunk: its cell is stored as failed (and retried by the next run)."""
+    return {"ok": False, "rows": [], "n": len(job["ids"]), "error": f"WorkerLost: {message}", "traceback": message}
 
 
 def _first_errors(detail: dict[str, Any], n: int = 3) -> str:

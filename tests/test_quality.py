@@ -318,3 +318,24 @@ def test_quality_section_renders_tables_curves_and_the_closing_note():
     assert "Closing note" in html and "best predictor of SER benefit" in html
     assert "sign is opposite" in html  # PESQ (or F0 RMSE) predicts, but with the unexpected sign
     assert html.count("<svg") == len(t.charts) + 2  # + scatter plots of the PESQ and F0 RMSE changes (STOI is flat)
+
+
+@pytest.mark.slow  # two spawned workers importing openSMILE: ~15-40 s on a loaded 2-core machine
+def test_quality_stage_in_worker_processes_matches_inline(tmp_path):
+    """Same numbers from a 2-process pool (payloads pickled, contexts rebuilt in the workers)."""
+    from harness.db import Store
+    from harness.runner import run
+
+    extra = ["harness.testing:testing_plugin", "test_quality:Plugin"]
+    cfg = qconfig(enhancers=["none", "half"], options={"tones": {"n_speakers": 2, "per_class": 1, "duration_s": 1.0}})
+    out = {}
+    for kind, jobs in (("inline", 1), ("process", 2)):
+        store = Store(str(tmp_path / f"{kind}.db"))
+        s = run(cfg, store=store, executor=kind, jobs=jobs, extra_plugins=extra, progress=False,
+                cache_dir=str(tmp_path / f"cache-{kind}"))
+        assert s.n_failed == 0
+        r = store.results_frame()
+        out[kind] = r[r.kind == "quality"].set_index(["enhancer", "metric"]).value.sort_index()
+    assert len(out["inline"]) > 20
+    assert np.allclose(out["inline"].to_numpy(), out["process"].to_numpy())
+    assert list(out["inline"].index) == list(out["process"].index)
