@@ -45,6 +45,7 @@ MIN_POINTS = 4  # correlations on fewer points are shown but not ranked
 def _fmt(metric: str, v: float | None) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "–"
+    v = 0.0 if abs(v) < 5e-4 else v  # no "-0.00"
     if metric in ("pesq",):
         return f"{v:.2f}"
     if metric in ("stoi", "f0_corr", "loudness_corr", "alpha_corr", "vuv_error"):
@@ -411,7 +412,9 @@ def closing_note(trade: list[dict[str, Any]]) -> list[str]:
             f"{t['protocol']} ({t['metric'].upper()}, {t['n']} points): the best predictor of SER benefit is "
             f"{b.label}: Spearman ρ = {b.spearman:+.2f} (p = {b.spearman_p:.2g}), Pearson r = "
             f"{b.pearson:+.2f} (p = {b.pearson_p:.2g}), n = {b.n}"
-            + ("" if b.expected else "; note its sign is opposite to 'better quality/preservation → larger gain'") + "."
+            + ("" if b.expected else "; note its sign is opposite to 'better quality/preservation → larger gain'")
+            + ("" if b.spearman_p < 0.05 else "; not significant at the 5 % level: no measure reliably predicts "
+               "SER benefit on these points") + "."
         )
     return lines
 
