@@ -2,16 +2,19 @@
 uninterrupted run.
 
 For each trial, a fresh database and cache; `bench run ...` is started and SIGKILLed (the driver
-only: its pool workers must exit by themselves) after a random delay, one or more times, then run
-to completion. The final database must hold exactly the rows of an uninterrupted reference run
-(timings, ids and timestamps aside): no duplicate, no missing and no half-written cell (every done
-cell has all its metrics, no failed cell), the run row finished; and the cache exactly the
-reference's entries, byte for byte, every one loadable. Kill times are stratified over the
-reference run's duration so that start-up, the audit, feature extraction and cell writing
-all get hit.
+only: its pool workers must exit by themselves), once or more, then run to completion. The final
+database must hold exactly the rows of an uninterrupted reference run (timings, ids, timestamps
+aside): no duplicate, no missing and no half-written cell (every done cell has all its metrics, no
+failed cell), the run row finished; and the cache exactly the reference's entries, byte for byte,
+every one loadable.
 
-    python benchmarks/kill_resume.py                      # 5 kill points, the default config
-    python benchmarks/kill_resume.py --kills 8 --jobs 2 --seed 3 -- mismatched --snr 0 -o synthetic.per_class=2
+Two kinds of kill point: *time* kills after a random delay, stratified over the reference run's
+duration (start-up, migrations, the audit, mixing/enhancing/featurizing); *cell* kills as soon
+as a random number of cells is stored (while results are being written), since under a varying
+machine load a time alone may never land there.
+
+    python benchmarks/kill_resume.py                      # 5 trials: a time kill, a cell kill, resume
+    python benchmarks/kill_resume.py --trials 8 --time-kills 2 --cell-kills 0 -j 2 -- mismatched --snr 0
 
 Prints one JSON object (also written to --out if given); exit status 0 when every trial matched.
 """
@@ -65,9 +68,24 @@ def _group_alive(pgid: int) -> bool:
     return False
 
 
+def stored_cells(db: Path) -> int:
+    """Cells stored so far (0 before the database or its tables exist)."""
+    if not db.exists():
+        return 0
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)
+        try:
+            return int(con.execute("SELECT COUNT(*) FROM cells").fetchone()[0])
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return 0
+
+
 def run_bench(cmd: list[str], env: dict[str, str], kill_after: float | None = None,
-              timeout: float = 1800) -> dict[str, Any]:
-    """Run ``cmd`` in its own session; SIGKILL its driver after ``kill_after`` seconds.
+              timeout: float = 1800, kill_when=None) -> dict[str, Any]:  # noqa: ANN001
+    """Run ``cmd`` in its own session; SIGKILL its driver after ``kill_after`` seconds, or as soon
+    as ``kill_when()`` is true (polled every 50 ms).
 
     Returns {"rc", "wall_s", "killed", "orphans_s"}: ``orphans_s`` is how long processes of the
     run outlived the SIGKILLed driver (None if they were still there after 30 s and had to be
@@ -79,9 +97,18 @@ def run_bench(cmd: list[str], env: dict[str, str], kill_after: float | None = No
     out: dict[str, Any] = {"killed": False, "orphans_s": 0.0}
     try:
         try:
-            proc.wait(timeout=kill_after if kill_after is not None else timeout)
+            if kill_when is not None:
+                while proc.poll() is None and not kill_when():
+                    if time.perf_counter() - t0 > timeout:
+                        raise subprocess.TimeoutExpired(cmd, timeout)
+                    time.sleep(0.05)
+                if proc.poll() is None:
+                    raise subprocess.TimeoutExpired(cmd, 0)
+                proc.wait()
+            else:
+                proc.wait(timeout=kill_after if kill_after is not None else timeout)
         except subprocess.TimeoutExpired:
-            if kill_after is None:
+            if kill_after is None and kill_when is None:
                 raise
             os.kill(proc.pid, signal.SIGKILL)  # the driver only, like the OOM killer or `kill -9 PID`
             proc.wait()
@@ -200,10 +227,11 @@ def compare(ref_db: Path, ref_cache: Path, db: Path, cache: Path) -> dict[str, A
     }
 
 
-def kill_resume(bench_args: list[str] | None = None, *, kills: int = 5, per_trial: int = 1, jobs: int | None = None,
-                seed: int = 0, workdir: Path | None = None, keep: bool = False,
+def kill_resume(bench_args: list[str] | None = None, *, trials: int = 5, time_kills: int = 1, cell_kills: int = 1,
+                jobs: int | None = None, seed: int = 0, workdir: Path | None = None, keep: bool = False,
                 log=lambda s: print(s, file=sys.stderr)) -> dict[str, Any]:  # noqa: ANN001
-    """Run the reference, then ``kills`` trials of ``per_trial`` SIGKILLs each plus a final run."""
+    """Run the reference, then ``trials`` trials: ``time_kills`` SIGKILLs at random times, then
+    ``cell_kills`` SIGKILLs each when a random further number of cells is stored, then a final run."""
     bench_args = list(bench_args or DEFAULT_ARGS)
     rng = random.Random(seed)
     work = Path(workdir or tempfile.mkdtemp(prefix="kill-resume-"))
@@ -212,8 +240,9 @@ def kill_resume(bench_args: list[str] | None = None, *, kills: int = 5, per_tria
     env.pop("BENCH_DB", None)
     env.pop("BENCH_CACHE", None)
     env.setdefault("PYTHONPATH", str(Path(__file__).resolve().parents[1]))
-    report: dict[str, Any] = {"bench_args": bench_args, "jobs": jobs, "seed": seed, "kills": kills,
-                              "per_trial": per_trial, "loadavg_start": [round(x, 2) for x in os.getloadavg()]}
+    report: dict[str, Any] = {"bench_args": bench_args, "jobs": jobs, "seed": seed, "trials_n": trials,
+                              "time_kills": time_kills, "cell_kills": cell_kills,
+                              "loadavg_start": [round(x, 2) for x in os.getloadavg()]}
     try:
         ref_db, ref_cache = work / "ref.db", work / "ref-cache"
         ref = run_bench(bench_cmd(bench_args, ref_db, ref_cache, jobs), env)
@@ -222,27 +251,30 @@ def kill_resume(bench_args: list[str] | None = None, *, kills: int = 5, per_tria
         t_ref = ref["wall_s"]
         report["reference_s"] = t_ref
         report["reference_problems"] = db_problems(ref_db)
+        n_cells = stored_cells(ref_db)
+        report["reference_cells"] = n_cells
         log(f"reference: {t_ref:.1f} s, rows {compare(ref_db, ref_cache, ref_db, ref_cache)['rows']}")
-        n_points = kills * per_trial
+        n_points = trials * time_kills
         points = [t_ref * (i + rng.random()) / n_points for i in range(n_points)]  # stratified
         rng.shuffle(points)
-        trials = []
-        for k in range(kills):
+        results = []
+        for k in range(trials):
             db, cache = work / f"t{k}.db", work / f"t{k}-cache"
             trial: dict[str, Any] = {"kills": []}
-            for t_kill in sorted(points[k * per_trial : (k + 1) * per_trial]):
-                r = run_bench(bench_cmd(bench_args, db, cache, jobs), env, kill_after=t_kill)
-                state = {"at_s": round(t_kill, 2), "killed": r["killed"], "orphans_s": r["orphans_s"]}
-                if db.exists():
-                    con = sqlite3.connect(str(db))
-                    try:
-                        state["cells_stored"] = con.execute("SELECT COUNT(*) FROM cells").fetchone()[0]
-                    except sqlite3.Error:
-                        state["cells_stored"] = 0
-                    con.close()
-                else:
-                    state["cells_stored"] = None  # killed before the database was created
-                state["cache_files"] = sum(1 for _ in cache.rglob("*.npy")) if cache.exists() else 0
+            plan = [("time", t) for t in sorted(points[k * time_kills : (k + 1) * time_kills])]
+            plan += [("cells", None)] * cell_kills
+            for how, t_kill in plan:
+                cmd = bench_cmd(bench_args, db, cache, jobs)
+                if how == "time":
+                    r = run_bench(cmd, env, kill_after=t_kill)
+                    state: dict[str, Any] = {"at_s": round(t_kill, 2)}
+                else:  # as soon as `target` cells are stored: a random point while results are written
+                    have = stored_cells(db)
+                    target = rng.randint(have + 1, max(have + 1, n_cells - 1))
+                    r = run_bench(cmd, env, kill_when=lambda t=target: stored_cells(db) >= t)
+                    state = {"at_cells": target}
+                state.update(killed=r["killed"], orphans_s=r["orphans_s"], cells_stored=stored_cells(db),
+                             cache_files=sum(1 for _ in cache.rglob("*.npy")) if cache.exists() else 0)
                 trial["kills"].append(state)
             final = run_bench(bench_cmd(bench_args, db, cache, jobs), env)
             trial["resume_rc"], trial["resume_s"] = final["rc"], final["wall_s"]
@@ -253,14 +285,14 @@ def kill_resume(bench_args: list[str] | None = None, *, kills: int = 5, per_tria
                                and trial["cache_equal"] and all(s["orphans_s"] is not None for s in trial["kills"]))
             log(f"trial {k}: kills {trial['kills']} -> resume {trial['resume_s']} s, ok={trial['ok']}"
                 + ("" if trial["ok"] else f" {trial['db_diff']} {trial['db_problems']} {trial['cache_diff']}"))
-            trials.append(trial)
+            results.append(trial)
             if not keep:
                 db.unlink(missing_ok=True)
                 for suffix in ("-wal", "-shm"):
                     Path(str(db) + suffix).unlink(missing_ok=True)
                 shutil.rmtree(cache, ignore_errors=True)
-        report["trials"] = trials
-        report["all_ok"] = all(t["ok"] for t in trials) and not report["reference_problems"]
+        report["trials"] = results
+        report["all_ok"] = all(t["ok"] for t in results) and not report["reference_problems"]
         report["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
         return report
     finally:
@@ -270,8 +302,10 @@ def kill_resume(bench_args: list[str] | None = None, *, kills: int = 5, per_tria
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--kills", type=int, default=5, help="trials (each with its own fresh database and cache)")
-    ap.add_argument("--per-trial", type=int, default=1, help="SIGKILLs per trial before the final run")
+    ap.add_argument("--trials", type=int, default=5, help="trials (each with its own fresh database and cache)")
+    ap.add_argument("--time-kills", type=int, default=1, help="SIGKILLs at random times per trial")
+    ap.add_argument("--cell-kills", type=int, default=1,
+                    help="SIGKILLs per trial when a random number of cells is stored (after the time kills)")
     ap.add_argument("--jobs", "-j", type=int, default=None, help="bench run -j (default: bench's default)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the random kill points")
     ap.add_argument("--workdir", type=Path, default=None)
@@ -279,8 +313,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     ap.add_argument("bench_args", nargs="*", help=f"bench run arguments after `--` (default: {' '.join(DEFAULT_ARGS)})")
     a = ap.parse_args(argv)
-    rep = kill_resume(a.bench_args or None, kills=a.kills, per_trial=a.per_trial, jobs=a.jobs, seed=a.seed,
-                      workdir=a.workdir, keep=a.keep)
+    rep = kill_resume(a.bench_args or None, trials=a.trials, time_kills=a.time_kills, cell_kills=a.cell_kills,
+                      jobs=a.jobs, seed=a.seed, workdir=a.workdir, keep=a.keep)
     text = json.dumps(rep, indent=2, default=str)
     print(text)
     if a.out:

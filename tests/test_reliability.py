@@ -2,8 +2,8 @@
 cache entry is recomputed; an interrupted run's row is finished by the next run.
 
 The kill-and-resume check is benchmarks/kill_resume.py; here a short variant (in-process, one
-trial killed three times) runs in the default suite and a longer one (2-process pool, three
-trials) is marked slow.
+trial killed three times: at a random time, then twice while cells are being stored) runs in the
+default suite and a longer one (2-process pool, three trials) is marked slow.
 """
 from __future__ import annotations
 
@@ -44,16 +44,19 @@ def _check(report: dict, n_cells: int) -> None:
 
 def test_sigkill_at_three_points_then_resume_matches_an_uninterrupted_run(tmp_path):
     kr = _kill_resume()
-    rep = kr.kill_resume(SMALL, kills=1, per_trial=3, jobs=1, seed=1, workdir=tmp_path, log=lambda s: None)
+    rep = kr.kill_resume(SMALL, trials=1, time_kills=1, cell_kills=2, jobs=1, seed=1, workdir=tmp_path,
+                         log=lambda s: None)
     _check(rep, n_cells=9)
-    assert sum(k["killed"] for k in rep["trials"][0]["kills"]) >= 2  # most points hit a live run
+    kills = rep["trials"][0]["kills"]
+    assert [k["killed"] for k in kills[1:]] == [True, True]  # both killed mid-way through storing cells
+    assert 0 < kills[1]["cells_stored"] <= kills[2]["cells_stored"] < 9
 
 
 @pytest.mark.slow
 def test_sigkill_with_a_process_pool_then_resume(tmp_path):
     kr = _kill_resume()
-    rep = kr.kill_resume(SMALL + ["--snr", "10"], kills=3, per_trial=2, jobs=2, seed=2, workdir=tmp_path,
-                         log=lambda s: None)
+    rep = kr.kill_resume(SMALL + ["--snr", "10"], trials=3, time_kills=2, cell_kills=1, jobs=2, seed=2,
+                         workdir=tmp_path, log=lambda s: None)
     _check(rep, n_cells=15)
 
 
