@@ -270,7 +270,11 @@ def kill_resume(bench_args: list[str] | None = None, *, trials: int = 5, time_ki
                     state: dict[str, Any] = {"at_s": round(t_kill, 2)}
                 else:  # as soon as `target` cells are stored: a random point while results are written
                     have = stored_cells(db)
-                    target = rng.randint(have + 1, max(have + 1, n_cells - 1))
+                    if have >= n_cells - 1:  # (an earlier run got this far: nothing left to hit)
+                        trial["kills"].append({"at_cells": None, "killed": False, "orphans_s": 0.0,
+                                               "cells_stored": have, "note": "all cells already stored"})
+                        continue
+                    target = rng.randint(have + 1, n_cells - 1)
                     r = run_bench(cmd, env, kill_when=lambda t=target: stored_cells(db) >= t)
                     state = {"at_cells": target}
                 state.update(killed=r["killed"], orphans_s=r["orphans_s"], cells_stored=stored_cells(db),
