@@ -125,7 +125,10 @@ def make_folds(utts: Sequence[Utterance], cv: str, dataset: str, has_partitions:
     if not test:
         if not dev:
             raise ConfigError(f"dataset {dataset!r} has neither a 'test' nor a 'dev' partition")
-        test, note = dev, "test labels missing: the dev partition serves as test (and for validation)"
+        # dev becomes the test set, so it must not also steer early stopping / post-processing:
+        # no validation set is passed and models hold out part of train themselves
+        test, dev = dev, []
+        note = "test labels missing: the dev partition serves as test; no validation partition (models hold out train speakers)"
     return [Fold(name="partition", train=tuple(train), test=tuple(test), valid=tuple(dev), note=note)]
 
 

@@ -54,6 +54,7 @@ def test_loso_and_partition_folds():
     assert len(pf) == 1 and pf[0].valid and pf[0].test and pf[0].note == ""
     nodev = make_folds(utts(partitions=["train", "dev", "dev"]), "partition", "d", True)
     assert "dev partition serves as test" in nodev[0].note
+    assert nodev[0].valid == () and not set(nodev[0].test) & set(nodev[0].train)  # test never steers fitting
     with pytest.raises(ConfigError, match="LOSO needs at least 2"):
         make_folds(utts(speakers=1), "loso", "d", False)
 
