@@ -284,6 +284,13 @@ def db_path(db) -> None:
     click.echo(default_db_url(db))
 
 
+from .cli_enhance import enhance, eval_enhancer, train  # noqa: E402  (bench train / enhance / eval-enhancer)
+
+cli.add_command(train)
+cli.add_command(enhance)
+cli.add_command(eval_enhancer)
+
+
 def _load_plugin_commands() -> None:
     """Let plugins add commands (hook ``register_commands``)."""
     try:

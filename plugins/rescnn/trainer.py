@@ -1,0 +1,263 @@
+"""Training loop for rescnn (torch reached only through :mod:`plugins.rescnn.model`).
+
+Data: clean speech split by speaker (train / valid / test, :func:`harness.training.split_speakers`),
+mixed on the fly with the *train* part of a noise source (itself split into clips to train on and
+clips to validate on), a fresh random SNR, noise clip and noise segment per example, all derived
+from ``(seed, example index)`` so a resumed run continues the same stream.
+
+* dense model: each example is a ``crop_frames``-frame speech segment; the loss covers every frame.
+* paper model: each example gives ``frames_per_mix`` random 35-frame windows; the loss covers
+  their centre frames (batch = windows, the paper's 64 by default).
+
+A checkpoint (weights, architecture, normalisation, optimizer state, settings, data description,
+steps, time, validation history) is written atomically at every validation and at the end;
+``resume`` continues from one.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.interfaces import NoiseSource, Utterance
+from harness.training import (
+    OnTheFlyMixer, SpeechPool, cache_clips, fixed_mixtures, split_clips, split_speakers,
+)
+
+from . import features as fe
+
+
+@dataclass
+class TrainSettings:
+    """Training options (recorded in the checkpoint). Defaults: the paper (SGD 0.01, batch 64)."""
+
+    model: str = "dense"  # "dense" or "paper"
+    widths: tuple[int, int, int, int] | None = None  # None: CPU widths (dense) / paper widths (paper)
+    steps: int | None = None
+    minutes: float | None = None
+    batch: int | None = None  # dense: crops per step (default 8); paper: windows per step (64)
+    crop_frames: int = 200  # dense: frames per training crop
+    frames_per_mix: int = 8  # paper: windows taken from each mixture
+    optimizer: str = "sgd"
+    lr: float = 0.01
+    schedule: str = "constant"  # or "cosine" (decays to lr_final_fraction * lr over the budget)
+    lr_final_fraction: float = 0.05
+    snrs: tuple[float, ...] = (0, 5, 10, 15, 20, 25)
+    p_clean: float = 0.0
+    seed: int = 0
+    valid_every: int = 200
+    valid_mixtures: int = 48
+    valid_fraction: float = 0.1
+    test_fraction: float = 0.2
+    threads: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def resolved_widths(self) -> tuple[int, int, int, int]:
+        from .model import CPU_WIDTHS, PAPER_WIDTHS
+
+        return tuple(self.widths) if self.widths else (CPU_WIDTHS if self.model == "dense" else PAPER_WIDTHS)
+
+    def resolved_batch(self) -> int:
+        return self.batch or (8 if self.model == "dense" else 64)
+
+
+def resume_settings(resume: str | Path, overrides: dict[str, Any]) -> TrainSettings:
+    """The settings a checkpoint was trained with, updated with ``overrides`` (e.g. a larger budget)."""
+    from . import model as M
+
+    saved = dict(M.load_checkpoint(resume)["meta"].get("settings", {}))
+    known = set(TrainSettings.__dataclass_fields__)
+    base = {k: v for k, v in saved.items() if k in known}
+    for k in ("widths", "snrs"):
+        if base.get(k) is not None:
+            base[k] = tuple(base[k])
+    return TrainSettings(**{**base, **overrides})
+
+
+def make_batch(examples, model, norm) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Dense: (x (B, T+R-1, F), noisy (B, T, F), clean (B, T, F)) with T the shortest example."""
+    off, w = model.target_offset, model.window
+    xs, ns, cs = [], [], []
+    for ex in examples:
+        _, Ln = fe.logmag(ex.noisy)
+        _, Lc = fe.logmag(ex.clean)
+        xs.append(fe.pad_frames(fe.normalise(Ln, norm), off, w - 1 - off))
+        ns.append(Ln), cs.append(Lc)
+    T = min(len(n) for n in ns)
+    return (np.stack([x[: T + w - 1] for x in xs]), np.stack([n[:T] for n in ns]), np.stack([c[:T] for c in cs]))
+
+
+def make_window_batch(examples, model, norm, per_mix: int, rng: np.random.Generator):
+    """Paper: ``per_mix`` random windows per example -> (x (B, 35, F), noisy (B, F), clean (B, F))."""
+    off, w = model.target_offset, model.window
+    xs, ns, cs = [], [], []
+    for ex in examples:
+        _, Ln = fe.logmag(ex.noisy)
+        _, Lc = fe.logmag(ex.clean)
+        xp = fe.pad_frames(fe.normalise(Ln, norm), off, w - 1 - off)
+        for t in rng.integers(0, len(Ln), size=per_mix):
+            xs.append(xp[t : t + w]), ns.append(Ln[t]), cs.append(Lc[t])
+    return np.stack(xs), np.stack(ns), np.stack(cs)
+
+
+def _lr(s: TrainSettings, progress: float) -> float:
+    if s.schedule == "cosine":
+        f = s.lr_final_fraction
+        return s.lr * (f + (1 - f) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
+    return s.lr
+
+
+def train(speech: Sequence[Utterance], noise: NoiseSource, out: str | Path, settings: TrainSettings, *,
+          resume: str | Path | None = None, data_description: dict[str, Any] | None = None,
+          progress: bool = True, log=None) -> dict[str, Any]:
+    """Train (or resume) a rescnn model; write the checkpoint to ``out``. Returns the final metadata."""
+    from . import model as M
+
+    s = settings
+    if log is None:  # visible with a progress bar (stderr), else to the logger
+        log = (lambda m: print(m, file=sys.stderr)) if progress else logging.getLogger("ser_bench.rescnn").info
+    if s.steps is None and s.minutes is None:
+        raise ValueError("give a training budget: steps and/or minutes")
+    M.set_threads(s.threads)
+    M.seed_all(s.seed)
+    split = split_speakers(speech, valid_fraction=s.valid_fraction, test_fraction=s.test_fraction)
+    train_pool = SpeechPool.load(split["train"], progress=progress)
+    valid_pool = SpeechPool.load(split["valid"], progress=progress)
+    clips = cache_clips(noise.clips("train"))
+    train_clips, valid_clips = split_clips(clips)
+    if not valid_clips:
+        valid_clips = train_clips
+    dense = s.model == "dense"
+    segment_s = (s.crop_frames - 1) * 0.01 if dense else 2.0
+    mixer = OnTheFlyMixer(train_pool, train_clips, snrs=s.snrs, p_clean=s.p_clean, segment_s=segment_s,
+                          seed=s.seed, source=noise.name)
+
+    blob = M.load_checkpoint(resume) if resume else None
+    if blob is not None:
+        arch = M.Arch.from_dict(blob["arch"])
+        net = M.model_from_checkpoint(blob)
+        norm = {k: v.numpy() for k, v in blob["norm"].items()}
+        state = blob["meta"].get("state", {})
+    else:
+        arch = M.Arch(widths=s.resolved_widths(), time_padding="valid" if dense else "same")
+        net = M.ResCNN(arch)
+        # normalisation statistics from a separate stretch of the example stream
+        norm = fe.fit_norm([fe.logmag(mixer.example(10**9 + i).noisy)[1] for i in range(64)])
+        state = {}
+    opt = M.make_optimizer(net, s.optimizer, s.lr)
+    if blob is not None and "optimizer" in blob:
+        opt.load_state_dict(blob["optimizer"])
+    step, elapsed = int(state.get("step", 0)), float(state.get("elapsed_s", 0.0))
+    examples_seen, frames_seen = int(state.get("examples", 0)), int(state.get("frames", 0))
+    history: list[dict[str, Any]] = list(state.get("history", []))
+
+    vex = fixed_mixtures(valid_pool, valid_clips, s.snrs, seed=s.seed + 1, source=noise.name,
+                         per_snr=max(1, s.valid_mixtures // len(s.snrs)), max_seconds=4.0)
+    vrng = np.random.default_rng([s.seed, 7])
+    vbatches = ([make_batch([e], net, norm) for e in vex] if dense else
+                [make_window_batch([e], net, norm, 16, vrng) for e in vex])
+    identity_loss = noisy_validation_loss(vbatches)
+    log(f"validation: {len(vex)} mixtures; loss of the noisy input (mask 0): {identity_loss:.4f}")
+    batch = s.resolved_batch()
+    per_step = batch if dense else max(1, batch // s.frames_per_mix)
+
+    meta_base = {
+        "settings": {**asdict(s), "widths": list(s.resolved_widths()), "batch": batch},
+        "data": {
+            "speech": data_description or {},
+            "speakers": {k: sorted({u.speaker for u in v}) for k, v in split.items()},
+            "train_speech": {k: v for k, v in train_pool.describe().items() if k != "speakers"},
+            "valid_speech": {k: v for k, v in valid_pool.describe().items() if k != "speakers"},
+            "noise": {"source": noise.name, "options": noise.identity()["config"], "part": "train",
+                      "train_clips": len(train_clips), "valid_clips": len(valid_clips)},
+            "mixing": mixer.describe(),
+        },
+        "valid_loss_noisy": round(identity_loss, 5),
+        "normalisation": "input = (max(L, log 1e-4) - mean over the utterance - mu[f]) / sigma[f]; "
+                         "L = log(|STFT| + 1e-8); mu, sigma from 64 training mixtures",
+    }
+
+    def save(final: bool = False) -> dict[str, Any]:
+        meta = {**meta_base, "state": {"step": step, "elapsed_s": round(elapsed, 1), "examples": examples_seen,
+                                       "frames": frames_seen, "history": history},
+                "steps": step, "wall_s": round(elapsed, 1), "final": final,
+                "valid": history[-1] if history else None}
+        M.save_checkpoint(out, net, norm, meta, optimizer=opt)
+        return meta
+
+    def budget_progress() -> float:
+        p = [step / s.steps] if s.steps else []
+        if s.minutes:
+            p.append(elapsed / (s.minutes * 60))
+        return max(p)
+
+    def done() -> bool:
+        return (s.steps is not None and step >= s.steps) or (s.minutes is not None and elapsed >= s.minutes * 60)
+
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=s.steps, initial=step, unit="step", desc="training rescnn", dynamic_ncols=True)
+    ema = None
+    last_valid = step
+    while not done():
+        t0 = time.perf_counter()
+        exs = [mixer.example(examples_seen + i) for i in range(per_step)]
+        examples_seen += per_step
+        if dense:
+            x, n, c = make_batch(exs, net, norm)
+        else:
+            x, n, c = make_window_batch(exs, net, norm, s.frames_per_mix, np.random.default_rng([s.seed, step]))
+        for g in opt.param_groups:
+            g["lr"] = _lr(s, budget_progress())
+        loss = M.train_step(net, opt, x, n, c)
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"training diverged at step {step} (loss {loss}); lower the learning rate")
+        frames_seen += int(np.prod(n.shape[:2])) if dense else len(n)
+        step += 1
+        elapsed += time.perf_counter() - t0
+        ema = loss if ema is None else 0.98 * ema + 0.02 * loss
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{ema:.4f}", lr=f"{opt.param_groups[0]['lr']:.2g}", min=f"{elapsed / 60:.1f}")
+        if step - last_valid >= s.valid_every or done():
+            t1 = time.perf_counter()
+            vl = M.eval_loss(net, vbatches)
+            elapsed += time.perf_counter() - t1
+            history.append({"step": step, "train_loss_ema": round(ema, 5), "valid_loss": round(vl, 5),
+                            "elapsed_s": round(elapsed, 1), "frames": frames_seen})
+            last_valid = step
+            save()
+            msg = f"step {step}: train loss {ema:.4f}, valid loss {vl:.4f}, {elapsed / 60:.1f} min"
+            (bar.write(msg) if bar is not None else log(msg))
+    if bar is not None:
+        bar.close()
+    return save(final=True)
+
+
+def noisy_validation_loss(vbatches) -> float:
+    """MSE of the identity (mask 0): the reference a trained model must beat."""
+    tot, n = 0.0, 0
+    for _, noisy, clean in vbatches:
+        tot += float(((noisy - clean) ** 2).sum())
+        n += noisy.size
+    return tot / max(n, 1)
+
+
+def export(src: str | Path, dst: str | Path, extra_meta: dict[str, Any] | None = None) -> None:
+    """Write a shippable copy of a checkpoint: fp16 weights, no optimizer state."""
+    from . import model as M
+
+    blob = M.load_checkpoint(src)
+    net = M.model_from_checkpoint(blob)
+    norm = {k: v.numpy() for k, v in blob["norm"].items()}
+    meta = {**blob["meta"], **(extra_meta or {})}
+    M.save_checkpoint(dst, net, norm, meta, half=True)
