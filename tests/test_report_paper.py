@@ -83,6 +83,16 @@ def test_a_clean_protocol_run_fills_the_mismatched_clean_column():
     assert rows_of(t)[("ComParE", "Δ ours − paper")] == ["-2.3"]
 
 
+def test_conditions_we_did_not_run_show_a_dash():
+    df = frame()
+    df = df[~((df.ser_model == "svm-compare") & (df.test_snr == 10.0))]
+    (t,) = paper_view(df)
+    r = rows_of(t)
+    assert r[("ComParE", "ours · clean / noisy")] == ["70.0", "30.0", "–"]
+    assert r[("ComParE", "paper · clean / noisy")] == ["72.3", "n/a", "n/a"]
+    assert r[("ComParE", "gain wiener − noisy (ours)")] == ["", "+5.0", ""]
+
+
 def test_latest_run_wins_per_cell():
     df = pd.concat([frame(run_id=1), frame(run_id=2).assign(value=lambda d: d.value + 0.1)])
     assert len(latest(df)) == len(frame())

@@ -61,9 +61,11 @@ class PaperTable:
     runs: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _fmt(v: float | None, metric: str) -> str:
+def _fmt(v: float | None, metric: str, missing: str = "–") -> str:
+    """A value in the paper's units; ``missing`` for none ("–": we did not run it; "n/a": the
+    paper's number is not transcribed)."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "n/a"
+        return missing
     return f"{v:.1f}" if metric == "uar" else f"{v:.3f}"
 
 
@@ -126,7 +128,8 @@ def build_table(spec: dict, dataset: str, noise: str, res: pd.DataFrame, paper: 
         paper_clean = _paper_value(values, model, "clean", None)
         paper_noisy = [_paper_value(values, model, "noisy", s) for s in snrs]
         rows.append(Row(label, "ours · clean / noisy", [_fmt(v, metric) for v in [ours_clean, *ours_noisy]]))
-        rows.append(Row(label, "paper · clean / noisy", [_fmt(v, metric) for v in [paper_clean, *paper_noisy]], "paper"))
+        rows.append(Row(label, "paper · clean / noisy", [_fmt(v, metric, "n/a") for v in [paper_clean, *paper_noisy]],
+                        "paper"))  # fmt: skip
         rows.append(Row(label, "Δ ours − paper",
                         [_fmt_delta(a, b, metric) for a, b in zip([ours_clean, *ours_noisy], [paper_clean, *paper_noisy])],
                         "delta"))  # fmt: skip
@@ -141,7 +144,7 @@ def build_table(spec: dict, dataset: str, noise: str, res: pd.DataFrame, paper: 
                 rows.append(Row(label, f"Δ ours ({enh}) − paper",
                                 ["", *[_fmt_delta(a, b, metric) for a, b in zip(ours_enh, paper_enh)]], "delta"))
         rows.append(Row(label, f"paper · enhanced ({spec.get('paper_enhancer', 'paper')})",
-                        ["", *[_fmt(v, metric) for v in paper_enh]], "paper"))  # fmt: skip
+                        ["", *[_fmt(v, metric, "n/a") for v in paper_enh]], "paper"))  # fmt: skip
     used = pd.concat([clean[clean.ser_model.isin(list(spec["ser_models"]))], noisy])
     title = spec["title"]
     return PaperTable(id=spec["id"], title=title, paper_label=spec.get("paper_label", spec["id"]), dataset=dataset,
