@@ -455,14 +455,28 @@ def _audit(ctx: Context, ex: Executor, base: dict, progress: bool) -> list[dict[
                 missing.append(uid)
         jobs += [dict(base, dataset=ds, ids=missing[i : i + AUDIT_CHUNK]) for i in range(0, len(missing), AUDIT_CHUNK)]
     bar = _bar(progress, sum(len(j["ids"]) for j in jobs), "audit")
-    for job, res in ex.map_unordered(audit_job, jobs):
-        for uid, path, problem, conversion in res["notes"]:
-            if problem:
-                notes.append(dict(dataset=job["dataset"], utterance_id=uid, path=path, kind="skipped", detail=problem))
-            if conversion:
-                notes.append(dict(dataset=job["dataset"], utterance_id=uid, path=path, kind="converted",
-                                  detail=conversion))
-        bar.update(res["n"])
+    lost: list[dict] = []
+    for round_ in (1, 2):  # round 2: the utterances of chunks whose worker died, one job each
+        for job, res in ex.map_unordered(audit_job, jobs, lost=lambda job, msg: {"lost": msg}):
+            if "lost" in res:
+                if round_ == 1:
+                    lost.append(job)
+                    continue
+                utt = ctx.utterances(job["dataset"])[job["ids"][0]]
+                res = {"n": 1, "notes": [[utt.id, str(utt.path) if utt.path is not None else None,
+                                          f"{utt.path or utt.id}: reading it killed the worker process ({res['lost']})",
+                                          ""]]}
+            for uid, path, problem, conversion in res["notes"]:
+                if problem:
+                    notes.append(dict(dataset=job["dataset"], utterance_id=uid, path=path, kind="skipped",
+                                      detail=problem))
+                if conversion:
+                    notes.append(dict(dataset=job["dataset"], utterance_id=uid, path=path, kind="converted",
+                                      detail=conversion))
+            bar.update(res["n"])
+        jobs = [dict(job, ids=[uid]) for job in lost for uid in job["ids"]]
+        if not jobs:
+            break
     bar.close()
     return sorted(notes, key=lambda n: (n["dataset"], n["utterance_id"], n["kind"]))
 

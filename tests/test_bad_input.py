@@ -308,6 +308,20 @@ def test_a_file_that_disappears_after_listing_is_a_bad_utterance(tmp_path):
     assert store.utterance_notes_frame().utterance_id.tolist() == ["s0_1"]
 
 
+@pytest.mark.slow
+def test_a_file_that_kills_the_decoder_is_a_bad_utterance(tmp_path):
+    """On a process pool: the audit chunk's worker dies; its files are retried one by one, and the
+    culprit (only it) becomes a bad utterance, named."""
+    store = Store(str(tmp_path / "a.db"))
+    cfg = RunConfig(protocol="clean", datasets=["crashy"], ser_models=["centroid"], enhancers=["none"],
+                    noise_sources=["fake-noise"], snrs=[0.0], on_bad_audio="skip")
+    s = run(cfg, store=store, executor="process", jobs=2, extra_plugins=EXTRA, progress=False)
+    assert (s.n_done, s.n_failed) == (2, 0)
+    notes = store.utterance_notes_frame()
+    assert notes.utterance_id.tolist() == ["s1_high_1"]
+    assert notes.detail.iloc[0].startswith("s1_high_1: reading it killed the worker process (the worker process died")
+
+
 def test_silent_noise_fails_the_cells_that_need_it_not_the_run(tmp_path):
     store = Store(str(tmp_path / "a.db"))
     cfg = RunConfig(protocol="mismatched", datasets=["tones"], ser_models=["centroid"], enhancers=["none"],
@@ -416,6 +430,31 @@ class VanishingDataset(Dataset):
         return out
 
 
+class CrashyDataset(Dataset):
+    """Two speakers x two classes x two utterances; decoding s1_high_1 kills the process (in pool
+    workers: BENCH_WORKER is set), like a file that crashes a native decoder."""
+
+    name = "crashy"
+
+    def load_utterances(self):
+        out = []
+        for s in range(2):
+            for ci, label in enumerate(("low", "high")):
+                for k in range(2):
+                    uid = f"s{s}_{label}_{k}"
+                    out.append(Utterance(id=uid, speaker=f"s{s}", label=label, fingerprint=f"crashy:{uid}",
+                                         loader=lambda uid=uid, f=150.0 * (1 + ci), seed=10 * s + k: _crashy(uid, f, seed)))
+        return out
+
+
+def _crashy(uid: str, f0: float, seed: int) -> np.ndarray:
+    import os
+
+    if uid == "s1_high_1" and os.environ.get("BENCH_WORKER"):
+        os._exit(11)
+    return speech_like(0.3, f0=f0, seed=seed)
+
+
 class HushedNoise(NoiseSource):
     """A noise source whose only test clip is digital silence."""
 
@@ -434,6 +473,7 @@ class BadInputPlugins:
     @hookimpl
     def register_datasets(self, register):
         register("vanishing", VanishingDataset)
+        register("crashy", CrashyDataset)
 
     @hookimpl
     def register_noise_sources(self, register):
