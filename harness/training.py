@@ -92,7 +92,9 @@ class SpeechPool:
             x = u.load()
             if is_silent(x):
                 continue
-            ids.append(u.id), sigs.append(x), spk.append(u.speaker)
+            ids.append(u.id)
+            sigs.append(x)
+            spk.append(u.speaker)
             total += len(x) / SAMPLE_RATE
             if max_seconds is not None and total >= max_seconds:
                 break

@@ -89,7 +89,8 @@ def make_batch(examples, model, norm) -> tuple[np.ndarray, np.ndarray, np.ndarra
         _, Ln = fe.logmag(ex.noisy)
         _, Lc = fe.logmag(ex.clean)
         xs.append(fe.pad_frames(fe.normalise(Ln, norm), off, w - 1 - off))
-        ns.append(Ln), cs.append(Lc)
+        ns.append(Ln)
+        cs.append(Lc)
     T = min(len(n) for n in ns)
     return (np.stack([x[: T + w - 1] for x in xs]), np.stack([n[:T] for n in ns]), np.stack([c[:T] for c in cs]))
 
@@ -103,7 +104,9 @@ def make_window_batch(examples, model, norm, per_mix: int, rng: np.random.Genera
         _, Lc = fe.logmag(ex.clean)
         xp = fe.pad_frames(fe.normalise(Ln, norm), off, w - 1 - off)
         for t in rng.integers(0, len(Ln), size=per_mix):
-            xs.append(xp[t : t + w]), ns.append(Ln[t]), cs.append(Lc[t])
+            xs.append(xp[t : t + w])
+            ns.append(Ln[t])
+            cs.append(Lc[t])
     return np.stack(xs), np.stack(ns), np.stack(cs)
 
 
