@@ -399,6 +399,16 @@ def tradeoff(points: pd.DataFrame) -> list[dict[str, Any]]:
     return out
 
 
+def _significance_note(b: Corr, n_tests: int) -> str:
+    bonferroni = 0.05 / max(1, n_tests)
+    if b.spearman_p >= 0.05:
+        return "; not significant at the 5 % level: no measure reliably predicts SER benefit on these points"
+    if b.spearman_p >= bonferroni:
+        return (f"; significant at 5 % on its own, but not after a Bonferroni correction for the {n_tests} "
+                f"correlations compared (p < {bonferroni:.2g} needed), so treat it as a hint")
+    return f"; significant after a Bonferroni correction for the {n_tests} correlations compared"
+
+
 def closing_note(trade: list[dict[str, Any]]) -> list[str]:
     """Plain-text sentences: which measure best predicts SER benefit, per protocol."""
     lines = []
@@ -413,8 +423,7 @@ def closing_note(trade: list[dict[str, Any]]) -> list[str]:
             f"{b.label}: Spearman ρ = {b.spearman:+.2f} (p = {b.spearman_p:.2g}), Pearson r = "
             f"{b.pearson:+.2f} (p = {b.pearson_p:.2g}), n = {b.n}"
             + ("" if b.expected else "; note its sign is opposite to 'better quality/preservation → larger gain'")
-            + ("" if b.spearman_p < 0.05 else "; not significant at the 5 % level: no measure reliably predicts "
-               "SER benefit on these points") + "."
+            + _significance_note(b, sum(c.spearman is not None for c in t["corrs"])) + "."
         )
     return lines
 
