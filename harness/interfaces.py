@@ -226,6 +226,16 @@ class NoiseSource(Plugin, ABC):
         """Which part a clip belongs to. Default: a stable hash of its id, 25 % test."""
         return split_part(clip.id, 0.25, salt=self.name)
 
+    def identity(self) -> dict[str, Any]:
+        """Name, version, options *and* the clips' fingerprints: adding, removing or editing a
+        clip changes every cache key that depends on this source, so stale mixtures are never reused."""
+        ident = super().identity()
+        all_clips = getattr(self, "_clips", None)
+        if all_clips is None:
+            all_clips = self._clips = self.load_clips()
+        ident["clips"] = stable_hash([[c.id, c.fingerprint, self.part_of(c)] for c in all_clips])
+        return ident
+
     def clips(self, part: Literal["train", "test", "all"] = "test") -> list[NoiseClip]:
         """The clips of one part (cached). Raises if the part is empty."""
         if part not in ("train", "test", "all"):

@@ -48,3 +48,17 @@ def test_silent_speech_and_noise_are_errors_naming_the_file():
     silent = [NoiseClip(id="quiet", loader=lambda: np.zeros(8000, np.float32), path="quiet.flac")]
     with pytest.raises(AudioError, match="quiet.flac.*silent"):
         mix(tone(300), silent, 0.0, key="u", seed=0, source="w")
+
+
+def test_noise_identity_tracks_clip_content(tmp_path):
+    """Adding a clip to a folder noise source changes its identity (so cached mixtures are not reused)."""
+    import soundfile as sf
+
+    from plugins.noise_folder import FolderNoise
+
+    for i in range(2):
+        sf.write(tmp_path / f"n{i}.wav", np.random.default_rng(i).standard_normal(8000) * 0.1, 16000)
+    before = FolderNoise(root=tmp_path).identity()
+    assert FolderNoise(root=tmp_path).identity() == before
+    sf.write(tmp_path / "n2.wav", np.random.default_rng(2).standard_normal(8000) * 0.1, 16000)
+    assert FolderNoise(root=tmp_path).identity() != before
