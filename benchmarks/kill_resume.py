@@ -107,10 +107,14 @@ def run_bench(cmd: list[str], env: dict[str, str], kill_after: float | None = No
                 proc.wait()
             else:
                 proc.wait(timeout=kill_after if kill_after is not None else timeout)
+            self_killed = proc.returncode == -signal.SIGKILL  # the driver killed itself at a fault point
+            if self_killed:
+                raise subprocess.TimeoutExpired(cmd, 0)
         except subprocess.TimeoutExpired:
-            if kill_after is None and kill_when is None:
+            if kill_after is None and kill_when is None and proc.returncode != -signal.SIGKILL:
                 raise
-            os.kill(proc.pid, signal.SIGKILL)  # the driver only, like the OOM killer or `kill -9 PID`
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGKILL)  # the driver only, like the OOM killer or `kill -9 PID`
             proc.wait()
             out["killed"] = True
             t_kill = time.perf_counter()
@@ -255,7 +259,8 @@ def kill_resume(bench_args: list[str] | None = None, *, trials: int = 5, time_ki
         report["reference_cells"] = n_cells
         log(f"reference: {t_ref:.1f} s, rows {compare(ref_db, ref_cache, ref_db, ref_cache)['rows']}")
         n_points = trials * time_kills
-        points = [t_ref * (i + rng.random()) / n_points for i in range(n_points)]  # stratified
+        # stratified over the first 70 % of the reference run, so a time kill leaves cells for the cell kills
+        points = [0.7 * t_ref * (i + rng.random()) / n_points for i in range(n_points)]
         rng.shuffle(points)
         results = []
         for k in range(trials):
@@ -275,7 +280,8 @@ def kill_resume(bench_args: list[str] | None = None, *, trials: int = 5, time_ki
                                                "cells_stored": have, "note": "all cells already stored"})
                         continue
                     target = rng.randint(have + 1, n_cells - 1)
-                    r = run_bench(cmd, env, kill_when=lambda t=target: stored_cells(db) >= t)
+                    # exact: the driver SIGKILLs itself right after committing its (target - have)-th cell
+                    r = run_bench(cmd, {**env, "BENCH_FAULT_KILL_AFTER_CELLS": str(target - have)})
                     state = {"at_cells": target}
                 state.update(killed=r["killed"], orphans_s=r["orphans_s"], cells_stored=stored_cells(db),
                              cache_files=sum(1 for _ in cache.rglob("*.npy")) if cache.exists() else 0)

@@ -586,6 +586,7 @@ def _run(config: RunConfig, *, store: Store, registry: Registry, ex: Executor, e
                 info=res.get("info"), predictions=res.get("predictions"), error=res.get("error"),
                 traceback=res.get("traceback"),
             )
+            _fault_point(n_done + n_failed + 1)
             if res["status"] == "done":
                 n_done += 1
             else:
@@ -623,6 +624,19 @@ def _unstored(store: Store, cell_jobs: list[dict]) -> list[dict]:
     """Drop cells another process stored meanwhile (two runs of one config share the work)."""
     have = store.existing(j["key"] for j in cell_jobs)
     return [j for j in cell_jobs if have.get(j["key"]) != "done"]
+
+
+#: Crash-test hook (benchmarks/kill_resume.py): the driver SIGKILLs itself right after storing
+#: this many cells, so kill points are exact whatever the machine's speed. Unset in normal use.
+FAULT_ENV = "BENCH_FAULT_KILL_AFTER_CELLS"
+
+
+def _fault_point(n_stored: int) -> None:
+    target = os.environ.get(FAULT_ENV)
+    if target and n_stored >= int(target):
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _bar(enabled: bool, total: int, desc: str):  # noqa: ANN202
