@@ -57,7 +57,7 @@ def test_emodb_clean_suite_end_to_end(tmp_path):
     suite = Path(__file__).resolve().parents[1] / "benchmarks" / "emodb_mismatched.toml"
     db = str(tmp_path / "r.db")
     res = CliRunner().invoke(cli, ["run", "clean", "--suite", str(suite), "--ser-model", "svm-egemaps",
-                                   "--data-root", f"emodb={EMODB}", "--db", db, "--cache", str(tmp_path / "cache"),
+                                   "--data-root", f"emodb={EMODB}", "-o", f"folder.root={DATA / 'noise'}", "--db", db, "--cache", str(tmp_path / "cache"),
                                    "-j", "1", "--executor", "inline", "-q"], catch_exceptions=False)  # fmt: skip
     assert res.exit_code == 0, res.output
     df = Store(db).results_frame()
