@@ -29,6 +29,16 @@ def _options(options: tuple[str, ...]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def _corpus_options(options, speech: str, speech_root, noise: str, noise_root) -> dict:  # noqa: ANN001
+    """-o options plus the --speech-root / --noise-root shorthands."""
+    opts = _options(options)
+    if speech_root:
+        opts.setdefault(speech, {})["root"] = speech_root
+    if noise_root:
+        opts.setdefault(noise, {})["root"] = noise_root
+    return opts
+
+
 def _registry():
     from .plugins import default_registry
 
@@ -78,11 +88,7 @@ def train(enhancer, speech, speech_root, noise, noise_root, options, out, resume
     Speakers are split train / valid / test (held out); validation mixtures use held-out
     speakers and noise clips never trained on. Interrupt at any time and continue with --resume.
     """
-    opts = _options(options)
-    if speech_root:
-        opts.setdefault(speech, {})["root"] = speech_root
-    if noise_root:
-        opts.setdefault(noise, {})["root"] = noise_root
+    opts = _corpus_options(options, speech, speech_root, noise, noise_root)
     reg = _registry()
     enh_opts = dict(opts.get(enhancer, {}))
     if model:
@@ -190,11 +196,7 @@ def eval_enhancer(enhancer, checkpoint, speech, speech_root, noise, noise_root, 
     """
     from .training import EVAL_SNRS, SpeechPool, evaluate_enhancer, fixed_mixtures, format_table, split_speakers
 
-    opts = _options(options)
-    if speech_root:
-        opts.setdefault(speech, {})["root"] = speech_root
-    if noise_root:
-        opts.setdefault(noise, {})["root"] = noise_root
+    opts = _corpus_options(options, speech, speech_root, noise, noise_root)
     reg = _registry()
     eopts = dict(opts.get(enhancer, {}))
     if checkpoint:
