@@ -57,6 +57,7 @@ class Context:
         #: dataset -> ids of bad utterances left out (``on_bad_audio = "skip"``)
         self.exclude = {ds: frozenset(ids) for ds, ids in (exclude or {}).items()}
         self._plugins: dict[tuple[str, str], Any] = {}
+        self._idents: dict[tuple[str, str], Any] = {}
         self._utts: dict[str, dict[str, Utterance]] = {}
         self._feats: OrderedDict[tuple, list[np.ndarray]] = OrderedDict()
 
@@ -113,13 +114,25 @@ class Context:
             self.cache.store("audit", key, np.array([problem, conversion]))
         return problem, conversion
 
+    def identity(self, kind: str, name: str) -> Any:
+        """A plugin's identity, computed once per process (it can hash a checkpoint or every noise clip)."""
+        key = (kind, name)
+        if key not in self._idents:
+            self._idents[key] = self.plugin(kind, name).identity()
+        return self._idents[key]
+
+    def _noisy_parts(self, utt: Utterance, cond: Condition) -> list:
+        """Cache-key parts of the mixture behind a noisy or enhanced condition."""
+        return ["noisy", MIXING_VERSION, utt.content_key(), cond.snr, self.config.seed,
+                self.identity("noise_source", cond.noise)]
+
     # audio of one utterance under a condition -> (signal, content key)
     def audio(self, utt: Utterance, cond: Condition) -> tuple[np.ndarray, str]:
         clean_key = utt.content_key()
         if cond.kind == "clean":
             return utt.load(), "clean:" + clean_key
         noise = self.plugin("noise_source", cond.noise)
-        parts = ["noisy", MIXING_VERSION, clean_key, cond.snr, self.config.seed, noise.identity()]
+        parts = self._noisy_parts(utt, cond)
 
         def make_noisy() -> np.ndarray:
             m = mix(utt.load(), noise.clips("test"), cond.snr, key=clean_key, seed=self.config.seed,
@@ -130,7 +143,8 @@ class Context:
         if cond.kind == "noisy":
             return noisy, nkey
         enh = self.plugin("enhancer", cond.enhancer)
-        return self.cache.get_or_compute("audio", ["enhanced", nkey, enh.identity()], lambda: enh.enhance(noisy))
+        return self.cache.get_or_compute("audio", ["enhanced", nkey, self.identity("enhancer", cond.enhancer)],
+                                         lambda: enh.enhance(noisy))
 
     def features(self, dataset: str, model_name: str, cond: Condition, ids: list[str]) -> list[np.ndarray]:
         model = self.plugin("ser_model", model_name)
@@ -153,14 +167,12 @@ class Context:
         return out
 
     def _audio_key(self, utt: Utterance, cond: Condition) -> str:
-        clean_key = utt.content_key()
         if cond.kind == "clean":
-            return "clean:" + clean_key
-        noise = self.plugin("noise_source", cond.noise)
-        nkey = self.cache.key(["noisy", MIXING_VERSION, clean_key, cond.snr, self.config.seed, noise.identity()])
+            return "clean:" + utt.content_key()
+        nkey = self.cache.key(self._noisy_parts(utt, cond))
         if cond.kind == "noisy":
             return nkey
-        return self.cache.key(["enhanced", nkey, self.plugin("enhancer", cond.enhancer).identity()])
+        return self.cache.key(["enhanced", nkey, self.identity("enhancer", cond.enhancer)])
 
     def condition_features(self, dataset: str, model_name: str, cond: Condition) -> dict[str, np.ndarray]:
         """All utterances' features under ``cond`` (kept in a small per-process LRU)."""
@@ -391,8 +403,8 @@ def plan(config: RunConfig, registry: Registry,
         folds[ds] = make_folds(list(ctx.utterances(ds).values()), config.cv, ds, dset.has_partitions)
     for kind, names in (("ser_model", config.ser_models), ("enhancer", config.enhancers),
                         ("noise_source", config.noise_sources)):
-        for n in names:  # validates every plugin's options before any work starts
-            registry.create(kind, n, config.plugin_options(n))
+        for n in names:  # validates every plugin's options (and training state) before any work starts
+            ctx.plugin(kind, n)
     unused = set(config.options) - set(config.datasets + config.ser_models + config.enhancers + config.noise_sources)
     if unused:
         raise BenchError(f"options given for plugins that this run does not use: {', '.join(sorted(unused))}; "
@@ -517,7 +529,7 @@ def _run(config: RunConfig, *, store: Store, registry: Registry, ex: Executor, e
     for kind, names in (("dataset", config.datasets), ("ser_model", config.ser_models),
                         ("enhancer", config.enhancers), ("noise_source", config.noise_sources)):
         for n in names:
-            idents[n] = stable_hash(registry.create(kind, n, config.plugin_options(n)).identity())
+            idents[n] = stable_hash(ctx.identity(kind, n))
     keys = [cell_key(c, config, idents, fold_by[(c.dataset, c.fold)]) for c in cells]
     qcells = []  # quality cells (config.quality): PESQ, STOI, SI-SDR, prosody fidelity per condition
     if config.quality:

@@ -159,7 +159,7 @@ class Store:
                     traceback: str | None = None) -> bool:
         """Write one cell and its metrics in one transaction. Returns False if the key exists."""
         timings = timings or {}
-        row = Cell(
+        values = dict(
             cell_key=cell_key, run_id=run_id, kind=kind, seed=seed, status=status,
             n_train=n_train, n_test=n_test, prep_s=timings.get("prep_s", 0.0), fit_s=timings.get("fit_s", 0.0),
             predict_s=timings.get("predict_s", 0.0), error=error, traceback=traceback,
@@ -168,20 +168,16 @@ class Store:
             created_at=_now(), **coords,
         )
 
-        def write() -> bool:
+        def write() -> bool:  # a fresh row per attempt: a failed session must not keep it
             try:
                 with Session(self.engine) as s, s.begin():
-                    s.add(row_copy())
-                    s.flush()
-                    cid = s.scalar(select(Cell.id).where(Cell.cell_key == cell_key))
-                    for m, v in (metrics or {}).items():
-                        s.add(Result(cell_id=cid, metric=m, value=float(v)))
+                    cell = Cell(**values)
+                    s.add(cell)
+                    s.flush()  # assigns cell.id
+                    s.add_all(Result(cell_id=cell.id, metric=m, value=float(v)) for m, v in (metrics or {}).items())
                 return True
             except IntegrityError:
                 return False  # another process stored this cell first: nothing to do
-
-        def row_copy() -> Cell:
-            return Cell(**{c.key: getattr(row, c.key) for c in Cell.__table__.columns if c.key != "id"})
 
         return bool(self._retry(write))
 
