@@ -38,8 +38,8 @@ def test_report_numbers_equal_db(registry, tiny_config, tmp_path):
         assert np.isclose(means.to_numpy(), v, rtol=0, atol=1e-9).any()
     assert p.scripts == 0 and "http://" not in html and "https://" not in html  # offline, no CDN
     assert "<svg" in html and "tones · mismatched · noise white-test" in html
-    run = store.runs_frame().iloc[0]
-    assert run.config_hash in html and run.code_version in html  # the footer traces numbers to their run
+    run_row = store.runs_frame().iloc[0]
+    assert run_row.config_hash in html and run_row.code_version in html  # the footer traces numbers to their run
 
 
 def test_report_escapes_text(registry, tiny_config, tmp_path):
