@@ -29,6 +29,7 @@ from .cache import Cache
 from .config import RunConfig
 from .db import Store
 from .audio import SILENCE_PEAK, is_silent
+from .bad_entries import BadEntry, collecting
 from .errors import AudioError, BenchError, PluginError
 from .executors import Executor, InlineExecutor, make_executor, usable_cores
 from .interfaces import FeatureSet, TimeSeries, Utterance, stable_hash
@@ -59,6 +60,8 @@ class Context:
         self._plugins: dict[tuple[str, str], Any] = {}
         self._idents: dict[tuple[str, str], Any] = {}
         self._utts: dict[str, dict[str, Utterance]] = {}
+        #: dataset -> entries its loader could not use (the run's bad-audio policy decides)
+        self.bad_entries: dict[str, list[BadEntry]] = {}
         self._feats: OrderedDict[tuple, list[np.ndarray]] = OrderedDict()
 
     def plugin(self, kind: str, name: str) -> Any:
@@ -74,10 +77,23 @@ class Context:
         return self._plugins[key]
 
     def utterances(self, dataset: str) -> dict[str, Utterance]:
-        """The dataset's usable utterances by id (bad ones left out under ``on_bad_audio = "skip"``)."""
+        """The dataset's usable utterances by id (bad ones left out under ``on_bad_audio = "skip"``).
+
+        The entries its loader could not use are kept in :attr:`bad_entries`: the run's policy
+        decides about them (see :mod:`harness.bad_entries`), not the loader.
+        """
         if dataset not in self._utts:
             drop = self.exclude.get(dataset, frozenset())
-            self._utts[dataset] = {u.id: u for u in self.plugin("dataset", dataset).utterances() if u.id not in drop}
+            with collecting() as found:
+                try:
+                    utts = self.plugin("dataset", dataset).utterances()
+                except PluginError as exc:
+                    if not found:
+                        raise
+                    raise bad_audio_error([e.note() for e in found],
+                                          head=f"{exc}: every entry is bad") from None
+            self.bad_entries[dataset] = list(found)
+            self._utts[dataset] = {u.id: u for u in utts if u.id not in drop}
         return self._utts[dataset]
 
     def audit(self, utt: Utterance) -> tuple[str, str]:
@@ -259,13 +275,12 @@ def wav_truncation(path: object) -> str:
 
 def describe_conversion(path: object) -> str:
     """What loading ``path`` converts (from its header): a downmix, a resampling; "" if nothing."""
-    import soundfile as sf
-
+    from .audio import audio_info
     from .interfaces import SAMPLE_RATE
 
     try:
-        info = sf.info(str(path))
-    except Exception:  # unreadable: the load that follows reports it
+        info = audio_info(path)
+    except AudioError:  # unreadable: the load that follows reports it
         return ""
     done = []
     if info.channels > 1:
@@ -493,16 +508,46 @@ def _audit(ctx: Context, ex: Executor, base: dict, progress: bool) -> list[dict[
     return sorted(notes, key=lambda n: (n["dataset"], n["utterance_id"], n["kind"]))
 
 
-def bad_audio_error(bad: list[dict[str, Any]], limit: int = 20) -> AudioError:
-    """The error of ``on_bad_audio = "fail"``: every bad utterance (up to ``limit``) and the fix."""
+def bad_audio_error(bad: list[dict[str, Any]], limit: int = 200, head: str = "") -> AudioError:
+    """The error of ``on_bad_audio = "fail"``: every bad utterance (up to ``limit``), each with its
+    reason, and one line of fix advice."""
     lines = "\n".join(f"  - {n['dataset']}/{n['utterance_id']}: {n['detail']}" for n in bad[:limit])
     more = f"\n  ... and {len(bad) - limit} more" if len(bad) > limit else ""
+    head = head or (f"{len(bad)} bad utterance{'s' if len(bad) != 1 else ''}; the run stopped before computing "
+                    "anything (stored results are untouched)")
     return AudioError(
-        f"{len(bad)} bad utterance{'s' if len(bad) != 1 else ''}; the run stopped before computing anything "
-        f"(stored results are untouched):\n{lines}{more}\nFix or remove these files, or run with "
+        f"{head}:\n{lines}{more}\nFix or remove these files, or run with "
         "--on-bad-audio skip (suite: on_bad_audio = \"skip\") to leave them out of every fold; skipped "
         "utterances are recorded in the registry (`bench runs show RUN`)."
     )
+
+
+def _bad_inputs(ctx: Context, notes: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The run's bad inputs under its policy: ``(failing, skipped)`` notes.
+
+    Both the entries loaders could not use and the audit's findings count; an entry of a
+    dataset whose own ``on_bad_entry`` is "skip" is skipped whatever the policy. Utterance ids
+    are made unique per dataset (a note's key in the registry).
+    """
+    skip_all = ctx.config.on_bad_audio == "skip"
+    failing, skipped = [], []
+    taken: set[tuple[str, str]] = set()
+
+    def place(note: dict[str, Any], skip: bool) -> None:
+        key = (note["dataset"], note["utterance_id"])
+        if key in taken:
+            note = dict(note, utterance_id=f"{note['utterance_id']} ({len(taken)})")
+        taken.add((note["dataset"], note["utterance_id"]))
+        (skipped if skip or skip_all else failing).append(note)
+
+    for ds in ctx.config.datasets:
+        for entry in ctx.bad_entries.get(ds, []):
+            place(entry.note(), entry.skip)
+    for note in notes:
+        if note["kind"] == "skipped":
+            place(note, False)
+    order = lambda n: (n["dataset"], n["utterance_id"])  # noqa: E731
+    return sorted(failing, key=order), sorted(skipped, key=order)
 
 
 def _run(config: RunConfig, *, store: Store, registry: Registry, ex: Executor, extra_plugins: list[str],
@@ -513,17 +558,22 @@ def _run(config: RunConfig, *, store: Store, registry: Registry, ex: Executor, e
     inline = isinstance(ex, InlineExecutor)
     base = {"config": config.model_dump_json(), "cache_dir": str(ctx.cache.root.resolve()),
             "ctx": ctx if inline else None, "extra_plugins": extra_plugins, "exclude": None}
-    # ---- stage 0: audit the clean audio; bad utterances fail the run or are left out
+    # ---- stage 0: audit the clean audio; bad inputs (the audit's and the loaders') fail the run
+    # together, in one error, or are left out and recorded
     notes = _audit(ctx, ex, base, progress)
-    bad = [n for n in notes if n["kind"] == "skipped"]
-    if bad and config.on_bad_audio == "fail":
-        raise bad_audio_error(bad)
+    failing, skipped = _bad_inputs(ctx, notes)
+    if failing:
+        raise bad_audio_error(failing)
+    bad = [n for n in notes if n["kind"] == "skipped"]  # audited utterances to leave out
     if bad:
         exclude = {ds: sorted(n["utterance_id"] for n in bad if n["dataset"] == ds) for ds in config.datasets}
         ctx, folds, cells = plan(config, registry, exclude=exclude)
         ctx.cache = Cache(cache_dir)
         base.update(ctx=ctx if inline else None, exclude=exclude)
-        echo(f"skipping {len(bad)} bad utterance(s) (on_bad_audio = skip); `bench runs show` lists them")
+    notes = [n for n in notes if n["kind"] != "skipped"] + skipped
+    if skipped:
+        why = "on_bad_audio = skip" if config.on_bad_audio == "skip" else "the dataset's on_bad_entry = skip"
+        echo(f"skipping {len(skipped)} bad utterance(s) ({why}); `bench runs show` lists them")
     fold_by = {(ds, f.name): f for ds, fs in folds.items() for f in fs}
     idents = {}
     for kind, names in (("dataset", config.datasets), ("ser_model", config.ser_models),

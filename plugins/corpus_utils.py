@@ -30,7 +30,10 @@ class CorpusConfig(PluginConfig):
     Attributes:
         root: the corpus folder (as distributed). ``bench run --data-root NAME=PATH`` sets it.
         on_bad_entry: "error" (default) stops with a list of every bad file and the reason;
-            "skip" leaves them out with a logged warning.
+            "skip" leaves them out with a logged warning. Inside ``bench run``, the run's
+            ``--on-bad-audio`` policy decides for "error" entries (one error listing every bad
+            file with the audit's findings, or skip), and skipped entries are recorded in the
+            registry (`bench runs show`).
         check_audio: read each file's header while listing (cheap), so an unreadable or empty
             file fails at once, named, instead of in the middle of a run.
     """
@@ -59,36 +62,55 @@ def require_root(root: Path | None, dataset: str, layout: str) -> Path:
 
 
 def probe_audio(path: Path) -> tuple[int, int] | str:
-    """``(frames, samplerate)`` from the file header, or a string saying why it is unusable."""
-    import soundfile as sf
+    """``(frames, samplerate)`` from the file header, or a string saying why it is unusable
+    (in our words; the decoder's own messages stay off the terminal)."""
+    from harness.audio import audio_info
+    from harness.errors import AudioError
 
     try:
-        info = sf.info(str(path))
-    except Exception as exc:  # LibsndfileError / RuntimeError on a bad header
-        return f"cannot decode audio ({str(exc).strip() or type(exc).__name__}); the file is corrupt or not audio"
+        info = audio_info(path)
+    except AudioError as exc:
+        msg = str(exc)
+        prefix = f"{path}: "
+        return msg[len(prefix):] if msg.startswith(prefix) else msg
     if info.frames <= 0:
         return "the file holds no samples (empty or truncated)"
     return int(info.frames), int(info.samplerate)
 
 
 class BadEntries:
-    """Collects entries a loader cannot use, then raises or warns once, listing them all."""
+    """Collects entries a loader cannot use, then raises or warns once, listing them all.
+
+    Inside ``bench run`` the entries go to the runner instead (:mod:`harness.bad_entries`),
+    whose ``on_bad_audio`` policy decides for them together with its own audio checks.
+    """
 
     def __init__(self, dataset: str, on_bad_entry: str) -> None:
         self.dataset = dataset
         self.mode = on_bad_entry
         self.entries: list[tuple[str, str]] = []
+        self._detail: list[tuple[str | None, str | None]] = []
 
-    def add(self, where: object, reason: str) -> None:
+    def add(self, where: object, reason: str, *, uid: str | None = None, path: object = None) -> None:
+        """Record a bad entry: where (file or listing line), why, and if known its utterance id and file."""
         self.entries.append((str(where), reason))
+        self._detail.append((uid, str(path) if path is not None else None))
 
     def __len__(self) -> int:
         return len(self.entries)
 
     def finish(self, fix: str = "") -> list[tuple[str, str]]:
-        """Raise PluginError listing the entries (mode "error") or log a warning (mode "skip")."""
+        """Hand the entries to a collecting run, or raise PluginError listing them (mode
+        "error"), or log a warning (mode "skip")."""
         if not self.entries:
             return []
+        from harness.bad_entries import BadEntry, hand_over
+
+        handed = [BadEntry(self.dataset, w, r, utterance_id=uid, skip=self.mode == "skip",
+                           path=path if path is not None else (w if Path(w).suffix.lower() in AUDIO_EXTS else None))
+                  for (w, r), (uid, path) in zip(self.entries, self._detail)]
+        if hand_over(handed):
+            return list(self.entries)
         shown = "\n".join(f"  - {w}: {r}" for w, r in self.entries[:MAX_LISTED])
         more = f"\n  ... and {len(self.entries) - MAX_LISTED} more" if len(self.entries) > MAX_LISTED else ""
         if self.mode == "error":

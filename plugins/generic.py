@@ -82,10 +82,12 @@ class FolderDataset(Dataset):
                 continue
             for path in files:
                 rel = path.relative_to(ldir)
+                uid = f"{label}/{rel.with_suffix('').as_posix()}"
                 if pat is not None:
                     m = pat.search(rel.as_posix())
                     if not m:
-                        bad.add(path, f"speaker_regex {pat.pattern!r} does not match {rel.as_posix()!r}")
+                        bad.add(path, f"speaker_regex {pat.pattern!r} does not match {rel.as_posix()!r}",
+                                uid=uid, path=path)
                         continue
                     speaker = m.groupdict().get("speaker") or m.group(1)
                 else:
@@ -93,9 +95,8 @@ class FolderDataset(Dataset):
                 if cfg.check_audio:
                     probe = probe_audio(path)
                     if isinstance(probe, str):
-                        bad.add(path, probe)
+                        bad.add(path, probe, uid=uid, path=path)
                         continue
-                uid = f"{label}/{rel.with_suffix('').as_posix()}"
                 out.append(Utterance(id=uid, speaker=speaker, label=label, path=path))
         if cfg.classes is not None:
             missing = sorted(set(cfg.classes) - {ld.name for ld in label_dirs})
@@ -179,35 +180,38 @@ class ManifestDataset(Dataset):
         for lineno, row in enumerate(rows, start=2):  # line 1 is the header
             where = f"{path.name} line {lineno}"
             rel, label, speaker = row.get("path", ""), row.get("label", ""), row.get("speaker", "")
+            # the id and file the row would give (recorded with it when the row is skipped)
+            uid = Path(rel).with_suffix("").as_posix() if rel else None
+            audio = Path(rel).expanduser() if rel else None
+            audio = audio if audio is None or audio.is_absolute() else base / audio
             empty = [c for c in REQUIRED_COLUMNS if not row.get(c)]
             if empty:
-                bad.add(where, f"empty {', '.join(empty)}")
+                bad.add(where, f"empty {', '.join(empty)}", uid=uid, path=audio)
                 continue
             if cfg.classes is not None and label not in cfg.classes:
-                bad.add(where, f"label {label!r} is not in the option classes {cfg.classes}")
+                bad.add(where, f"label {label!r} is not in the option classes {cfg.classes}", uid=uid, path=audio)
                 continue
             partition = None
             if self.has_partitions:
                 raw = row.get("partition", "").lower()
                 if raw not in PARTITIONS:
-                    bad.add(where, f"partition {row.get('partition')!r} is not one of train, dev (valid), test")
+                    bad.add(where, f"partition {row.get('partition')!r} is not one of train, dev (valid), test",
+                            uid=uid, path=audio)
                     continue
                 partition = PARTITIONS[raw]
-            audio = Path(rel).expanduser()
-            audio = audio if audio.is_absolute() else base / audio
             if rel in seen:
-                bad.add(where, f"path {rel!r} already listed on line {seen[rel]}")
+                # the id is the first row's (a good utterance): record this one under its line
+                bad.add(where, f"path {rel!r} already listed on line {seen[rel]}", uid=f"{uid} ({where})", path=audio)
                 continue
             seen[rel] = lineno
             if not audio.is_file():
-                bad.add(where, f"audio file {audio} not found")
+                bad.add(where, f"audio file {audio} not found", uid=uid, path=audio)
                 continue
             if cfg.check_audio:
                 probe = probe_audio(audio)
                 if isinstance(probe, str):
-                    bad.add(where, f"{audio}: {probe}")
+                    bad.add(where, f"{audio}: {probe}", uid=uid, path=audio)
                     continue
-            uid = Path(rel).with_suffix("").as_posix()
             out.append(Utterance(id=uid, speaker=speaker, label=label, partition=partition, path=audio))
         bad.finish()
         return out

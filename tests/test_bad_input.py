@@ -9,6 +9,10 @@ invalid config values; the bad-utterance policy (fail / skip) on the runner and 
 from __future__ import annotations
 
 import csv
+import os
+from dataclasses import dataclass
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -47,14 +51,66 @@ def _dominant_hz(x: np.ndarray, sr: int = SR) -> float:
 def test_corrupt_header_names_the_file(tmp_path):
     p = tmp_path / "corrupt.wav"
     p.write_bytes(b"RIFF\x00\x01\x02\x03WAVEjunk" + bytes(range(200)))
-    with pytest.raises(AudioError, match=r"corrupt\.wav: cannot decode audio .*the file is corrupt or not audio"):
+    with pytest.raises(AudioError, match=r"corrupt\.wav: cannot decode audio: not a readable audio file: it starts "
+                                         r"like WAV \(RIFF\) but its header or data is damaged; export it again"):
         load_audio(p)
+
+
+#: Random bytes that start like an MPEG frame: libsndfile hands them to libmpg123, which prints
+#: "Note: Illegal Audio-MPEG-Header ..." to file descriptor 2, and then says "File does not exist
+#: or is not a regular file (possibly a pipe?)" of a file that exists.
+MPEG_LIKE = b"\xff\xfb\x90\x64" + np.random.default_rng(0).bytes(6000)
+
+
+@pytest.mark.parametrize("content, why", [
+    (MPEG_LIKE, "it starts like an MPEG audio frame but no valid MP3 stream follows"),
+    (np.random.default_rng(1).bytes(4000), "it starts like an MPEG audio frame but no valid MP3 stream follows"),
+    (b"nope, just text", "no known audio header (the file starts with bytes 6e 6f 70 65 2c 20 6a 75)"),
+    (b"RIFF\x10\x00\x00\x00AVI LIST", "a RIFF file of type 'AVI ', not WAVE audio"),
+])
+def test_unreadable_file_is_described_in_our_words_and_decoder_noise_stays_off_the_terminal(tmp_path, capfd, content,
+                                                                                            why):
+    from plugins.corpus_utils import probe_audio
+
+    p = tmp_path / "random.wav"
+    p.write_bytes(content)
+    with pytest.raises(AudioError) as err:
+        load_audio(p)
+    assert str(err.value) == (f"{p}: cannot decode audio: not a readable audio file: {why}; export it again as "
+                              "WAV/FLAC, or remove it")
+    assert probe_audio(p) == (f"cannot decode audio: not a readable audio file: {why}; export it again as WAV/FLAC, "
+                              "or remove it")
+    out, errout = capfd.readouterr()
+    assert errout == "" and out == ""  # no "Illegal Audio-MPEG-Header" / "[src/libmpg123/..." lines
+    os.write(2, b"still here\n")  # and stderr works again afterwards (the redirection is undone)
+    assert capfd.readouterr().err == "still here\n"
+
+
+def test_cli_run_over_an_unreadable_file_prints_our_words_only(tmp_path):
+    root = tmp_path / "corpus"
+    for s in range(2):
+        for ci, label in enumerate(("low", "high")):
+            (root / label / f"s{s}").mkdir(parents=True)
+            for k in range(2):
+                sf.write(root / label / f"s{s}" / f"u{k}.wav", speech_like(0.3, f0=120.0 * (1 + ci), seed=s + k), SR)
+    (root / "low" / "s0" / "u1.wav").write_bytes(MPEG_LIKE)
+    r = subprocess.run([sys.executable, "-m", "harness.cli", "run", "clean", "--dataset", "folder-dataset",
+                        "--data-root", f"folder-dataset={root}", "--db", str(tmp_path / "r.db"), "-q", "-j", "1",
+                        "--cache", str(tmp_path / "c")], capture_output=True, text=True, cwd=tmp_path,
+                       env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.splitlines()[:2] == [
+        "Error: 1 bad utterance; the run stopped before computing anything (stored results are untouched):",
+        f"  - folder-dataset/low/s0/u1: {root / 'low/s0/u1.wav'}: cannot decode audio: not a readable audio file: it "
+        "starts like an MPEG audio frame but no valid MP3 stream follows; export it again as WAV/FLAC, or remove it"]
+    for noise in ("mpg123", "MPEG-Header", "possibly a pipe", "does not exist", "Traceback"):
+        assert noise not in r.stderr + r.stdout
 
 
 def test_empty_file_names_the_file(tmp_path):
     p = tmp_path / "empty.wav"
     p.write_bytes(b"")
-    with pytest.raises(AudioError, match=r"empty\.wav: cannot decode audio"):
+    with pytest.raises(AudioError, match=r"empty\.wav: the file is empty \(0 bytes\); copy or export it again"):
         load_audio(p)
     utt = Utterance(id="e", speaker="s", label="a", path=p)
     problem, _ = Context(RunConfig(protocol="clean"), None, str(tmp_path / "c")).audit(utt)
@@ -185,9 +241,11 @@ def _write(path: Path, how: str, x: np.ndarray) -> None:
         sf.write(path, np.zeros_like(x), SR)
 
 
-@pytest.fixture
-def corpus(tmp_path) -> Path:
-    """3 speakers x 2 classes x 3 utterances listed in a manifest; six files broken, one stereo 44.1 kHz."""
+@pytest.fixture(params=["manifest", "folder-dataset"])
+def corpus(tmp_path, request) -> "_Corpus":
+    """3 speakers x 2 classes x 3 utterances, six files broken, one stereo 44.1 kHz, as a
+    ``manifest`` (ROOT/<id>.wav listed in ROOT/list.csv) or a ``folder-dataset``
+    (ROOT/<label>/<speaker>/<id>.wav); ``corpus.kind`` says which."""
     root = tmp_path / "corpus"
     root.mkdir()
     rows = []
@@ -197,19 +255,43 @@ def corpus(tmp_path) -> Path:
                 uid = f"s{s}_{label}_{k}"
                 x = speech_like(0.5, f0=110.0 * 1.7**ci * (0.94 + 0.04 * s), seed=100 * s + 10 * ci + k)
                 how = BAD.get(uid, "stereo44k" if uid == "s2_high_2" else "good")
-                _write(root / f"{uid}.wav", how, x)
-                rows.append({"path": f"{uid}.wav", "label": label, "speaker": f"s{s}"})
-    with open(root / "list.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=["path", "label", "speaker"])
-        w.writeheader()
-        w.writerows(rows)
-    return root
+                rel = f"{uid}.wav" if request.param == "manifest" else f"{label}/s{s}/{uid}.wav"
+                (root / rel).parent.mkdir(parents=True, exist_ok=True)
+                _write(root / rel, how, x)
+                rows.append({"path": rel, "label": label, "speaker": f"s{s}"})
+    if request.param == "manifest":
+        with open(root / "list.csv", "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=["path", "label", "speaker"])
+            w.writeheader()
+            w.writerows(rows)
+    return _Corpus(root, request.param)
 
 
-def _cfg(corpus: Path, **kw) -> RunConfig:
-    base = dict(protocol="clean", datasets=["manifest"], ser_models=["centroid"], enhancers=["none"],
-                noise_sources=["fake-noise"], snrs=[0.0],
-                options={"manifest": {"manifest": str(corpus / "list.csv"), "check_audio": False}})
+@dataclass(frozen=True)
+class _Corpus:
+    """A corpus folder and its layout (``kind``: the dataset plugin that reads it)."""
+
+    root: Path
+    kind: str
+
+    def options(self, **kw) -> dict:
+        """The dataset's options (every check on, as a user runs it)."""
+        opts = {"manifest": str(self.root / "list.csv")} if self.kind == "manifest" else {"root": str(self.root)}
+        return {self.kind: {**opts, **kw}}
+
+    def file(self, uid: str) -> Path:
+        s, label, _ = uid.split("_")
+        return self.root / (f"{uid}.wav" if self.kind == "manifest" else f"{label}/{s}/{uid}.wav")
+
+    def uid(self, uid: str) -> str:
+        """The utterance id the dataset gives the file of ``uid``."""
+        s, label, _ = uid.split("_")
+        return uid if self.kind == "manifest" else f"{label}/{s}/{uid}"
+
+
+def _cfg(corpus: _Corpus, **kw) -> RunConfig:
+    base = dict(protocol="clean", datasets=[corpus.kind], ser_models=["centroid"], enhancers=["none"],
+                noise_sources=["fake-noise"], snrs=[0.0], options=corpus.options())
     base.update(kw)
     return RunConfig(**base)
 
@@ -228,20 +310,30 @@ def _same_results(store: Store, before) -> None:  # noqa: ANN001
     assert store.results_frame().equals(before)
 
 
+REASON = {"corrupt": "cannot decode audio: not a readable audio file: it starts like WAV (RIFF)",
+          "empty": "the file is empty (0 bytes); copy or export it again",
+          "truncated": "truncated: the header declares", "zero": "the file holds no samples",
+          "nan": "1 NaN/inf samples", "silent": "the speech is silent"}
+
+
 def test_policy_fail_lists_every_bad_file_and_the_fix_and_keeps_stored_results(tmp_path, corpus):
+    """With the datasets' own checks on: one error names all six bad files (those the loader's
+    header probe finds and those only the audit finds), each with its reason, and one fix."""
     store = _stored_run(tmp_path)
     before = store.results_frame()
     with pytest.raises(AudioError) as err:
         run(_cfg(corpus), store=store, executor="inline", extra_plugins=EXTRA, progress=False)
     msg = str(err.value)
     assert msg.startswith("6 bad utterances; the run stopped before computing anything (stored results are untouched)")
+    listed = [ln for ln in msg.splitlines() if ln.startswith("  - ")]
+    assert len(listed) == 6
     for uid, how in BAD.items():
-        line = next(ln for ln in msg.splitlines() if f"manifest/{uid}:" in ln)
-        assert str(corpus / f"{uid}.wav") in line
-        assert {"corrupt": "cannot decode audio", "empty": "the file is empty (0 bytes)",
-                "truncated": "truncated: the header declares", "zero": "the file holds no samples",
-                "nan": "1 NaN/inf samples", "silent": "the speech is silent"}[how] in line
-    assert "--on-bad-audio skip" in msg and 'on_bad_audio = "skip"' in msg
+        line = next(ln for ln in listed if ln.startswith(f"  - {corpus.kind}/{corpus.uid(uid)}: "))
+        assert str(corpus.file(uid)) in line and REASON[how] in line
+    advice = [ln for ln in msg.splitlines() if not ln.startswith("  - ")][1:]
+    assert advice == ["Fix or remove these files, or run with --on-bad-audio skip (suite: on_bad_audio = \"skip\") to "
+                      "leave them out of every fold; skipped utterances are recorded in the registry "
+                      "(`bench runs show RUN`)."]  # one line of advice, not the loader's own as well
     _same_results(store, before)
     assert store.count("runs") == 1  # no run row for the failed start
 
@@ -256,10 +348,12 @@ def test_policy_skip_leaves_bad_utterances_out_and_records_them(tmp_path, corpus
     assert cells.n_test.sum() == 18 - 6  # every good utterance is tested once, no bad one
     notes = store.utterance_notes_frame([s.run_id])
     skipped = notes[notes.kind == "skipped"]
-    assert sorted(skipped.utterance_id) == sorted(BAD)
-    assert skipped.path.tolist() == [str(corpus / f"{u}.wav") for u in skipped.utterance_id]
+    assert sorted(skipped.utterance_id) == sorted(corpus.uid(u) for u in BAD)
+    for uid, how in BAD.items():
+        note = skipped[skipped.utterance_id == corpus.uid(uid)].iloc[0]
+        assert note.path == str(corpus.file(uid)) and REASON[how] in note.detail
     conv = notes[notes.kind == "converted"]
-    assert conv.utterance_id.tolist() == ["s2_high_2"]
+    assert conv.utterance_id.tolist() == [corpus.uid("s2_high_2")]
     assert conv.detail.iloc[0] == "2 channels downmixed to mono (mean); resampled 44100 Hz -> 16000 Hz (soxr, very high quality)"
     # the earlier run's results are still there, unchanged
     old = store.results_frame()
@@ -273,26 +367,57 @@ def test_policy_skip_leaves_bad_utterances_out_and_records_them(tmp_path, corpus
     assert _cfg(corpus).config_hash() == RunConfig(**{**_cfg(corpus).model_dump(), "on_bad_audio": "fail"}).config_hash()
 
 
+def test_entries_a_loader_skips_by_its_own_option_are_recorded(tmp_path, corpus):
+    """``on_bad_entry=skip`` on the dataset (run policy: fail): the loader's finds are skipped and,
+    like the audit's under ``on_bad_audio = "skip"``, recorded with their reason."""
+    for uid in ("s1_high_0", "s1_high_1", "s2_low_0", "s2_low_1"):  # leave only what the loader's probe finds
+        _write(corpus.file(uid), "good", speech_like(0.5, f0=150.0, seed=7))
+    store = Store(str(tmp_path / "a.db"))
+    s = run(_cfg(corpus, options=corpus.options(on_bad_entry="skip")), store=store, executor="inline",
+            extra_plugins=EXTRA, progress=False)
+    assert s.n_done == 3 and store.cells_frame([s.run_id]).n_test.sum() == 18 - 2
+    skipped = store.utterance_notes_frame([s.run_id]).query("kind == 'skipped'")
+    assert skipped.utterance_id.tolist() == [corpus.uid("s0_low_0"), corpus.uid("s0_low_1")]
+    assert REASON["corrupt"] in skipped.detail.iloc[0] and REASON["empty"] in skipped.detail.iloc[1]
+    assert skipped.path.tolist() == [str(corpus.file("s0_low_0")), str(corpus.file("s0_low_1"))]
+
+
 def test_fixing_a_file_brings_it_back(tmp_path, corpus):
     store = Store(str(tmp_path / "a.db"))
     cfg = _cfg(corpus, on_bad_audio="skip")
     run(cfg, store=store, executor="inline", extra_plugins=EXTRA, progress=False)
     for uid in BAD:  # the user re-exports the broken files
-        _write(corpus / f"{uid}.wav", "good", speech_like(0.5, f0=150.0, seed=7))
+        _write(corpus.file(uid), "good", speech_like(0.5, f0=150.0, seed=7))
     s = run(_cfg(corpus), store=store, executor="inline", extra_plugins=EXTRA, progress=False)  # policy fail: ok now
     assert s.n_done == 3 and store.cells_frame([s.run_id]).n_test.sum() == 18
 
 
-def test_a_missing_file_listed_in_a_manifest(tmp_path, corpus):
-    (corpus / "s1_low_2.wav").unlink()
+def test_a_missing_file_listed_in_a_manifest(tmp_path):
+    root = tmp_path / "m"
+    root.mkdir()
+    corpus = _Corpus(root, "manifest")
+    rows = []
+    for s in range(2):
+        for label in ("low", "high"):
+            for k in range(2):
+                uid = f"s{s}_{label}_{k}"
+                if uid != "s1_low_1":
+                    sf.write(root / f"{uid}.wav", speech_like(0.3, f0=130.0 if label == "low" else 260.0, seed=k), SR)
+                rows.append(f"{uid}.wav,{label},s{s}")
+    (root / "list.csv").write_text("path,label,speaker\n" + "\n".join(rows) + "\n")
     store = Store(str(tmp_path / "a.db"))
-    # the manifest loader checks paths while listing: an error naming the line, the file and the fix
-    with pytest.raises(PluginError) as err:
-        run(_cfg(corpus, on_bad_audio="skip"), store=store, executor="inline", extra_plugins=EXTRA, progress=False)
+    # the manifest loader checks paths while listing; the run's policy decides: fail names the line and file...
+    with pytest.raises(AudioError) as err:
+        run(_cfg(corpus), store=store, executor="inline", extra_plugins=EXTRA, progress=False)
     msg = str(err.value)
-    assert "list.csv line 10" in msg and f"audio file {corpus / 's1_low_2.wav'} not found" in msg
-    assert "manifest.on_bad_entry=skip" in msg
+    assert f"  - manifest/s1_low_1: list.csv line 7: audio file {root / 's1_low_1.wav'} not found" in msg
+    assert "--on-bad-audio skip" in msg and "on_bad_entry" not in msg
     assert store.count("runs") == 0
+    # ... skip leaves it out and records it
+    s = run(_cfg(corpus, on_bad_audio="skip"), store=store, executor="inline", extra_plugins=EXTRA, progress=False)
+    assert s.n_done == 2 and store.cells_frame().n_test.sum() == 7
+    notes = store.utterance_notes_frame()
+    assert notes[["utterance_id", "kind", "path"]].values.tolist() == [["s1_low_1", "skipped", str(root / "s1_low_1.wav")]]
 
 
 def test_a_file_that_disappears_after_listing_is_a_bad_utterance(tmp_path):
@@ -392,17 +517,21 @@ def test_cli_rejects_bad_values_before_touching_the_database(tmp_path):
 
 def test_cli_skip_policy_and_runs_show(tmp_path, corpus):
     db = str(tmp_path / "cli.db")
-    args = ["run", "clean", "--dataset", "manifest", "--ser-model", "svm-egemaps", "--enhancer", "none", "-q",
-            "-j", "1", "--db", db, "-o", f"manifest.manifest={corpus / 'list.csv'}", "-o", "manifest.check_audio=false"]
+    where = ["-o", f"manifest.manifest={corpus.root / 'list.csv'}"] if corpus.kind == "manifest" else \
+        ["--data-root", f"folder-dataset={corpus.root}"]
+    args = ["run", "clean", "--dataset", corpus.kind, "--ser-model", "svm-egemaps", "--enhancer", "none", "-q",
+            "-j", "1", "--db", db, *where]
     r = CliRunner().invoke(cli, args)
     assert r.exit_code == 1 and "6 bad utterances" in r.output and "--on-bad-audio skip" in r.output
+    assert "on_bad_entry" not in r.output
     r = CliRunner().invoke(cli, args + ["--on-bad-audio", "skip"])
     assert r.exit_code == 0, r.output
     assert "skipping 6 bad utterance(s)" in r.output and "3 computed" in r.output
     r = CliRunner().invoke(cli, ["runs", "show", "1", "--db", db])
     assert r.exit_code == 0
-    skipped = [ln for ln in r.output.splitlines() if ln.startswith("SKIPPED manifest/")]
+    skipped = [ln for ln in r.output.splitlines() if ln.startswith(f"SKIPPED {corpus.kind}/")]
     assert len(skipped) == 6 and any("s1_high_0: " in ln and "truncated" in ln for ln in skipped)
+    assert any("s0_low_0: " in ln and "not a readable audio file" in ln for ln in skipped)
     assert "1 utterance(s) converted on loading" in r.output
 
 
