@@ -1,4 +1,4 @@
-"""Where a result came from: code version, plugin distributions, environment."""
+"""Where a result came from: code version, plugin distributions, environment, noise clips used."""
 from __future__ import annotations
 
 import importlib.metadata as md
@@ -7,6 +7,7 @@ import socket
 import subprocess
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from . import __version__
 
@@ -42,3 +43,30 @@ def environment() -> dict[str, object]:
         "host": socket.gethostname(),
         "packages": package_versions(),
     }
+
+
+def noise_clips_used(sources: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Which clips each noise source hands a run for mixing (``clips("test")``: its test part, or
+    the part its options choose, e.g. ``folder.split``), for the run's provenance.
+
+    Returns ``{source: {"part", "n_clips", "of", "clips": [ids], "fingerprint"}}``; a source
+    that cannot list them gets ``{"error": message}`` (its cells fail with the same error).
+    """
+    from .errors import BenchError
+    from .interfaces import stable_hash
+
+    out: dict[str, dict[str, Any]] = {}
+    for name, src in sources.items():
+        try:
+            used, every = src.clips("test"), src.clips("all")
+        except BenchError as exc:
+            out[name] = {"error": str(exc)}
+            continue
+        out[name] = {
+            "part": str(getattr(src.config, "split", "test")),
+            "n_clips": len(used),
+            "of": len(every),
+            "clips": [c.id for c in used],
+            "fingerprint": stable_hash([[c.id, c.fingerprint] for c in used]),
+        }
+    return out

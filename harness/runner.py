@@ -36,7 +36,7 @@ from .interfaces import FeatureSet, TimeSeries, Utterance, stable_hash
 from .metrics import accuracy, ccc, uar
 from .mixing import MIXING_VERSION, SNR_DEFINITION, mix
 from .protocols import CLEAN_NOISE, Cell, Condition, Fold, enumerate_cells, make_folds
-from .provenance import code_version, environment
+from .provenance import code_version, environment, noise_clips_used
 from .registry import Registry
 
 CHUNK = 16  # utterances per preparation job
@@ -595,9 +595,13 @@ def _run(config: RunConfig, *, store: Store, registry: Registry, ex: Executor, e
     n_skipped = n_all - len(todo) - len(qtodo)
     plugins_used = {f"{e.kind}:{e.name}": f"{e.dist} {e.dist_version}" for e in registry.entries()
                     if e.name in set(config.datasets + config.ser_models + config.enhancers + config.noise_sources)}
+    env = environment()
+    mixed = sorted({c.noise for c in cells if c.noise != CLEAN_NOISE} | (set(config.noise_sources) if qcells else set()))
+    if mixed:  # provenance: the clips each noise source hands out for mixing
+        env["noise_clips"] = noise_clips_used({n: ctx.plugin("noise_source", n) for n in mixed})
     run_id = store.start_run(
         config_json=config.to_json(), config_hash=config.config_hash(), protocol=config.protocol, name=config.name,
-        code_version=code_version(), plugins=plugins_used, env=environment(), seed=config.seed,
+        code_version=code_version(), plugins=plugins_used, env=env, seed=config.seed,
         snr_definition=SNR_DEFINITION, n_cells=n_all,
     )
     store.record_utterance_notes(run_id, notes)
