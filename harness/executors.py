@@ -26,6 +26,7 @@ import logging
 import multiprocessing as mp
 import os
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -37,11 +38,16 @@ from .errors import ConfigError
 EXECUTORS = ("process", "inline", "dask")
 #: How often a job may lose its worker before it counts as lost.
 MAX_ATTEMPTS = 2
+#: Seconds a Dask run waits for a worker when the scheduler has none (env BENCH_DASK_WORKER_TIMEOUT).
+WORKER_TIMEOUT = 300.0
+#: Seconds between checks of a Dask cluster's health while jobs are pending.
+POLL_S = 2.0
 #: Environment of pool workers: one BLAS/OpenMP/torch thread each (the pool is the parallelism).
 WORKER_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
               "NUMEXPR_NUM_THREADS": "1", "BENCH_WORKER": "1"}
 
 Lost = Callable[[Any, str], Any]
+log = logging.getLogger("ser_bench.executors")
 
 
 class WorkerLostError(RuntimeError):
@@ -206,15 +212,18 @@ class DaskExecutor:
     """Jobs on a ``dask.distributed`` cluster: a running scheduler, or a LocalCluster.
 
     The cluster starts on the first :meth:`map_unordered` (so a run with nothing to compute
-    starts none). A task whose worker died more often than the scheduler allows
-    (``distributed.scheduler.allowed-failures``; 0 for a LocalCluster started here) is rerun
-    alone after the others; if its worker dies again, it is lost.
+    starts none). The scheduler reruns the tasks of a worker that dies on the others; a task
+    whose worker died more often than it allows (``distributed.scheduler.allowed-failures``;
+    0 for a LocalCluster started here) is rerun alone after the others; if its worker dies
+    again, it is lost. A scheduler without any worker for ``worker_timeout`` seconds (none
+    started, or all of them lost) and a lost scheduler are errors saying what to do, not a
+    run that waits forever or ends in a traceback; the cells stored so far are kept.
     """
 
     name = "dask"
 
     def __init__(self, workers: int | None = None, *, scheduler: str | None = None,
-                 connect_timeout: float = 30.0) -> None:
+                 connect_timeout: float = 30.0, worker_timeout: float | None = None) -> None:
         try:
             import distributed  # noqa: F401
         except ImportError:
@@ -224,6 +233,8 @@ class DaskExecutor:
             ) from None
         self.scheduler = scheduler
         self.connect_timeout = connect_timeout
+        self.worker_timeout = float(worker_timeout if worker_timeout is not None
+                                    else os.environ.get("BENCH_DASK_WORKER_TIMEOUT", WORKER_TIMEOUT))
         self._n = max(1, workers or usable_cores())
         self.workers = self._n
         self._client = None
@@ -244,6 +255,11 @@ class DaskExecutor:
                     "`dask scheduler` (and workers with `dask worker ADDRESS --nthreads 1`), or leave out "
                     "--scheduler to use a local cluster"
                 ) from None
+            try:
+                self._client.wait_for_workers(1, timeout=self.worker_timeout)
+            except TimeoutError:
+                self.close()
+                raise ConfigError(self._no_workers("has no workers")) from None
             self.workers = max(1, len(self._client.scheduler_info().get("workers", {})) or self._n)
         else:
             # a worker death fails its tasks at once (map_unordered retries them alone); no
@@ -257,9 +273,55 @@ class DaskExecutor:
             self._client = Client(self._cluster)
         return self._client
 
+    def _no_workers(self, what: str) -> str:
+        where = self.scheduler or "the local cluster"
+        start = f"`dask worker {self.scheduler} --nthreads 1`" if self.scheduler else "more memory or fewer -j"
+        return (f"the Dask scheduler at {where} {what} (waited {self.worker_timeout:g} s); start workers with "
+                f"{start} where ser-bench and the cache folder are reachable, then rerun: stored cells are kept")
+
+    def _finished(self, pending: set) -> Iterator[Any]:  # noqa: ANN401
+        """Yield the futures of ``pending`` as they finish. Raises ConfigError when the cluster has
+        had no worker for ``worker_timeout`` seconds or the scheduler is gone."""
+        from distributed import as_completed
+
+        ac = as_completed(list(pending))
+        alone_since: float | None = None
+        next_check = time.monotonic() + POLL_S
+        while not ac.is_empty():
+            if ac.has_ready():
+                yield next(ac)
+                alone_since = None
+                continue
+            time.sleep(0.05)  # as_completed itself polls (every 0.1 s)
+            if time.monotonic() < next_check:
+                continue
+            next_check = time.monotonic() + POLL_S
+            try:
+                n_workers = len(self._client.nthreads())
+            except (OSError, TimeoutError) as exc:  # CommClosedError is an OSError
+                raise ConfigError(f"lost the connection to the Dask scheduler at {self.scheduler or 'the local cluster'} "
+                                  f"({type(exc).__name__}: {exc}); rerun when it is back: stored cells are kept") from None
+            if n_workers:
+                alone_since = None
+            elif alone_since is None:
+                alone_since = time.monotonic()
+                log.warning("no Dask worker is left; waiting up to %g s for one to join", self.worker_timeout)
+            elif time.monotonic() - alone_since >= self.worker_timeout:
+                raise ConfigError(self._no_workers("lost every worker"))
+
+    def _result(self, fut) -> Any:  # noqa: ANN001, ANN401
+        """A finished future's result; the scheduler going away is a ConfigError, not a traceback."""
+        from concurrent.futures import CancelledError
+
+        try:
+            return fut.result()
+        except CancelledError:  # the scheduler dropped the task: it (or our connection) is gone
+            raise ConfigError(f"lost the connection to the Dask scheduler at {self.scheduler or 'the local cluster'} "
+                              "(its tasks were cancelled); rerun when it is back: stored cells are kept") from None
+
     def map_unordered(self, fn: Callable[[Any], Any], jobs: Iterable[Any], *,
                       lost: Lost | None = None) -> Iterator[tuple[Any, Any]]:
-        from distributed import KilledWorker, as_completed
+        from distributed import KilledWorker
 
         jobs = list(jobs)
         if not jobs:
@@ -268,10 +330,10 @@ class DaskExecutor:
         futures = {client.submit(fn, job, pure=False): i for i, job in enumerate(jobs)}
         suspects: list[int] = []
         try:
-            for fut in as_completed(list(futures)):
+            for fut in self._finished(set(futures)):
                 i = futures.pop(fut)
                 try:
-                    res = fut.result()
+                    res = self._result(fut)
                 except KilledWorker:  # its worker died (maybe because of another task on it)
                     suspects.append(i)
                     continue
@@ -282,7 +344,9 @@ class DaskExecutor:
                 fut = client.submit(fn, jobs[i], pure=False)
                 futures[fut] = i
                 try:
-                    res = fut.result()
+                    for _ in self._finished({fut}):
+                        pass
+                    res = self._result(fut)
                 except KilledWorker:
                     msg = _lost_message(2)
                     if lost is None:
@@ -294,7 +358,10 @@ class DaskExecutor:
                 yield jobs[i], res
         finally:
             if futures:
-                client.cancel(list(futures))
+                try:
+                    client.cancel(list(futures))
+                except Exception:  # noqa: BLE001 - the scheduler may be gone; nothing left to cancel then
+                    pass
 
     def close(self) -> None:
         if self._client is not None:

@@ -39,3 +39,9 @@ def write_pid_and_sleep(path: str) -> None:
     with open(path, "a") as fh:
         fh.write(f"{os.getpid()}\n")
     time.sleep(120)
+
+
+def sleepy(x: int) -> int:
+    """A long job (a worker can be killed while it runs)."""
+    time.sleep(60)
+    return x

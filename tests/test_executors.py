@@ -5,11 +5,13 @@ puts tests/ on sys.path, and spawn hands sys.path to the children).
 """
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -26,7 +28,7 @@ from harness.executors import (
 from harness.runner import run
 from harness.testing import CentroidSER
 
-from executor_jobs import die_once, poison, settings, square
+from executor_jobs import die_once, poison, settings, sleepy, square
 
 try:
     import distributed  # noqa: F401
@@ -255,3 +257,194 @@ def test_numbers_do_not_depend_on_the_cache_being_warm(tmp_path):
     feats = list((tmp_path / "c" / "features").rglob("*.npy"))
     assert len(feats) == 12 * 3  # 12 utterances x (clean, noisy, enhanced), computed once
     assert all(np.isfinite(np.load(f)).all() for f in feats)
+
+
+# ----------------------------------------------------------------------------- a real Dask cluster
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _env() -> dict[str, str]:
+    """The environment of every process started here: this checkout's code (and the test job
+    functions of ``executor_jobs``) first on the path."""
+    path = os.pathsep.join([str(REPO), str(REPO / "tests"), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    return {**os.environ, "PYTHONPATH": path}
+
+
+class LocalhostCluster:
+    """A ``dask scheduler`` and ``dask worker`` processes started separately on localhost, the way a
+    cluster user starts them (each in its own process group and working directory)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.address = ""
+
+    def start(self, name: str, *args: str) -> subprocess.Popen:
+        cwd = self.root / name
+        cwd.mkdir(parents=True, exist_ok=True)
+        with open(self.root / f"{name}.log", "wb") as log:
+            proc = subprocess.Popen([sys.executable, "-m", "dask", *args], stdout=log, stderr=subprocess.STDOUT,
+                                    cwd=cwd, env=_env(), start_new_session=True)
+        self.procs[name] = proc
+        return proc
+
+    def log(self, name: str) -> str:
+        return (self.root / f"{name}.log").read_text(errors="replace")
+
+    def up(self, n_workers: int = 2, timeout: float = 120.0) -> None:
+        info = self.root / "scheduler.json"
+        sched = self.start("scheduler", "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+                           "--dashboard-address", "127.0.0.1:0", "--scheduler-file", str(info))
+        deadline = time.time() + timeout
+        while not self.address:
+            if sched.poll() is not None or time.time() > deadline:
+                raise RuntimeError(f"the dask scheduler did not start:\n{self.log('scheduler')}")
+            try:
+                self.address = json.loads(info.read_text())["address"]
+            except (OSError, ValueError, KeyError):
+                time.sleep(0.2)
+        for i in range(n_workers):
+            self.start(f"worker{i}", "worker", self.address, "--nthreads", "1", "--no-dashboard", "--name", f"w{i}")
+        from distributed import Client
+
+        with Client(self.address, timeout="60s") as client:
+            client.wait_for_workers(n_workers, timeout=max(1.0, deadline - time.time()))
+
+    def busy_worker(self, started, until, timeout: float = 400.0) -> str | None:  # noqa: ANN001
+        """Wait until ``started()`` and a worker is computing a job; return its name (None if
+        ``until()`` comes true or time runs out first)."""
+        from distributed import Client
+
+        deadline = time.time() + timeout
+        with Client(self.address, timeout="60s") as client:
+            names = {addr: w["name"] for addr, w in client.scheduler_info(n_workers=-1)["workers"].items()}
+            while time.time() < deadline and not until():
+                busy = [addr for addr, keys in client.processing().items() if keys]
+                if busy and started():
+                    return f"worker{names[busy[0]][1:]}"
+                time.sleep(0.1)
+        return None
+
+    def kill(self, name: str) -> None:
+        """SIGKILL a process and everything it started (a worker: its nanny and the worker process)."""
+        proc = self.procs[name]
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(30)
+
+    def down(self) -> None:
+        for proc in self.procs.values():  # workers and scheduler: polite first...
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        deadline = time.time() + 20
+        for proc in self.procs.values():
+            try:
+                proc.wait(max(0.1, deadline - time.time()))
+            except subprocess.TimeoutExpired:
+                pass
+        for proc in self.procs.values():  # ... then by force, the whole process group
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait(30)
+
+
+@pytest.fixture
+def dask_cluster(tmp_path):
+    cluster = LocalhostCluster(tmp_path / "cluster")
+    try:
+        cluster.up()
+        yield cluster
+    finally:
+        cluster.down()
+    for proc in cluster.procs.values():
+        assert proc.poll() is not None
+
+
+def _bench(*args: str, cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "harness.cli", *args], cwd=cwd, env=_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+@needs_dask
+@pytest.mark.slow
+def test_bench_run_on_a_separately_started_cluster_survives_a_killed_worker(tmp_path, dask_cluster):
+    """`bench run --executor dask --scheduler tcp://...` against a scheduler and two workers started
+    as separate processes; one worker (nanny and all) is SIGKILLed while the run computes. The run
+    completes and stores exactly the numbers of an in-process run."""
+    args = ["run", "mismatched", "--snr", "0", "-o", "synthetic.per_class=2", "-q"]
+    drv = tmp_path / "driver"
+    drv.mkdir()
+    proc = _bench(*args, "--executor", "dask", "--scheduler", dask_cluster.address, "--db", "dask.db",
+                  "--cache", "cache", cwd=drv)  # relative paths: the workers run elsewhere
+    try:
+        feats = drv / "cache" / "features"  # preparation has begun: both workers hold jobs
+        victim = dask_cluster.busy_worker(started=lambda: feats.exists() and any(feats.rglob("*.npy")),
+                                          until=lambda: proc.poll() is not None)
+        assert victim, f"the run ended before a worker could be killed:\n{proc.stdout.read()}"
+        dask_cluster.kill(victim)  # mid-run, while it computes a job
+        out, _ = proc.communicate(timeout=500)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 0, out
+    assert "18 computed, 0 already stored, 0 failed" in out
+    assert "Remove worker" in dask_cluster.log("scheduler")  # the scheduler saw it go
+    ref = tmp_path / "inline"
+    ref.mkdir()
+    r = subprocess.run([sys.executable, "-m", "harness.cli", *args, "--executor", "inline", "--db", "inline.db",
+                        "--cache", "cache"], cwd=ref, env=_env(), capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    dask_store, inline_store = Store(str(drv / "dask.db")), Store(str(ref / "inline.db"))
+    assert len(_numbers(dask_store)) == 36 and _numbers(dask_store) == _numbers(inline_store)
+    assert dask_store.runs_frame().config_hash.tolist() == inline_store.runs_frame().config_hash.tolist()
+
+
+@needs_dask
+def test_a_cluster_without_workers_is_a_clear_error_not_a_hang(tmp_path):
+    """Its only worker SIGKILLed mid-job: the run stops after ``worker_timeout`` with an error
+    saying how to start workers, instead of waiting forever; connecting to a scheduler that has
+    no worker is the same error."""
+    cluster = LocalhostCluster(tmp_path / "cluster")
+    try:
+        t0 = time.time()
+        cluster.up(n_workers=1)
+        t_up = time.time() - t0
+        ex = DaskExecutor(scheduler=cluster.address, worker_timeout=3)
+        try:
+            killed: list[float] = []
+
+            def kill_when_busy() -> None:
+                if cluster.busy_worker(started=lambda: True, until=lambda: False, timeout=120) == "worker0":
+                    cluster.kill("worker0")
+                    killed.append(time.time())
+
+            killer = threading.Thread(target=kill_when_busy)
+            killer.start()
+            with pytest.raises(ConfigError) as err:
+                list(ex.map_unordered(sleepy, [1, 2]))
+            killer.join()
+            assert killed, "the worker never started the job"
+            waited = time.time() - killed[0]
+        finally:
+            ex.close()
+        assert str(err.value).startswith(f"the Dask scheduler at {cluster.address} lost every worker (waited 3 s); "
+                                         f"start workers with `dask worker {cluster.address} --nthreads 1`")
+        assert str(err.value).endswith("then rerun: stored cells are kept")
+        assert 3 <= waited < 30, (waited, t_up)  # not the 60 s the job sleeps, nor forever
+        ex = DaskExecutor(scheduler=cluster.address, worker_timeout=1)
+        try:
+            with pytest.raises(ConfigError, match=r"at tcp://127\.0\.0\.1:\d+ has no workers \(waited 1 s\); start "):
+                list(ex.map_unordered(square, [1]))
+        finally:
+            ex.close()
+    finally:
+        cluster.down()
