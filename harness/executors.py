@@ -239,6 +239,7 @@ class DaskExecutor:
         self.workers = self._n
         self._client = None
         self._cluster = None
+        self._lost = False
 
     def _ensure(self):  # noqa: ANN202
         if self._client is not None:
@@ -299,8 +300,7 @@ class DaskExecutor:
             try:
                 n_workers = len(self._client.nthreads())
             except (OSError, TimeoutError) as exc:  # CommClosedError is an OSError
-                raise ConfigError(f"lost the connection to the Dask scheduler at {self.scheduler or 'the local cluster'} "
-                                  f"({type(exc).__name__}: {exc}); rerun when it is back: stored cells are kept") from None
+                raise self._scheduler_lost(f"{type(exc).__name__}: {exc}") from None
             if n_workers:
                 alone_since = None
             elif alone_since is None:
@@ -316,8 +316,7 @@ class DaskExecutor:
         try:
             return fut.result()
         except CancelledError:  # the scheduler dropped the task: it (or our connection) is gone
-            raise ConfigError(f"lost the connection to the Dask scheduler at {self.scheduler or 'the local cluster'} "
-                              "(its tasks were cancelled); rerun when it is back: stored cells are kept") from None
+            raise self._scheduler_lost("its tasks were cancelled") from None
 
     def map_unordered(self, fn: Callable[[Any], Any], jobs: Iterable[Any], *,
                       lost: Lost | None = None) -> Iterator[tuple[Any, Any]]:
@@ -363,9 +362,26 @@ class DaskExecutor:
                 except Exception:  # noqa: BLE001 - the scheduler may be gone; nothing left to cancel then
                     pass
 
+    def _scheduler_lost(self, why: str) -> ConfigError:
+        self._lost = True
+        return ConfigError(f"lost the connection to the Dask scheduler at {self.scheduler or 'the local cluster'} "
+                           f"({why}); rerun when it is back: stored cells are kept")
+
     def close(self) -> None:
         if self._client is not None:
-            self._client.close()
+            if self._lost:  # the client's reconnection attempts end in logged tracebacks: already said above
+                quiet = [logging.getLogger(n) for n in ("distributed.client", "distributed.core", "distributed.comm")]
+                levels = [lg.level for lg in quiet]
+                for lg in quiet:
+                    lg.setLevel(logging.CRITICAL)
+                try:
+                    self._client.close(timeout=5)
+                except Exception:  # noqa: BLE001 - nothing to close cleanly without a scheduler
+                    pass
+                for lg, level in zip(quiet, levels):
+                    lg.setLevel(level)
+            else:
+                self._client.close()
             self._client = None
         if self._cluster is not None:
             self._cluster.close()

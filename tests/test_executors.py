@@ -318,11 +318,11 @@ class LocalhostCluster:
 
         deadline = time.time() + timeout
         with Client(self.address, timeout="60s") as client:
-            names = {addr: w["name"] for addr, w in client.scheduler_info(n_workers=-1)["workers"].items()}
             while time.time() < deadline and not until():
                 busy = [addr for addr, keys in client.processing().items() if keys]
                 if busy and started():
-                    return f"worker{names[busy[0]][1:]}"
+                    name = client.scheduler_info(n_workers=-1)["workers"][busy[0]]["name"]
+                    return f"worker{name[1:]}"
                 time.sleep(0.1)
         return None
 
@@ -409,10 +409,10 @@ def test_bench_run_on_a_separately_started_cluster_survives_a_killed_worker(tmp_
 
 
 @needs_dask
-def test_a_cluster_without_workers_is_a_clear_error_not_a_hang(tmp_path):
+def test_a_cluster_without_workers_or_scheduler_is_a_clear_error_not_a_hang(tmp_path, capfd):
     """Its only worker SIGKILLed mid-job: the run stops after ``worker_timeout`` with an error
     saying how to start workers, instead of waiting forever; connecting to a scheduler that has
-    no worker is the same error."""
+    no worker is the same error; a scheduler killed mid-job is a one-line error too."""
     cluster = LocalhostCluster(tmp_path / "cluster")
     try:
         t0 = time.time()
@@ -446,5 +446,20 @@ def test_a_cluster_without_workers_is_a_clear_error_not_a_hang(tmp_path):
                 list(ex.map_unordered(square, [1]))
         finally:
             ex.close()
+        # the scheduler itself goes away mid-job: one line, no traceback from the client's reconnection
+        cluster.start("worker1", "worker", cluster.address, "--nthreads", "1", "--no-dashboard", "--name", "w1")
+        ex = DaskExecutor(scheduler=cluster.address, worker_timeout=60)
+        killer = threading.Thread(target=lambda: cluster.busy_worker(started=lambda: True, until=lambda: False,
+                                                                     timeout=120) and cluster.kill("scheduler"))
+        killer.start()
+        try:
+            with pytest.raises(ConfigError) as err:
+                list(ex.map_unordered(sleepy, [1]))
+        finally:
+            ex.close()
+            killer.join()
+        assert str(err.value) == (f"lost the connection to the Dask scheduler at {cluster.address} (its tasks were "
+                                  "cancelled); rerun when it is back: stored cells are kept")
+        assert "Traceback" not in capfd.readouterr().err
     finally:
         cluster.down()
