@@ -232,6 +232,24 @@ def registry_for(extra_plugins: Sequence[str] = ()) -> Registry:
     return _REGISTRIES[extra]
 
 
+def remote_config(config: RunConfig, registry: Registry) -> str:
+    """The run config as JSON for workers that do not share this process's working directory (a
+    Dask cluster's): every relative path option (a ``Path`` field of the plugin's Config, such as
+    ``--data-root`` or ``folder.root``) made absolute from here, where the user meant it."""
+    kinds = {n: k for k, names in (("dataset", config.datasets), ("ser_model", config.ser_models),
+                                   ("enhancer", config.enhancers), ("noise_source", config.noise_sources))
+             for n in names}
+    options = {}
+    for name, opts in config.options.items():
+        fields = registry.get(kinds[name], name).Config.model_fields if name in kinds else {}
+        options[name] = {
+            k: os.path.abspath(os.path.expanduser(v))
+            if k in fields and isinstance(v, str) and "Path" in str(fields[k].annotation) else v
+            for k, v in opts.items()
+        }
+    return config.model_copy(update={"options": options}).model_dump_json()
+
+
 def _context(payload: dict) -> Context:
     """The worker's context: built once per process (thread) and kept while the run is the same."""
     if payload.get("ctx") is not None:  # inline executor: the driver's context
@@ -556,7 +574,9 @@ def _run(config: RunConfig, *, store: Store, registry: Registry, ex: Executor, e
     ctx, folds, cells = plan(config, registry)
     ctx.cache = Cache(cache_dir)
     inline = isinstance(ex, InlineExecutor)
-    base = {"config": config.model_dump_json(), "cache_dir": str(ctx.cache.root.resolve()),
+    remote = getattr(ex, "name", "") == "dask"  # workers elsewhere: relative paths must not travel
+    base = {"config": remote_config(config, registry) if remote else config.model_dump_json(),
+            "cache_dir": str(ctx.cache.root.resolve()),
             "ctx": ctx if inline else None, "extra_plugins": extra_plugins, "exclude": None}
     # ---- stage 0: audit the clean audio; bad inputs (the audit's and the loaders') fail the run
     # together, in one error, or are left out and recorded

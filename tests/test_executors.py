@@ -463,3 +463,38 @@ def test_a_cluster_without_workers_or_scheduler_is_a_clear_error_not_a_hang(tmp_
         assert "Traceback" not in capfd.readouterr().err
     finally:
         cluster.down()
+
+
+@needs_dask
+def test_relative_paths_reach_workers_started_elsewhere(tmp_path, monkeypatch):
+    """A relative --data-root (and any relative path option) means the driver's folder, also on
+    Dask workers that run in another working directory."""
+    import soundfile as sf
+
+    from harness.testing import speech_like
+
+    drv = tmp_path / "driver"
+    for s in range(2):
+        for ci, label in enumerate(("low", "high")):
+            (drv / "corpus" / label / f"s{s}").mkdir(parents=True)
+            for k in range(2):
+                sf.write(drv / "corpus" / label / f"s{s}" / f"u{k}.wav",
+                         speech_like(0.3, f0=120.0 * (1 + ci), seed=10 * s + k), 16000)
+    monkeypatch.chdir(drv)
+    cfg = RunConfig(protocol="clean", datasets=["folder-dataset"], ser_models=["centroid"], enhancers=["none"],
+                    noise_sources=["fake-noise"], snrs=[0.0], options={"folder-dataset": {"root": "corpus"}})
+    inline = Store(str(tmp_path / "inline.db"))
+    run(cfg, store=inline, executor="inline", extra_plugins=["harness.testing:testing_plugin"], progress=False,
+        cache_dir="cache-inline")
+    cluster = LocalhostCluster(tmp_path / "cluster")
+    try:
+        cluster.up(n_workers=1)
+        store = Store(str(tmp_path / "dask.db"))
+        s = run(cfg, store=store, executor="dask", scheduler=cluster.address, progress=False, cache_dir="cache",
+                extra_plugins=["harness.testing:testing_plugin"])
+    finally:
+        cluster.down()
+    assert (s.n_cells, s.n_done, s.n_failed) == (2, 2, 0), store.cells_frame().error.tolist()
+    assert store.cells_frame().n_test.sum() == 8
+    assert _numbers(store) == _numbers(inline)
+    assert json.loads(store.runs_frame().config_json.iloc[0])["options"]["folder-dataset"]["root"] == "corpus"
