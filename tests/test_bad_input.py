@@ -67,7 +67,7 @@ MPEG_LIKE = b"\xff\xfb\x90\x64" + np.random.default_rng(0).bytes(6000)
     (np.random.default_rng(1).bytes(4000), "it starts like an MPEG audio frame but no valid MP3 stream follows"),
     (b"nope, just text", "no known audio header (the file starts with bytes 6e 6f 70 65 2c 20 6a 75)"),
     (b"RIFF\x10\x00\x00\x00AVI LIST", "a RIFF file of type 'AVI ', not WAVE audio"),
-])
+], ids=["mpeg-sync-then-random", "random-bytes", "text", "avi"])
 def test_unreadable_file_is_described_in_our_words_and_decoder_noise_stays_off_the_terminal(tmp_path, capfd, content,
                                                                                             why):
     from plugins.corpus_utils import probe_audio
