@@ -43,6 +43,7 @@ import hashlib
 import io
 import math
 import re
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
@@ -102,7 +103,7 @@ AXES: dict[str, Axis] = {
     "snr_i": Axis("ΔSNR (dB)"),
     "f0_rmse": Axis("F0 RMSE (semitones)", 1.0, 0.0, None),
     "f0_corr": Axis("F0 correlation r", 1.0, -1.0, 1.0),
-    "vuv_error": Axis("voicing error (%)", 100.0, 0.0, 100.0),
+    "vuv_error": Axis("voicing error (share of frames)", 1.0, 0.0, 1.0),
     "loudness_corr": Axis("loudness correlation r", 1.0, -1.0, 1.0),
     "hnr_rmse": Axis("HNR RMSE (dB)", 1.0, 0.0, None),
     "alpha_corr": Axis("α-ratio correlation r", 1.0, -1.0, 1.0),
@@ -186,7 +187,7 @@ def snr_figure(series: Sequence[Series], *, metric: str | None = None, ylabel: s
         colors = iter(PALETTE)
         for i, r in enumerate(refs):
             gid = f"ref-{i + 1}"
-            ax.axhline(k * r.y, color=r.color, ls=STYLES.get(r.style, "--"), lw=1.3, label=_tex(r.label), gid=gid,
+            ax.axhline(k * r.y, color=r.color, ls=STYLES.get(r.style, "--"), lw=1.3, label=_tex(r.label, LEGEND_WRAP), gid=gid,
                        zorder=2)
             if _finite(r.lo) and _finite(r.hi):
                 ax.axhspan(k * r.lo, k * r.hi, color=r.color, alpha=0.12, lw=0, zorder=1)
@@ -199,7 +200,7 @@ def snr_figure(series: Sequence[Series], *, metric: str | None = None, ylabel: s
             x = [float(v) for v in s.x]
             y = [k * v if _finite(v) else math.nan for v in s.y]
             gid = f"series-{i + 1}"
-            ax.plot(x, y, ls=STYLES.get(s.style, "-"), marker=s.marker or "", color=color, label=_tex(s.label),
+            ax.plot(x, y, ls=STYLES.get(s.style, "-"), marker=s.marker or "", color=color, label=_tex(s.label, LEGEND_WRAP),
                     gid=gid, zorder=3, mfc="white" if s.style != "solid" else color)
             if s.lo is not None and s.hi is not None:
                 lo = [k * v if _finite(v) else math.nan for v in s.lo]
@@ -218,12 +219,12 @@ def snr_figure(series: Sequence[Series], *, metric: str | None = None, ylabel: s
             ax.xaxis.set_major_locator(MaxNLocator(nbins=7, steps=[1, 2, 2.5, 5, 10]))
         if len(xs_all) == 1:
             ax.set_xlim(xs_all[0] - 1, xs_all[0] + 1)
-        ax.set_xlabel(_tex(xlabel))
-        ax.set_ylabel(_tex(ylabel if ylabel is not None else ax_info.title))
+        ax.set_xlabel(_tex(xlabel, _chars(size[0], RC["axes.labelsize"])))
+        ax.set_ylabel(_tex(ylabel if ylabel is not None else ax_info.title, _chars(size[1], RC["axes.labelsize"])))
         if title:
-            ax.set_title(_tex(title), loc="left")
+            ax.set_title(_tex(title, _chars(size[0], RC["axes.titlesize"])), loc="left")
         _legend(ax, legend)
-        return _to_svg(fig, css_class=css_class, label=title or ax.get_ylabel(), description=description, tips=tips)
+        return _to_svg(fig, ax, css_class=css_class, label=title or ax_info.title, description=description, tips=tips)
 
 
 def scatter_figure(points: Sequence[Point], *, xlabel: str, ylabel: str, title: str = "",
@@ -260,22 +261,30 @@ def scatter_figure(points: Sequence[Point], *, xlabel: str, ylabel: str, title: 
         seen: set[str] = set()
         for i, p in enumerate(pts):
             gid = f"pt-{i + 1}"
-            label = _tex(p.group) if p.group and p.group not in seen else None
+            label = _tex(p.group, LEGEND_WRAP) if p.group and p.group not in seen else None
             seen.add(p.group)
             ax.plot([p.x], [p.y], ls="", marker="o", ms=5, color=cmap[p.group], alpha=0.85, gid=gid, label=label,
                     zorder=3)
             tips[gid] = p.tooltip or f"{p.group}: ({_num(p.x)}, {_num(p.y)})"
         for a in (ax.xaxis, ax.yaxis):
             a.set_major_locator(MaxNLocator(nbins=5, steps=[1, 2, 2.5, 5, 10]))
-        ax.set_xlabel(_tex(xlabel))
-        ax.set_ylabel(_tex(ylabel))
+        ax.set_xlabel(_tex(xlabel, _chars(size[0], RC["axes.labelsize"])))
+        ax.set_ylabel(_tex(ylabel, _chars(size[1], RC["axes.labelsize"])))
         if title:
-            ax.set_title(_tex(title), loc="left")
+            ax.set_title(_tex(title, _chars(size[0], RC["axes.titlesize"])), loc="left")
         _legend(ax, legend)
-        return _to_svg(fig, css_class=css_class, label=title or ylabel, description=description, tips=tips)
+        return _to_svg(fig, ax, css_class=css_class, label=title or ylabel, description=description, tips=tips)
 
 
 # ----------------------------------------------------------------------------- helpers
+
+
+LEGEND_WRAP = 34  # characters per legend line
+
+
+def _chars(inches: float, fontsize: float) -> int:
+    """About how many characters of ``fontsize`` fit in ``inches``."""
+    return max(12, int(inches * 72 / (0.6 * fontsize)))
 
 
 def _finite(v: object) -> bool:
@@ -290,9 +299,13 @@ def _num(v: float) -> str:
     return s[1:] if s.startswith("-") and float(s) == 0 else s
 
 
-def _tex(s: str) -> str:
-    """Text for matplotlib: ``$`` escaped so a label is never parsed as mathtext."""
-    return str(s).replace("$", r"\$")
+def _tex(s: str, width: int = 0) -> str:
+    """Text for matplotlib: wrapped at ``width`` characters (0: not wrapped; long titles and legend
+    entries would otherwise widen the figure), ``$`` escaped so it is never parsed as mathtext."""
+    s = str(s)
+    if width and len(s) > width:
+        s = textwrap.fill(s, width, max_lines=4, placeholder=" …")
+    return s.replace("$", r"\$")
 
 
 def _series_tip(s: Series, k: float, a: Axis) -> str:
@@ -358,7 +371,15 @@ _REF = re.compile(r'(url\(#|href="#)([^)"]+)')
 _SIZE = re.compile(r'\s(width|height)="([\d.]+)pt"')
 
 
-def _to_svg(fig: object, *, css_class: str, label: str, description: str, tips: dict[str, str]) -> str:
+def _to_svg(fig: object, ax: object, *, css_class: str, label: str, description: str, tips: dict[str, str]) -> str:
+    """Save ``fig`` as inline-SVG text (see the module docstring). Axis titles and the figure title
+    get the ids ``xlabel`` / ``ylabel`` / ``title`` (prefixed); the root ``<svg>`` carries the y
+    range shown as ``data-ymin`` / ``data-ymax`` (display units)."""
+    ax.xaxis.label.set_gid("xlabel")  # type: ignore[attr-defined]
+    ax.yaxis.label.set_gid("ylabel")  # type: ignore[attr-defined]
+    ax.title.set_gid("title")  # type: ignore[attr-defined]
+    ax._left_title.set_gid("title")  # type: ignore[attr-defined]
+    ymin, ymax = ax.get_ylim()  # type: ignore[attr-defined]
     buf = io.StringIO()
     fig.savefig(buf, format="svg", bbox_inches="tight", pad_inches=0.06,  # type: ignore[attr-defined]
                 metadata={"Date": None, "Creator": None, "Format": None, "Type": None})
@@ -374,7 +395,8 @@ def _to_svg(fig: object, *, css_class: str, label: str, description: str, tips: 
     svg = _REF.sub(lambda m: f"{m.group(1)}{prefix}-{m.group(2)}", svg)
     # pt -> px sizes (1 pt = 1 SVG unit here), so the page shows the figure at its viewBox scale
     svg = _SIZE.sub(lambda m: f' {m.group(1)}="{float(m.group(2)):.0f}"', svg, count=2)
-    head = (f'<svg class="{escape(css_class)}" role="img" aria-label="{escape(label)}"')
+    head = (f'<svg class="{escape(css_class)}" role="img" aria-label="{escape(label)}" '
+            f'data-ymin="{_num(ymin)}" data-ymax="{_num(ymax)}"')
     svg = svg.replace("<svg", head, 1)
     end = svg.index(">", svg.index("<svg")) + 1
     svg = svg[:end] + f"<title>{escape(label)}</title>" + (f"<desc>{escape(description)}</desc>" if description else "") + svg[end:]
