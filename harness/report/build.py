@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
 from markupsafe import Markup
 
 from .. import __version__

@@ -187,28 +187,28 @@ def snr_figure(series: Sequence[Series], *, metric: str | None = None, ylabel: s
         colors = iter(PALETTE)
         for i, r in enumerate(refs):
             gid = f"ref-{i + 1}"
-            ax.axhline(k * r.y, color=r.color, ls=STYLES.get(r.style, "--"), lw=1.3, label=_tex(r.label, LEGEND_WRAP), gid=gid,
-                       zorder=2)
+            ax.axhline(k * r.y, color=r.color, ls=STYLES.get(r.style, "--"), lw=1.3, label=_tex(r.label, LEGEND_WRAP),
+                       gid=gid, zorder=2)
+            x0 = xs_all[0] if xs_all else 0.0
             if _finite(r.lo) and _finite(r.hi):
-                ax.axhspan(k * r.lo, k * r.hi, color=r.color, alpha=0.12, lw=0, zorder=1)
-                ax.update_datalim([(xs_all[0] if xs_all else 0.0, k * r.lo), (xs_all[0] if xs_all else 0.0, k * r.hi)])
+                ax.axhspan(k * r.lo, k * r.hi, color=r.color, alpha=0.12, lw=0, zorder=1, gid=f"band-{gid}")
+                ax.update_datalim([(x0, k * r.lo), (x0, k * r.hi)])  # axh* lines do not autoscale: the band must show
             else:
-                ax.update_datalim([(xs_all[0] if xs_all else 0.0, k * r.y)])
+                ax.update_datalim([(x0, k * r.y)])
             tips[gid] = r.tooltip or _ref_tip(r, k, ax_info)
         for i, s in enumerate(drawn):
             color = s.color or next(colors, "#333333")
             x = [float(v) for v in s.x]
             y = [k * v if _finite(v) else math.nan for v in s.y]
             gid = f"series-{i + 1}"
-            ax.plot(x, y, ls=STYLES.get(s.style, "-"), marker=s.marker or "", color=color, label=_tex(s.label, LEGEND_WRAP),
-                    gid=gid, zorder=3, mfc="white" if s.style != "solid" else color)
+            ax.plot(x, y, ls=STYLES.get(s.style, "-"), marker=s.marker or "", color=color,
+                    label=_tex(s.label, LEGEND_WRAP), gid=gid, zorder=3, mfc="white" if s.style != "solid" else color)
             if s.lo is not None and s.hi is not None:
                 lo = [k * v if _finite(v) else math.nan for v in s.lo]
                 hi = [k * v if _finite(v) else math.nan for v in s.hi]
                 ok = [_finite(a) and _finite(b) for a, b in zip(lo, hi)]
                 if any(ok):
-                    ax.fill_between(x, lo, hi, where=ok, color=color, alpha=0.15, lw=0, zorder=1,
-                                    interpolate=False)
+                    ax.fill_between(x, lo, hi, where=ok, color=color, alpha=0.15, lw=0, zorder=1, gid=f"band-{gid}")
             tips[gid] = s.tooltip or _series_tip(s, k, ax_info)
         ax.autoscale_view()
         _clamp_y(ax, ax_info)
@@ -220,11 +220,13 @@ def snr_figure(series: Sequence[Series], *, metric: str | None = None, ylabel: s
         if len(xs_all) == 1:
             ax.set_xlim(xs_all[0] - 1, xs_all[0] + 1)
         ax.set_xlabel(_tex(xlabel, _chars(size[0], RC["axes.labelsize"])))
-        ax.set_ylabel(_tex(ylabel if ylabel is not None else ax_info.title, _chars(size[1], RC["axes.labelsize"])))
+        ytitle = ylabel if ylabel is not None else ax_info.title
+        ax.set_ylabel(_tex(ytitle, _chars(size[1], RC["axes.labelsize"])))
         if title:
-            ax.set_title(_tex(title, _chars(size[0], RC["axes.titlesize"])), loc="left")
+            ax.set_title(_tex(title, _chars(size[0], RC["axes.titlesize"])), loc="left", gid="title")
         _legend(ax, legend)
-        return _to_svg(fig, ax, css_class=css_class, label=title or ax_info.title, description=description, tips=tips)
+        return _to_svg(fig, ax, css_class=css_class, label=title or ax_info.title, description=description,
+                       tips=tips)
 
 
 def scatter_figure(points: Sequence[Point], *, xlabel: str, ylabel: str, title: str = "",
@@ -271,7 +273,7 @@ def scatter_figure(points: Sequence[Point], *, xlabel: str, ylabel: str, title: 
         ax.set_xlabel(_tex(xlabel, _chars(size[0], RC["axes.labelsize"])))
         ax.set_ylabel(_tex(ylabel, _chars(size[1], RC["axes.labelsize"])))
         if title:
-            ax.set_title(_tex(title, _chars(size[0], RC["axes.titlesize"])), loc="left")
+            ax.set_title(_tex(title, _chars(size[0], RC["axes.titlesize"])), loc="left", gid="title")
         _legend(ax, legend)
         return _to_svg(fig, ax, css_class=css_class, label=title or ylabel, description=description, tips=tips)
 
@@ -358,9 +360,11 @@ def _legend(ax: object, where: str) -> None:
     if where == "none" or not handles:
         return
     if where == "below":
-        ax.legend(loc="upper left", bbox_to_anchor=(0.0, -0.22), ncols=min(3, len(handles)), frameon=False)  # type: ignore[attr-defined]
+        ax.legend(loc="upper left", bbox_to_anchor=(0.0, -0.22),  # type: ignore[attr-defined]
+                  ncols=min(3, len(handles)), frameon=False)
     else:
-        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False, borderaxespad=0.0)  # type: ignore[attr-defined]
+        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False,  # type: ignore[attr-defined]
+                  borderaxespad=0.0)
 
 
 _PROLOG = re.compile(r"\A.*?(?=<svg\b)", re.S)
@@ -368,6 +372,7 @@ _META = re.compile(r"\s*<metadata>.*?</metadata>", re.S)
 _XMLNS = re.compile(r'\s+xmlns(?::\w+)?="[^"]*"')
 _ID = re.compile(r'\bid="([^"]+)"')
 _REF = re.compile(r'(url\(#|href="#)([^)"]+)')
+_TAG = re.compile(r"<[^>]+>")
 _SIZE = re.compile(r'\s(width|height)="([\d.]+)pt"')
 
 
@@ -377,8 +382,6 @@ def _to_svg(fig: object, ax: object, *, css_class: str, label: str, description:
     range shown as ``data-ymin`` / ``data-ymax`` (display units)."""
     ax.xaxis.label.set_gid("xlabel")  # type: ignore[attr-defined]
     ax.yaxis.label.set_gid("ylabel")  # type: ignore[attr-defined]
-    ax.title.set_gid("title")  # type: ignore[attr-defined]
-    ax._left_title.set_gid("title")  # type: ignore[attr-defined]
     ymin, ymax = ax.get_ylim()  # type: ignore[attr-defined]
     buf = io.StringIO()
     fig.savefig(buf, format="svg", bbox_inches="tight", pad_inches=0.06,  # type: ignore[attr-defined]
@@ -389,16 +392,22 @@ def _to_svg(fig: object, ax: object, *, css_class: str, label: str, description:
     svg = _XMLNS.sub("", svg)
     svg = svg.replace("xlink:href=", "href=")
     for gid, tip in tips.items():  # hover text for lines and points
-        svg = svg.replace(f'<g id="{gid}">', f'<g id="{gid}" class="{gid.split("-")[0]}"><title>{escape(tip)}</title>', 1)
+        cls = gid.split("-")[0]
+        svg = svg.replace(f'<g id="{gid}">', f'<g id="{gid}" class="{cls}"><title>{escape(tip)}</title>', 1)
     prefix = "f" + hashlib.sha256(svg.encode()).hexdigest()[:10]
-    svg = _ID.sub(lambda m: f'id="{prefix}-{m.group(1)}"', svg)
-    svg = _REF.sub(lambda m: f"{m.group(1)}{prefix}-{m.group(2)}", svg)
+
+    def ids(tag: re.Match[str]) -> str:  # inside tags only: a label's text is never rewritten
+        t = _ID.sub(lambda m: f'id="{prefix}-{m.group(1)}"', tag.group(0))
+        return _REF.sub(lambda m: f"{m.group(1)}{prefix}-{m.group(2)}", t)
+
+    svg = _TAG.sub(ids, svg)
     # pt -> px sizes (1 pt = 1 SVG unit here), so the page shows the figure at its viewBox scale
     svg = _SIZE.sub(lambda m: f' {m.group(1)}="{float(m.group(2)):.0f}"', svg, count=2)
     head = (f'<svg class="{escape(css_class)}" role="img" aria-label="{escape(label)}" '
             f'data-ymin="{_num(ymin)}" data-ymax="{_num(ymax)}"')
     svg = svg.replace("<svg", head, 1)
     end = svg.index(">", svg.index("<svg")) + 1
-    svg = svg[:end] + f"<title>{escape(label)}</title>" + (f"<desc>{escape(description)}</desc>" if description else "") + svg[end:]
+    desc = f"<desc>{escape(description)}</desc>" if description else ""
+    svg = svg[:end] + f"<title>{escape(label)}</title>" + desc + svg[end:]
     return svg.strip() + "\n"
 
