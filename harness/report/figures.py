@@ -60,10 +60,10 @@ RC = {
     "svg.image_inline": True,
     "font.family": "sans-serif",
     "font.sans-serif": ["DejaVu Sans", "Arial", "Helvetica", "sans-serif"],
-    "font.size": 9,
-    "axes.titlesize": 10,
-    "axes.labelsize": 9,
-    "legend.fontsize": 8,
+    "font.size": 10.5,
+    "axes.titlesize": 11,
+    "axes.labelsize": 10.5,
+    "legend.fontsize": 9.5,
     "axes.spines.top": False,
     "axes.spines.right": False,
     "axes.grid": True,
@@ -162,7 +162,7 @@ class Point:
 
 def snr_figure(series: Sequence[Series], *, metric: str | None = None, ylabel: str | None = None,
                title: str = "", references: Sequence[Reference] = (), xlabel: str = "SNR (dB)",
-               size: tuple[float, float] = (5.2, 2.9), legend: str = "right", css_class: str = "chart",
+               size: tuple[float, float] = (6.0, 3.3), legend: str = "right", css_class: str = "chart",
                description: str = "") -> str:
     """A metric against SNR as an inline SVG string ("" when there is nothing to draw).
 
@@ -231,7 +231,7 @@ def snr_figure(series: Sequence[Series], *, metric: str | None = None, ylabel: s
 
 def scatter_figure(points: Sequence[Point], *, xlabel: str, ylabel: str, title: str = "",
                    colors: dict[str, str] | None = None, fit: bool = True, zero_line: bool = True,
-                   size: tuple[float, float] = (4.2, 3.0), legend: str = "none", css_class: str = "chart scatter",
+                   size: tuple[float, float] = (4.4, 3.2), legend: str = "none", css_class: str = "chart scatter",
                    description: str = "") -> str:
     """Points with an optional least-squares line and dashed y = 0 line, as an inline SVG string
     ("" with fewer than 2 finite points). ``colors`` maps a point's group to its colour (palette
@@ -281,7 +281,7 @@ def scatter_figure(points: Sequence[Point], *, xlabel: str, ylabel: str, title: 
 # ----------------------------------------------------------------------------- helpers
 
 
-LEGEND_WRAP = 34  # characters per legend line
+LEGEND_WRAP = 30  # characters per legend line
 
 
 def _chars(inches: float, fontsize: float) -> int:

@@ -41,7 +41,7 @@ LABELS = {
     "hnr_rmse": "HNR RMSE", "alpha_corr": "α-ratio r", "egemaps_dist": "eGeMAPS dist",
 }
 UNITS = {"si_sdr": "dB", "si_sdr_i": "dB", "snr": "dB", "snr_i": "dB", "f0_rmse": "semitones", "hnr_rmse": "dB"}
-FIG_SIZE = (3.4, 2.4)  # inches: the small multiples of the quality section
+FIG_SIZE = (3.9, 2.8)  # inches: the small multiples of the quality section
 MIN_POINTS = 4  # correlations on fewer points are shown but not ranked
 
 
