@@ -40,9 +40,10 @@ def cli() -> None:
     \b
     Datasets, noise sources, enhancers and SER models are plugins: `bench plugins`
     lists their names; set their options with -o PLUGIN.KEY=VALUE (a wrong key is
-    an error listing the valid ones). Third-party plugins are pip packages
-    (ser-bench-<name>, entry-point group ser_bench); BENCH_LOAD_PLUGINS=a,b limits
-    which load. Writing one: docs/writing-a-plugin.md.
+    an error listing the valid ones); `bench plugins NAME` lists a plugin's options.
+    Third-party plugins are pip packages (ser-bench-<name>, entry-point group
+    ser_bench); BENCH_LOAD_PLUGINS=a,b limits which load. Writing one: `bench docs
+    plugin` (the guide) and `bench docs example` (a complete example package).
     """
 
 
@@ -258,6 +259,32 @@ def _echo_plugin(r: dict) -> None:
         for line in textwrap.wrap(o["description"] or "(undocumented)", 88):
             click.echo(f"        {line}")
     click.echo("")
+
+
+@cli.command()
+@click.argument("topic", required=False)
+@click.option("--path", "show_path", is_flag=True, help="Print where the topic's file (or folder) is instead.")
+def docs(topic, show_path) -> None:
+    """Print the docs that ship with ser-bench; without TOPIC, list the topics.
+
+    \b
+    bench docs plugin                 # writing a plugin package, start to finish
+    bench docs example                # every file of the example plugin package
+    cp -r "$(bench docs --path example)" ser-bench-mypkg   # start from a copy
+    """
+    from .docs import locate, render, topics
+
+    if topic is None:
+        if show_path:
+            from .docs import docs_dir
+
+            click.echo(docs_dir())
+            return
+        for name, title in topics().items():
+            click.echo(f"{name:<18} {title}")
+        click.echo("\n`bench docs TOPIC` prints one (`plugin` is short for writing-a-plugin).")
+        return
+    click.echo(locate(topic) if show_path else render(topic).rstrip("\n"))
 
 
 @cli.command()

@@ -61,7 +61,7 @@ class Plugin:
             allowed = ", ".join(self.Config.model_fields) or "none"
             raise ConfigError(
                 f"invalid options for {type(self).__name__} {self.name!r}: {problems}. "
-                f"Allowed options: {allowed}."
+                f"Allowed options: {allowed} (`bench plugins {self.name}` describes them)."
             ) from None
 
     def identity(self) -> dict[str, Any]:

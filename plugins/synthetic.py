@@ -129,7 +129,8 @@ class SyntheticEmotion(Dataset):
         if bad:
             from harness.errors import ConfigError
 
-            raise ConfigError(f"synthetic: unknown speakers/classes {bad}; choose from {list(SPEAKERS)} / {list(STYLES)}")
+            raise ConfigError(f"synthetic: unknown speakers/classes {bad} (options synthetic.speakers / synthetic.classes); "
+                              f"choose from {list(SPEAKERS)} / {list(STYLES)}")
         utts = []
         for spk in c.speakers:
             for emo in c.classes:
@@ -214,7 +215,7 @@ class SyntheticNoise(NoiseSource):
         if bad:
             from harness.errors import ConfigError
 
-            raise ConfigError(f"synthetic-noise: unknown kinds {bad}; choose from {list(NOISE_TYPES)}")
+            raise ConfigError(f"synthetic-noise: unknown kinds {bad} (option synthetic-noise.kinds); choose from {list(NOISE_TYPES)}")
         return [
             NoiseClip(
                 id=f"{k}_{i}",
