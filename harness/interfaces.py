@@ -2,8 +2,8 @@
 
 Every plugin class:
 
-* has a unique, short, lowercase ``name`` (the name it is registered under may differ only
-  if the registering plugin says so);
+* has a unique, short, lowercase ``name``, the same it is registered under (the registry
+  refuses a class registered under another name);
 * has a ``version`` string that is part of every cache key and cell key: bump it when the
   plugin's output changes, so stale artefacts are never reused;
 * has a nested ``Config`` (a pydantic model with ``extra="forbid"``) validating its options.

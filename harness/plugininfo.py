@@ -25,15 +25,16 @@ from pydantic_core import PydanticUndefined
 STATIC_ATTRS = ("name", "version", "description")
 
 
-def static_attributes(target: str) -> dict[str, Any] | None:
+def static_attributes(target: str, *, use_imported: bool = True) -> dict[str, Any] | None:
     """``name``, ``version``, ``description`` of a lazy target, read from its source without importing it.
 
     Follows base classes defined in the same module. Returns only the attributes found as
-    literals; None if the module's source or the class cannot be found.
+    literals; None if the module's source or the class cannot be found. With ``use_imported``,
+    a module that is already imported is asked directly.
     """
     mod, _, attr = target.partition(":")
     module = sys.modules.get(mod)
-    if module is not None and hasattr(module, attr):  # already imported: no need to guess
+    if use_imported and module is not None and hasattr(module, attr):  # already imported: no need to guess
         cls = getattr(module, attr)
         return {k: getattr(cls, k) for k in STATIC_ATTRS if hasattr(cls, k)}
     try:

@@ -8,6 +8,7 @@ import pluggy
 from .. import hookspecs
 from ..errors import BenchError
 from ..interfaces import Dataset, Enhancer, NoiseSource, Plugin, SERModel
+from ..plugininfo import static_attributes
 from ..plugins import installed_names
 from ..registry import HOOKS, LABEL, Entry
 from .common import _NAME_RE, ConformanceError, _call
@@ -88,7 +89,7 @@ def _check_entry(who: str, e: Entry, found: dict[tuple[str, str], type[Plugin]])
     except BenchError as exc:
         raise ConformanceError(who, "registers importable plugin classes", str(exc)) from exc
     if isinstance(e.target, str) and not e.description:
-        static = e._static().get("description")
+        static = (static_attributes(e.target, use_imported=False) or {}).get("description")
         if not (isinstance(static, str) and static.strip()):
             raise ConformanceError(
                 who, "describes lazy targets",
