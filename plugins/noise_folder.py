@@ -26,8 +26,8 @@ class FolderNoise(NoiseSource):
 
     class Config(PluginConfig):
         root: Path | None = Field(None, description="folder of noise clips (searched recursively)")
-        test_fraction: float = Field(0.25, gt=0, lt=1)
-        extensions: tuple[str, ...] = AUDIO_EXTS
+        test_fraction: float = Field(0.25, gt=0, lt=1, description="share of clips in the test part (stable hash)")
+        extensions: tuple[str, ...] = Field(AUDIO_EXTS, description="file extensions to read")
 
     def load_clips(self) -> list[NoiseClip]:
         root = self.config.root
