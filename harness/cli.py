@@ -40,9 +40,10 @@ def cli() -> None:
     \b
     Datasets, noise sources, enhancers and SER models are plugins: `bench plugins`
     lists their names; set their options with -o PLUGIN.KEY=VALUE (a wrong key is
-    an error listing the valid ones). Third-party plugins are pip packages
-    (ser-bench-<name>, entry-point group ser_bench); BENCH_LOAD_PLUGINS=a,b limits
-    which load. Writing one: docs/writing-a-plugin.md.
+    an error listing the valid ones); `bench plugins NAME` lists a plugin's options.
+    Third-party plugins are pip packages (ser-bench-<name>, entry-point group
+    ser_bench); BENCH_LOAD_PLUGINS=a,b limits which load. Writing one: `bench docs
+    plugin` (the guide) and `bench docs example` (a complete example package).
     """
 
 
@@ -177,26 +178,113 @@ def report(out, db) -> None:
 
 
 @cli.command()
+@click.argument("names", nargs=-1, metavar="[NAME]...")
+@click.option("--options", "with_options", is_flag=True,
+              help="Also list every plugin's options (imports every plugin: slower).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def plugins(as_json) -> None:
-    """List every plugin (built-in and third-party) with its distribution version.
+def plugins(names, with_options, as_json) -> None:
+    """List every plugin (built-in and third-party); with NAME, its options.
 
-    Columns: kind, name (what --dataset/--enhancer/... and -o NAME.KEY=VALUE take),
-    distribution and version, description. Third-party packages register through the
-    `ser_bench` entry-point group; BENCH_LOAD_PLUGINS=a,b (entry-point or distribution
-    names) loads only those, BENCH_LOAD_PLUGINS= none. See docs/writing-a-plugin.md.
+    \b
+    Columns: kind; name (what --dataset/--enhancer/... and -o NAME.KEY=VALUE take);
+    the distribution it comes from and that distribution's version; the plugin class's
+    version (part of every cache key: a new one recomputes its outputs); description.
+    `bench plugins NAME` shows one plugin with every option: type, default, description.
+
+    Third-party packages register through the `ser_bench` entry-point group;
+    BENCH_LOAD_PLUGINS=a,b (entry-point or distribution names) loads only those,
+    BENCH_LOAD_PLUGINS= none. Writing one: `bench docs plugin`.
     """
     from .plugins import default_registry
 
     reg = default_registry()
-    rows = [{"kind": e.kind, "name": e.name, "plugin": e.plugin, "distribution": e.dist, "version": e.dist_version,
-             "description": e.describe()} for e in reg.entries()]
+    entries = list(reg.entries()) if not names else [e for n in names for e in reg.find(n)]
+    rows = [_plugin_row(e, with_options or bool(names)) for e in entries]
+    broken = [r for r in rows if r["problem"]]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
+    elif names or with_options:
+        for r in rows:
+            _echo_plugin(r)
+    else:
+        head = {"kind": "KIND", "name": "NAME", "distribution": "DISTRIBUTION", "version": "VERSION",
+                "class_version": "CLASS-VERSION", "description": "DESCRIPTION"}
+        widths = {k: max(len(str(r[k])) for r in [head, *rows]) for k in list(head)[:-1]}
+        for r in [head, *rows]:
+            desc = f"BROKEN: {r['problem']}" if r.get("problem") else r["description"]
+            click.echo("  ".join(f"{r[k]:<{w}}" for k, w in widths.items()) + f"  {desc}")
+    if broken:
+        raise click.ClickException(f"{len(broken)} plugin(s) broken: " + "; ".join(r["problem"] for r in broken))
+
+
+def _plugin_row(entry, with_options: bool) -> dict:
+    """One plugin as `bench plugins` shows it (options only when asked: they need the class imported)."""
+    from .errors import PluginError
+
+    row = {"kind": entry.kind, "name": entry.name, "plugin": entry.plugin, "distribution": entry.dist,
+           "version": entry.dist_version, "class_version": entry.class_version(), "description": entry.describe(),
+           "problem": entry.problem()}
+    if with_options and not row["problem"]:
+        from .plugininfo import options
+
+        try:
+            cls = entry.resolve()
+            row["class"] = f"{cls.__module__}.{cls.__qualname__}"
+            row["options"] = [o.as_dict() for o in options(cls)]
+        except PluginError as exc:
+            row["problem"] = str(exc)
+    return row
+
+
+def _echo_plugin(r: dict) -> None:
+    import textwrap
+
+    from .registry import LABEL
+
+    click.echo(f"{r['name']}  ({LABEL[r['kind']]}; {r['distribution']} {r['version']}; class version "
+               f"{r['class_version']})")
+    click.echo(f"  {r['description']}")
+    if r["problem"]:
+        click.echo(f"  BROKEN: {r['problem']}")
         return
-    widths = {k: max(len(str(r[k])) for r in rows) for k in ("kind", "name", "distribution", "version")}
-    for r in rows:
-        click.echo("  ".join(f"{r[k]:<{w}}" for k, w in widths.items()) + f"  {r['description']}")
+    if r.get("class"):
+        click.echo(f"  class {r['class']}")
+    opts = r.get("options", [])
+    if not opts:
+        click.echo("  no options\n")
+        return
+    click.echo(f"  options (-o {r['name']}.KEY=VALUE; value as JSON; in a suite: [options.{r['name']}]):")
+    for o in opts:
+        click.echo(f"    {o['name']}: {o['type']} = {o['default']}")
+        for line in textwrap.wrap(o["description"] or "(undocumented)", 88):
+            click.echo(f"        {line}")
+    click.echo("")
+
+
+@cli.command()
+@click.argument("topic", required=False)
+@click.option("--path", "show_path", is_flag=True, help="Print where the topic's file (or folder) is instead.")
+def docs(topic, show_path) -> None:
+    """Print the docs that ship with ser-bench; without TOPIC, list the topics.
+
+    \b
+    bench docs plugin                 # writing a plugin package, start to finish
+    bench docs example                # every file of the example plugin package
+    cp -r "$(bench docs --path example)" ser-bench-mypkg   # start from a copy
+    """
+    from .docs import locate, render, topics
+
+    if topic is None:
+        if show_path:
+            from .docs import docs_dir
+
+            click.echo(docs_dir())
+            return
+        for name, title in topics().items():
+            click.echo(f"{name:<18} {title}")
+        click.echo("\n`bench docs TOPIC` prints one (`plugin` is short for writing-a-plugin).")
+        return
+    click.echo(locate(topic) if show_path else render(topic).rstrip("\n"))
 
 
 @cli.command()

@@ -2,8 +2,8 @@
 
 Every plugin class:
 
-* has a unique, short, lowercase ``name`` (the name it is registered under may differ only
-  if the registering plugin says so);
+* has a unique, short, lowercase ``name``, the same it is registered under (the registry
+  refuses a class registered under another name);
 * has a ``version`` string that is part of every cache key and cell key: bump it when the
   plugin's output changes, so stale artefacts are never reused;
 * has a nested ``Config`` (a pydantic model with ``extra="forbid"``) validating its options.
@@ -61,7 +61,7 @@ class Plugin:
             allowed = ", ".join(self.Config.model_fields) or "none"
             raise ConfigError(
                 f"invalid options for {type(self).__name__} {self.name!r}: {problems}. "
-                f"Allowed options: {allowed}."
+                f"Allowed options: {allowed} (`bench plugins {self.name}` describes them)."
             ) from None
 
     def identity(self) -> dict[str, Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import importlib
 import importlib.metadata as md
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from functools import lru_cache
 
 import pluggy
@@ -44,6 +44,14 @@ def _allowed(ep_name: str, dist_name: str) -> bool:
     return ep_name.lower().replace("_", "-") in allowed or dist_name.lower().replace("_", "-") in allowed
 
 
+def _entry_points() -> Iterator[tuple[md.EntryPoint, str, str]]:
+    """Every installed ``ser_bench`` entry point with its distribution's name and version."""
+    for dist in md.distributions():
+        for ep in dist.entry_points:
+            if ep.group == ENTRY_POINT_GROUP:
+                yield ep, dist.metadata["name"] or "?", dist.version
+
+
 def make_plugin_manager(*, entry_points: bool = True, extra: Iterable[object] = ()) -> pluggy.PluginManager:
     """A fresh plugin manager with built-ins, allowed third-party plugins and ``extra`` objects."""
     pm = pluggy.PluginManager("ser_bench")
@@ -52,23 +60,19 @@ def make_plugin_manager(*, entry_points: bool = True, extra: Iterable[object] = 
         pm.register(importlib.import_module(name), name=name)
     pm._ser_bench_dists = {name: ("ser-bench", __version__) for name in BUILTIN_PLUGINS}  # type: ignore[attr-defined]
     if entry_points:
-        for dist in md.distributions():
-            for ep in dist.entry_points:
-                if ep.group != ENTRY_POINT_GROUP:
-                    continue
-                dname = dist.metadata["name"] or "?"
-                if not _allowed(ep.name, dname) or pm.get_plugin(ep.name) is not None:
-                    continue
-                try:
-                    plugin = ep.load()
-                except Exception as exc:
-                    raise PluginError(
-                        f"third-party plugin {ep.name!r} from {dname} {dist.version} failed to import "
-                        f"({ep.value}): {type(exc).__name__}: {exc}. Fix or uninstall it, or leave it out "
-                        f"with {ALLOW_ENV}=<comma-separated plugins to load>."
-                    ) from exc
-                pm.register(plugin, name=ep.name)
-                pm._ser_bench_dists[ep.name] = (dname, dist.version)  # type: ignore[attr-defined]
+        for ep, dname, dversion in _entry_points():
+            if not _allowed(ep.name, dname) or pm.get_plugin(ep.name) is not None:
+                continue
+            try:
+                plugin = ep.load()
+            except Exception as exc:
+                raise PluginError(
+                    f"third-party plugin {ep.name!r} from {dname} {dversion} failed to import "
+                    f"({ep.value}): {type(exc).__name__}: {exc}. Fix or uninstall it, or leave it out "
+                    f"with {ALLOW_ENV}=<comma-separated plugins to load>."
+                ) from exc
+            pm.register(plugin, name=ep.name)
+            pm._ser_bench_dists[ep.name] = (dname, dversion)  # type: ignore[attr-defined]
     for i, plugin in enumerate(extra):
         name = getattr(plugin, "__name__", None) or f"extra-{i}-{type(plugin).__name__}"
         pm.register(plugin, name=name)
@@ -103,3 +107,39 @@ def build_registry(pm: pluggy.PluginManager) -> Registry:
 def default_registry() -> Registry:
     """The process-wide registry (built-ins + allowed entry points). Tests build their own."""
     return build_registry(make_plugin_manager())
+
+
+def installed_names(exclude: object = None) -> dict[tuple[str, str], str]:
+    """``(kind, name) -> "plugin (distribution)"`` for the built-ins and every installed third-party plugin.
+
+    Ignores ``BENCH_LOAD_PLUGINS`` (a user may load anything installed) and skips plugins that fail
+    to import. ``exclude`` (a plugin module or object) and any entry point loading the module of
+    the same name are left out, so a package checked while installed does not clash with itself.
+    Used by :func:`harness.testing.check_hooks`.
+    """
+    skip = getattr(exclude, "__name__", None)
+    plugins: list[tuple[str, object, str]] = [(n, importlib.import_module(n), "ser-bench") for n in BUILTIN_PLUGINS]
+    for ep, dname, _ in _entry_points():
+        try:
+            plugin = ep.load()
+        except Exception:  # reported by `bench plugins`, not the checked package's problem
+            continue
+        plugins.append((ep.name, plugin, dname))
+    found: dict[tuple[str, str], str] = {}
+    for pname, plugin, dname in plugins:
+        if plugin is exclude or (skip is not None and getattr(plugin, "__name__", None) == skip):
+            continue
+        for kind, hook in HOOKS.items():
+            fn = getattr(plugin, hook, None)
+            if not callable(fn):
+                continue
+
+            def register(name: str, target: object = None, description: str = "", _k: str = kind,
+                         _who: str = f"{pname} ({dname})") -> None:
+                found.setdefault((_k, name), _who)
+
+            try:
+                fn(register=register)
+            except Exception:
+                continue
+    return found

@@ -97,14 +97,26 @@ def condition_pairs(config: RunConfig) -> Iterator[tuple[str, str, Condition, Co
                 yield e, noise, train, enh_b
 
 
-def make_folds(utts: Sequence[Utterance], cv: str, dataset: str, has_partitions: bool) -> list[Fold]:
-    """Leave-one-speaker-out folds, or the official partitions (train / dev / test)."""
+def make_folds(utts: Sequence[Utterance], cv: str, dataset: str, has_partitions: bool,
+               speaker_options: Sequence[str] = ()) -> list[Fold]:
+    """Leave-one-speaker-out folds, or the official partitions (train / dev / test).
+
+    ``speaker_options``: the dataset's options that decide the speakers (e.g. ``speaker_regex``),
+    named in the error when there are too few speakers.
+    """
     if cv == "auto":
         cv = "partition" if has_partitions else "loso"
     if cv == "loso":
         speakers = sorted({u.speaker for u in utts})
         if len(speakers) < 2:
-            raise ConfigError(f"dataset {dataset!r} has {len(speakers)} speaker(s); LOSO needs at least 2")
+            shown = ", ".join(repr(s) for s in speakers[:3])
+            fix = (" or ".join(f"-o {dataset}.{o}=..." for o in speaker_options) + " sets how speakers are found"
+                   if speaker_options else "check the speaker ids it gives")
+            raise ConfigError(
+                f"dataset {dataset!r} has {len(speakers)} speaker(s) ({shown}); leave-one-speaker-out folds "
+                f"(--cv loso) need at least 2: {fix} (`bench plugins {dataset}` describes its options)"
+                + (", or use --cv partition for its official partitions" if has_partitions else "")
+            )
         return [
             Fold(
                 name=f"spk:{s}",
@@ -119,7 +131,7 @@ def make_folds(utts: Sequence[Utterance], cv: str, dataset: str, has_partitions:
     dev = parts.get("dev") or parts.get("devel") or parts.get("valid") or parts.get("validation") or []
     train = parts.get("train", [])
     if not train:
-        raise ConfigError(f"dataset {dataset!r} has no 'train' partition; use cv = 'loso'")
+        raise ConfigError(f"dataset {dataset!r} has no 'train' partition; use --cv loso (in a suite: cv = \"loso\")")
     test = parts.get("test", [])
     note = ""
     if not test:

@@ -38,37 +38,92 @@ class Entry:
     dist_version: str
     description: str = ""  # given at registration, so listing a lazy plugin needs no import
     _cls: type[Plugin] | None = None
+    _static_attrs: dict[str, Any] | None = None
 
     def resolve(self) -> type[Plugin]:
-        """Import (if lazy) and check the class."""
+        """Import (if lazy) and check the class: its base class, and its ``name`` equal to the registered one."""
         if self._cls is None:
-            target = self.target
-            if isinstance(target, str):
-                mod, _, attr = target.partition(":")
-                try:
-                    target = getattr(importlib.import_module(mod), attr)
-                except Exception as exc:
-                    raise PluginError(
-                        f"{LABEL[self.kind]} {self.name!r} (from {self.dist} {self.dist_version}) failed "
-                        f"to import {self.target!r}: {type(exc).__name__}: {exc}. Reinstall the plugin "
-                        f"or exclude it with BENCH_LOAD_PLUGINS."
-                    ) from exc
-            base = KINDS[self.kind]
-            if not (isinstance(target, type) and issubclass(target, base)):
-                raise PluginError(
-                    f"{LABEL[self.kind]} {self.name!r} registered by {self.plugin} is {target!r}, "
-                    f"not a subclass of harness.{base.__name__}"
-                )
+            target = self.import_target()
+            mismatch = self._name_mismatch(getattr(target, "name", None), f"{target.__module__}.{target.__qualname__}")
+            if mismatch:
+                raise PluginError(mismatch)
             self._cls = target
         return self._cls
 
+    def import_target(self) -> type[Plugin]:
+        """Import a lazy target and check its base class (not its name; :meth:`resolve` does both)."""
+        target = self._cls or self.target
+        if isinstance(target, str):
+            mod, _, attr = target.partition(":")
+            try:
+                target = getattr(importlib.import_module(mod), attr)
+            except Exception as exc:
+                raise PluginError(
+                    f"{LABEL[self.kind]} {self.name!r} (from {self.dist} {self.dist_version}) failed "
+                    f"to import {self.target!r}: {type(exc).__name__}: {exc}. Reinstall the plugin "
+                    f"or exclude it with BENCH_LOAD_PLUGINS."
+                ) from exc
+        base = KINDS[self.kind]
+        if not (isinstance(target, type) and issubclass(target, base)):
+            raise PluginError(
+                f"{LABEL[self.kind]} {self.name!r} registered by {self.plugin} is {target!r}, "
+                f"not a subclass of harness.{base.__name__}"
+            )
+        return target
+
+    def _name_mismatch(self, cls_name: object, where: str) -> str | None:
+        """The error for a class whose ``name`` differs from the name it is registered under."""
+        if cls_name == self.name:
+            return None
+        return (
+            f"{LABEL[self.kind]} {self.name!r} registered by {self.plugin} ({self.dist}) is {where}, whose name is "
+            f"{cls_name!r}: the two must be equal (the class's name goes into cache keys and results). Register it "
+            f"as {cls_name!r}, or set name = {self.name!r} in the class."
+        )
+
+    def _static(self) -> dict[str, Any]:
+        """name / version / description of a lazy target, read from its source without importing it."""
+        if self._cls is not None:
+            return {k: getattr(self._cls, k) for k in ("name", "version", "description")}
+        if not isinstance(self.target, str):
+            return {k: getattr(self.target, k, None) for k in ("name", "version", "description")}
+        if self._static_attrs is None:
+            from .plugininfo import static_attributes
+
+            self._static_attrs = static_attributes(self.target) or {}
+        return self._static_attrs
+
     def describe(self) -> str:
+        """The one-line description, without importing a lazy target when it can be avoided."""
         if self.description:
             return self.description
+        static = self._static().get("description")
+        if isinstance(static, str) and static:
+            return static
         try:
             return self.resolve().description
         except PluginError as exc:
             return f"(broken: {exc})"
+
+    def class_version(self) -> str:
+        """The plugin class's ``version`` (part of cache keys), read without importing it when possible."""
+        static = self._static().get("version")
+        if isinstance(static, str) and static:
+            return static
+        try:
+            return str(self.resolve().version)
+        except PluginError:
+            return "?"
+
+    def problem(self) -> str | None:
+        """What is wrong with this entry, as far as it can be seen without importing a lazy target."""
+        if self._cls is not None or not isinstance(self.target, str):
+            target = self._cls or self.target
+            if not isinstance(target, type):
+                return None  # resolve() explains it
+            return self._name_mismatch(getattr(target, "name", None), f"{target.__module__}.{target.__qualname__}")
+        name = self._static().get("name")
+        return self._name_mismatch(name, self.target) if isinstance(name, str) else None
 
 
 class Registry:
@@ -113,6 +168,16 @@ class Registry:
                 f"(`bench plugins` lists them)."
             )
         return table[name]
+
+    def find(self, name: str) -> list[Entry]:
+        """The entries named ``name`` in any kind (raises UnknownPluginError with suggestions)."""
+        hits = [t[name] for t in self._entries.values() if name in t]
+        if not hits:
+            every = sorted({n for t in self._entries.values() for n in t})
+            close = difflib.get_close_matches(name, every, n=3, cutoff=0.5)
+            hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+            raise UnknownPluginError(f"unknown plugin {name!r}.{hint} `bench plugins` lists them all.")
+        return hits
 
     def get(self, kind: str, name: str) -> type[Plugin]:
         """The class registered under ``name`` (raises UnknownPluginError with suggestions)."""

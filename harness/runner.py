@@ -433,7 +433,8 @@ def plan(config: RunConfig, registry: Registry,
             model_cls = registry.get("ser_model", m)
             if model_cls.task != dset.task:
                 raise BenchError(f"SER model {m!r} is for {model_cls.task} but dataset {ds!r} has {dset.task} labels")
-        folds[ds] = make_folds(list(ctx.utterances(ds).values()), config.cv, ds, dset.has_partitions)
+        folds[ds] = make_folds(list(ctx.utterances(ds).values()), config.cv, ds, dset.has_partitions,
+                               [o for o in type(dset).Config.model_fields if "speaker" in o])
     for kind, names in (("ser_model", config.ser_models), ("enhancer", config.enhancers),
                         ("noise_source", config.noise_sources)):
         for n in names:  # validates every plugin's options (and training state) before any work starts

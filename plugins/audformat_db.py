@@ -103,7 +103,7 @@ class AudformatDataset(Dataset):
             if not chosen:
                 raise ConfigError(
                     f"dataset 'audformat': no table has a column or scheme {self.config.label_column!r}; set "
-                    f"label_column to one of: {_columns_listing(db)}"
+                    f"-o audformat.label_column=NAME to one of: {_columns_listing(db)}"
                 )
             return chosen
         patterns = [p.strip() for p in (want.split(",") if isinstance(want, str) else want) if p.strip()]
@@ -111,13 +111,13 @@ class AudformatDataset(Dataset):
         for p in patterns:
             hits = [t for t in tables if fnmatch.fnmatchcase(t, p)]
             if not hits:
-                raise ConfigError(f"dataset 'audformat': no table matches {p!r}; tables: {', '.join(tables) or 'none'}")
+                raise ConfigError(f"dataset 'audformat': no table matches {p!r} (option audformat.table); tables: {', '.join(tables) or 'none'}")
             chosen += [t for t in hits if t not in chosen]
         for t in chosen:
             if not self._column(db[t], self.config.label_column):
                 raise ConfigError(
                     f"dataset 'audformat': table {t!r} has no column or scheme {self.config.label_column!r}; its "
-                    f"columns: {', '.join(db[t].columns) or 'none'}. Set label_column."
+                    f"columns: {', '.join(db[t].columns) or 'none'}. Set -o audformat.label_column=NAME."
                 )
         return chosen
 
@@ -157,7 +157,7 @@ class AudformatDataset(Dataset):
             return by_file.reindex(files).set_axis(df.index)
         raise ConfigError(
             f"dataset 'audformat': no column or scheme {want!r} with speaker ids in table {table_id!r} or in any other "
-            f"file-indexed table; set speaker_column to one of: {_columns_listing(db)} (or null for no speakers)"
+            f"file-indexed table; set -o audformat.speaker_column=NAME to one of: {_columns_listing(db)} (or null for no speakers)"
         )
 
     def load_utterances(self) -> list[Utterance]:

@@ -100,8 +100,8 @@ class AudioSetNoise(NoiseSource):
         root: Path | None = Field(None, description="folder with the segment CSVs and the clips")
         ontology: Path | None = Field(None, description="ontology.json (default: ROOT/ontology.json)")
         csvs: tuple[str, ...] | None = Field(None, description="segment CSV names (default: every *.csv in ROOT)")
-        exclude: tuple[str, ...] = (HUMAN_SOUNDS, MUSIC)
-        test_fraction: float = Field(0.25, gt=0, lt=1)
+        exclude: tuple[str, ...] = Field((HUMAN_SOUNDS, MUSIC), description="ontology ids dropped with their descendants")
+        test_fraction: float = Field(0.25, gt=0, lt=1, description="share of clips in the test part (stable hash)")
 
     missing: int = 0
     dropped: int = 0

@@ -133,11 +133,11 @@ def check_classes(requested: Iterable[str] | None, known: Iterable[str], dataset
     unknown = [c for c in requested if c not in known]
     if unknown:
         raise ConfigError(
-            f"dataset {dataset!r}: unknown class(es) {', '.join(map(repr, unknown))} in option 'classes'; "
+            f"dataset {dataset!r}: unknown class(es) {', '.join(map(repr, unknown))} in the option {dataset}.classes; "
             f"this corpus has: {', '.join(known)}"
         )
     if len(set(requested)) < 2:
-        raise ConfigError(f"dataset {dataset!r}: option 'classes' needs at least two distinct classes, got {requested}")
+        raise ConfigError(f"dataset {dataset!r}: the option {dataset}.classes needs at least two distinct classes, got {requested}")
     return requested
 
 

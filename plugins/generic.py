@@ -37,9 +37,9 @@ def _speaker_pattern(regex: str | None) -> re.Pattern[str] | None:
     try:
         pat = re.compile(regex)
     except re.error as exc:
-        raise ConfigError(f"speaker_regex {regex!r} is not a valid regular expression: {exc}") from None
+        raise ConfigError(f"option folder-dataset.speaker_regex={regex!r} is not a valid regular expression: {exc}") from None
     if pat.groups == 0:
-        raise ConfigError(f"speaker_regex {regex!r} needs a group capturing the speaker, e.g. '^(\\w+?)_'")
+        raise ConfigError(f"option folder-dataset.speaker_regex={regex!r} needs a group capturing the speaker, e.g. '^(\\w+?)_'")
     return pat
 
 
@@ -129,7 +129,7 @@ class ManifestDataset(Dataset):
         m = self.config.manifest
         if m is None:
             raise ConfigError(
-                f"dataset {self.name!r} needs the option manifest=PATH (a .csv/.tsv with columns "
+                f"dataset {self.name!r} needs the option -o {self.name}.manifest=PATH (a .csv/.tsv with columns "
                 "path,label,speaker[,partition])"
             )
         m = Path(m).expanduser()

@@ -41,12 +41,12 @@ class FolderNoise(NoiseSource):
 
     class Config(PluginConfig):
         root: Path | None = Field(None, description="folder of noise clips (searched recursively)")
-        test_fraction: float = Field(0.25, ge=0, le=1,
-                                     description="share of clips in the test part (1: all of them, 0: none)")
+        test_fraction: float = Field(0.25, ge=0, le=1, description="share of clips in the test part (stable hash of "
+                                                                    "the path; 1: all of them, 0: none)")
         split: Literal["test", "train", "all"] = Field(
             "test", description="clips mixed into speech by runs and enhancer evaluation: the test part, "
                                 "the train part, or all clips")
-        extensions: tuple[str, ...] = AUDIO_EXTS
+        extensions: tuple[str, ...] = Field(AUDIO_EXTS, description="file extensions to read")
 
     def identity(self) -> dict[str, Any]:
         """As before ``split`` existed when it has its default, so that caches and stored cells of

@@ -44,7 +44,8 @@ class OpenSmileSVM(SERModel):
     version = "1"
 
     class Config(PluginConfig):
-        C_grid: list[float] = Field(default_factory=lambda: [0.1, 1.0, 10.0, 100.0], min_length=1)
+        C_grid: list[float] = Field(default_factory=lambda: [0.1, 1.0, 10.0, 100.0], min_length=1,
+                               description="SVM C values tried by inner cross-validation")
         inner_folds: int = Field(5, ge=2, le=50, description="max speaker groups for C tuning")
 
     def feature_key(self) -> str:

@@ -119,9 +119,9 @@ class SyntheticEmotion(Dataset):
 
     class Config(PluginConfig):
         per_class: int = Field(6, ge=1, le=100, description="utterances per speaker and class")
-        speakers: list[str] = Field(default_factory=lambda: list(SPEAKERS))
-        classes: list[str] = Field(default_factory=lambda: list(STYLES))
-        seed: int = 0
+        speakers: list[str] = Field(default_factory=lambda: list(SPEAKERS), description="subset of the 6 speakers")
+        classes: list[str] = Field(default_factory=lambda: list(STYLES), description="subset of the 4 emotions")
+        seed: int = Field(0, description="generator seed (other utterances, same design)")
 
     def load_utterances(self) -> list[Utterance]:
         c = self.config
@@ -129,7 +129,8 @@ class SyntheticEmotion(Dataset):
         if bad:
             from harness.errors import ConfigError
 
-            raise ConfigError(f"synthetic: unknown speakers/classes {bad}; choose from {list(SPEAKERS)} / {list(STYLES)}")
+            raise ConfigError(f"synthetic: unknown speakers/classes {bad} (options synthetic.speakers / synthetic.classes); "
+                              f"choose from {list(SPEAKERS)} / {list(STYLES)}")
         utts = []
         for spk in c.speakers:
             for emo in c.classes:
@@ -204,9 +205,9 @@ class SyntheticNoise(NoiseSource):
     description = "Embedded synthetic noise: white, pink, brown, babble, hum, clicks, machine (4 s clips)."
 
     class Config(PluginConfig):
-        kinds: list[str] = Field(default_factory=lambda: list(NOISE_TYPES))
-        clips_per_kind: int = Field(4, ge=2, le=50)
-        seconds: float = Field(4.0, gt=0.5, le=60)
+        kinds: list[str] = Field(default_factory=lambda: list(NOISE_TYPES), description="noise types to generate")
+        clips_per_kind: int = Field(4, ge=2, le=50, description="clips per noise type (split train/test)")
+        seconds: float = Field(4.0, gt=0.5, le=60, description="length of each clip (s)")
 
     def load_clips(self) -> list[NoiseClip]:
         c = self.config
@@ -214,7 +215,7 @@ class SyntheticNoise(NoiseSource):
         if bad:
             from harness.errors import ConfigError
 
-            raise ConfigError(f"synthetic-noise: unknown kinds {bad}; choose from {list(NOISE_TYPES)}")
+            raise ConfigError(f"synthetic-noise: unknown kinds {bad} (option synthetic-noise.kinds); choose from {list(NOISE_TYPES)}")
         return [
             NoiseClip(
                 id=f"{k}_{i}",

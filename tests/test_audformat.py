@@ -146,7 +146,7 @@ def test_table_option_patterns_and_split_map(db_root):
     ds = AudformatDataset(root=db_root, split_map={"test": "dev"})
     assert {u.partition for u in ds.utterances()} == {"train", "dev"} and not ds.has_partitions
     assert {u.partition for u in AudformatDataset(root=db_root, use_splits=False).utterances()} == {None}
-    with pytest.raises(ConfigError, match=r"no table matches 'emo'; tables: emotion.test, emotion.train, files"):
+    with pytest.raises(ConfigError, match=r"no table matches 'emo' \(option audformat.table\); tables: emotion.test, emotion.train, files"):
         AudformatDataset(root=db_root, table="emo").utterances()
 
 
@@ -155,9 +155,9 @@ def test_helpful_errors(db_root, tmp_path):
         AudformatDataset(root=tmp_path).utterances()
     with pytest.raises(ConfigError, match=r"needs its corpus folder: pass --data-root audformat=PATH"):
         AudformatDataset().utterances()
-    with pytest.raises(ConfigError, match=r"no table has a column or scheme 'arousal'; set label_column to one of: .*files: speaker"):
+    with pytest.raises(ConfigError, match=r"no table has a column or scheme 'arousal'; set -o audformat.label_column=NAME to one of: .*files: speaker"):
         AudformatDataset(root=db_root, label_column="arousal").utterances()
-    with pytest.raises(ConfigError, match=r"no column or scheme 'talker' with speaker ids.*set speaker_column"):
+    with pytest.raises(ConfigError, match=r"no column or scheme 'talker' with speaker ids.*set -o audformat.speaker_column=NAME"):
         AudformatDataset(root=db_root, speaker_column="talker").utterances()
     with pytest.raises(ConfigError, match=r"Allowed options: .*label_column"):
         AudformatDataset(root=db_root, label_colum="emotion")

@@ -263,7 +263,7 @@ def test_unbuildable_class_says_to_pass_options():
 
 
 def test_wrong_kind_is_rejected():
-    with pytest.raises(ConformanceError, match="subclasses harness.Enhancer"):
+    with pytest.raises(ConformanceError, match="does not subclass harness.Enhancer"):
         check_enhancer(ToneDataset)
     with pytest.raises(ConformanceError, match="subclasses none of"):
         check_plugin(int)

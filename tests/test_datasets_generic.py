@@ -143,7 +143,7 @@ def test_manifest_missing_column_or_file(manifest_dir):
         ManifestDataset(manifest=m).utterances()
     with pytest.raises(ConfigError, match="does not exist"):
         ManifestDataset(manifest=manifest_dir / "nope.csv")
-    with pytest.raises(ConfigError, match="needs the option manifest"):
+    with pytest.raises(ConfigError, match="needs the option -o manifest.manifest=PATH"):
         ManifestDataset().utterances()
     header_only = write_manifest(manifest_dir / "h.csv", [("path", "label", "speaker")])
     with pytest.raises(PluginError, match="lists no utterances"):

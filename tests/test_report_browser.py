@@ -22,6 +22,7 @@ import zlib
 from pathlib import Path
 
 import pytest
+from report_data import fill_store, poisoned_names
 
 CHROMIUM = next((p for p in (shutil.which("chromium"), "/usr/bin/chromium", "/usr/lib/chromium/chromium")
                  if p and Path(p).exists()), None)
@@ -69,65 +70,6 @@ class Trap:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
-
-
-def poisoned_names(port: int) -> dict[str, str]:
-    url = f"http://127.0.0.1:{port}"
-    return {
-        "dataset": f'emo<img src="{url}/img.png" onerror="document.title=\'PWNED\'">',
-        "enhancer": '<script>document.title="PWNED"</script>',
-        "noise": f'"><svg onload="document.title=\'PWNED\'"><image href="{url}/svg.png"/></svg>',
-        "ser_model": f"</script><script src=\"{url}/x.js\"></script><script>document.title='PWNED'</script>",
-        "label": f'<iframe src="{url}/frame"></iframe>',
-    }
-
-
-def fill_store(store, names: dict[str, str]) -> None:
-    """SER cells (2 folds, with per-utterance predictions) and quality cells for two enhancers."""
-    import numpy as np
-
-    run = store.start_run(config_json="{}", config_hash="browser", protocol="mismatched", name=names["dataset"],
-                          code_version="test", plugins={}, env={}, seed=0, snr_definition="test", n_cells=0)
-    ds, model, noise = names["dataset"], names["ser_model"], names["noise"]
-    enhancers = [names["enhancer"], "wiener"]
-    classes = ["angry", names["label"], "sad"]
-    rng = np.random.default_rng(0)
-    k = 0
-
-    def ser(enh, cond, snr, fold, acc):
-        nonlocal k
-        k += 1
-        truth = [classes[i % 3] for i in range(30)]
-        pred = [t if rng.random() < acc else classes[(classes.index(t) + 1) % 3] for t in truth]
-        ids = [f"{fold}-u{i}" for i in range(30)]
-        uar = float(np.mean([np.mean([p == c for p, t in zip(pred, truth) if t == c]) for c in classes]))
-        coords = dict(dataset=ds, ser_model=model, protocol="mismatched", enhancer=enh, noise=noise if snr is not None else "-",
-                      train_condition="clean", train_snr=None, test_condition=cond, test_snr=snr, fold=fold)
-        store.record_cell(run, f"ser{k}", coords, status="done", metrics={"uar": uar, "accuracy": uar},
-                          predictions=[[i, t, p] for i, t, p in zip(ids, truth, pred)], n_test=30)
-
-    for fold in ("spk:1", "spk:2"):
-        ser("none", "clean", None, fold, 0.9)
-        for snr in (0.0, 10.0, 20.0):
-            ser("none", "noisy", snr, fold, 0.4 + snr / 50)
-            for j, e in enumerate(enhancers):
-                ser(e, "enhanced", snr, fold, 0.45 + snr / 50 + 0.1 * j)
-    for snr in (0.0, 10.0, 20.0):
-        for j, e in enumerate(["none", *enhancers]):
-            k += 1
-            vals = {"pesq": 1.2 + snr / 20 + 0.3 * j, "stoi": 0.6 + snr / 100 + 0.05 * j, "si_sdr": snr + 3 * j,
-                    "snr": snr + 3 * j, "f0_rmse": 3.0 - snr / 10 - 0.4 * j, "f0_corr": 0.5 + snr / 50 + 0.05 * j,
-                    "vuv_error": 0.3 - snr / 100, "loudness_corr": 0.7 + snr / 100, "hnr_rmse": 4 - snr / 10,
-                    "alpha_corr": 0.6 + snr / 100, "egemaps_dist": 3 - snr / 10 - 0.5 * j * (j - 1)}
-            if e != "none":
-                vals.update(si_sdr_i=3.0 * j, snr_i=3.0 * j)
-            detail = {"metrics": list(vals), "values": [[f"u{i}", *[v + 0.01 * i for v in vals.values()]] for i in range(5)],
-                      "failures": [{"utt": names["label"], "metric": "pesq", "error": names["enhancer"]}]}
-            coords = dict(dataset=ds, ser_model="-", protocol="quality", enhancer=e, noise=noise, train_condition="-",
-                          train_snr=None, test_condition="noisy" if e == "none" else "enhanced", test_snr=snr, fold="all")
-            store.record_cell(run, f"q{k}", coords, status="done", kind="quality",
-                              metrics={**vals, "n_utts": 5.0, "failures": 1.0, "failed_pesq": 1.0}, predictions=detail)
-    store.finish_run(run, "done", wall_s=1.0)
 
 
 # ----------------------------------------------------------------------------- WebDriver over HTTP
@@ -268,6 +210,8 @@ def test_no_network_request(page):
     assert b.js("return document.querySelectorAll('[src], link[href], image, iframe, object, embed').length") == 0
     csp = b.js("return document.querySelector('meta[http-equiv=Content-Security-Policy]').content")
     assert "default-src 'none'" in csp
+    script_src = next(d for d in csp.split(";") if d.strip().startswith("script-src")).split()[1:]
+    assert len(script_src) == 1 and script_src[0].startswith("'sha256-")  # only the page's own script, by hash
 
 
 def test_dataset_text_is_shown_as_text_not_run(page):
@@ -292,11 +236,65 @@ def test_charts_render(page):
     kinds = {c for c, _, _ in sizes}
     assert {"chart", "chart qchart", "chart scatter"} <= kinds, kinds  # leaderboard, quality curves, trade-off
     assert all(w > 100 and h > 100 for _, w, h in sizes), sizes
-    assert b.js("return document.querySelectorAll('svg.qchart polyline.series').length") >= 3
-    assert b.js("return document.querySelectorAll('svg.scatter circle.pt').length") >= 4
+    assert b.js("return document.querySelectorAll('svg.qchart g.series path').length") >= 3
+    assert b.js("return document.querySelectorAll('svg.scatter g.pt').length") >= 4
     for css in ("svg.chart", "svg.qchart", "svg.scatter"):
         w, h, distinct = png_info(b.element_png(b.find(css)))
         assert w > 100 and h > 100 and distinct > 10, (css, w, h, distinct)  # drawn, not a blank box
+
+
+AXES_JS = """
+return Array.from(document.querySelectorAll('svg.chart')).map(function (s) {
+  function texts(part) {
+    return Array.from(s.querySelectorAll('g[id*="' + part + '"] text')).map(function (t) { return t.textContent.trim(); });
+  }
+  return {cls: s.getAttribute('class'), label: s.getAttribute('aria-label'), ylabel: texts('-ylabel'),
+          xlabel: texts('-xlabel'), yticks: texts('-ytick_'), xticks: texts('-xtick_')};
+});
+"""
+
+
+def _round(labels: list[str]) -> bool:
+    import math
+
+    v = [float(t.replace("\u2212", "-")) for t in labels]
+    if len(v) < 2:
+        return False
+    step = v[1] - v[0]
+    mant = step / 10 ** math.floor(math.log10(step)) if step > 0 else 0
+    return (all(math.isclose(b - a, step, rel_tol=1e-6) for a, b in zip(v, v[1:]))
+            and any(math.isclose(mant, m, rel_tol=1e-6) for m in (1, 2, 2.5, 5, 10))
+            and all(math.isclose(x / step, round(x / step), abs_tol=1e-6) for x in v))
+
+
+def test_axis_titles_and_round_ticks(page):
+    """Read the figures' <text> elements as the browser has them: every figure has both axis
+    titles, and its tick labels are round numbers (multiples of 1, 2, 2.5 or 5 x 10^k)."""
+    figs = page["browser"].js(AXES_JS)
+    assert len(figs) >= 10
+    for f in figs:
+        assert f["ylabel"] and all(f["ylabel"]) and f["xlabel"] and all(f["xlabel"]), f
+        assert _round(f["yticks"]) and _round(f["xticks"]), f
+    board = [f for f in figs if f["cls"] == "chart"]
+    assert board and all(f["ylabel"] == ["UAR (%)"] and f["xlabel"] == ["SNR (dB)"] for f in board), board
+    assert all(float(t.replace("\u2212", "-")) <= 100 for f in board for t in f["yticks"])
+
+
+def test_no_text_is_clipped(page):
+    """Every text of every figure (tick labels, titles, legend) lies inside its figure's box."""
+    out = page["browser"].js("""
+      var bad = [], n = 0;
+      document.querySelectorAll('svg.chart').forEach(function (s) {
+        var box = s.getBoundingClientRect();
+        s.querySelectorAll('text').forEach(function (t) {
+          var r = t.getBoundingClientRect(); n++;
+          if (r.left < box.left - 1 || r.right > box.right + 1 || r.top < box.top - 1 || r.bottom > box.bottom + 1)
+            bad.push([s.getAttribute('aria-label'), t.textContent, r.left, r.right, box.left, box.right]);
+        });
+      });
+      return [n, bad];""")
+    n, bad = out
+    assert n > 100 and bad == [], bad
 
 
 def test_clicking_a_header_sorts_the_table(page):

@@ -1,30 +1,42 @@
 """``bench report``: results DB -> pandas -> Jinja2 -> one self-contained HTML file.
 
 Per dataset x protocol x noise source: a leaderboard shaped like the paper's tables (rows SER
-model x enhancer; columns clean, then noisy / enhanced per SNR; mean +- std over folds), an
-inline SVG chart of the metric against SNR, and a footer tracing every number to its runs.
-Everything is escaped (Jinja2 autoescape); data is embedded as JSON with ``<`` escaped.
+model x enhancer; columns clean, then noisy / enhanced per SNR; mean +- std over folds), a
+figure of the metric against SNR with CI bands (:mod:`harness.report.figures`, matplotlib drawn to
+inline SVG), and a footer tracing every number to its runs.
+Everything is escaped (Jinja2 autoescape); data is embedded as JSON with ``<`` escaped. The page's
+Content-Security-Policy lets only its own inline script run, by hash (:func:`script_hash`).
+Identical results give a byte-identical page when ``SOURCE_DATE_EPOCH`` fixes the "generated" time.
 """
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
 
 from .. import __version__
 from ..db import Store
+from ..errors import BenchError
 from ..metrics import HIGHER_IS_BETTER
+from .fmt import environment
 
 MAIN_METRIC = {"classification": "uar", "regression": "ccc"}
-COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
+
+
+class ReportError(BenchError):
+    """The report cannot be built as asked (e.g. a malformed SOURCE_DATE_EPOCH)."""
 
 
 @dataclass
@@ -54,6 +66,7 @@ class Table:
     row_header: list[str]
     chart: str = ""
     notes: list[str] = field(default_factory=list)
+    snrs: list[float] = field(default_factory=list)  # leaderboards: the SNR of each column group (for the figure)
 
 
 def _agg(df: pd.DataFrame) -> Value | None:
@@ -106,9 +119,8 @@ def leaderboard(df: pd.DataFrame, dataset: str, protocol: str, noise: str) -> Ta
         for r in rows:
             r.setdefault("best", []).append(r["cells"][j] is not None and r["cells"][j].mean == best and len(vals) > 1)
     title = f"{dataset} · {protocol} · noise {noise}"
-    t = Table(title=title, metric=metric, columns=columns, rows=rows, row_header=["SER model", "enhancer"])
-    t.chart = chart(d, noise, protocol, metric, snrs, enhancers)
-    return t
+    return Table(title=title, metric=metric, columns=columns, rows=rows, row_header=["SER model", "enhancer"],
+                 snrs=[float(s) for s in snrs])
 
 
 def multi_snr_matrices(df: pd.DataFrame, dataset: str, noise: str) -> list[Table]:
@@ -128,63 +140,39 @@ def multi_snr_matrices(df: pd.DataFrame, dataset: str, noise: str) -> list[Table
     return out
 
 
-def chart(d: pd.DataFrame, noise: str, protocol: str, metric: str, snrs: list[float], enhancers: list[str]) -> str:
-    """Inline SVG: metric (y) against SNR (x): clean (dashed), noisy, enhanced per enhancer; per SER model."""
-    if not snrs:
-        return ""
-    W, H, L, R, T, B = 560, 260, 50, 150, 15, 35
-    series = []
-    for mi, model in enumerate(sorted(set(d.ser_model))):
-        dm = d[d.ser_model == model]
-        if protocol == "multi-snr":
-            dm = dm[(dm.train_snr == dm.test_snr) | (dm.train_condition == "clean")]
-        clean = dm[(dm.train_condition == "clean") & (dm.test_condition == "clean")]["value"].mean()
-        pts = {"noisy": [], **{e: [] for e in enhancers}}
-        for s in snrs:
-            g = dm[(dm.noise == noise) & (dm.test_snr == s)]
-            pts["noisy"].append(g[g.test_condition == "noisy"]["value"].mean())
-            for e in enhancers:
-                pts[e].append(g[(g.test_condition == "enhanced") & (g.enhancer == e)]["value"].mean())
-        suffix = f" · {model}" if d.ser_model.nunique() > 1 else ""
-        if not np.isnan(clean):
-            series.append((f"clean{suffix}", [clean] * len(snrs), "#555", "6,4"))
-        series.append((f"noisy{suffix}", pts["noisy"], COLORS[(2 * mi) % len(COLORS)], ""))
-        for k, e in enumerate(enhancers):
-            series.append((f"{e}{suffix}", pts[e], COLORS[(2 * mi + 1 + k) % len(COLORS)], "2,2" if mi else ""))
-    vals = [v for _, ys, _, _ in series for v in ys if not np.isnan(v)]
-    if not vals:
-        return ""
-    lo, hi = min(vals), max(vals)
-    pad = max(0.02, (hi - lo) * 0.1)
-    lo, hi = lo - pad, hi + pad
-    xs = lambda i: L + (W - L - R) * (i / max(1, len(snrs) - 1))  # noqa: E731
-    ys = lambda v: T + (H - T - B) * (1 - (v - lo) / (hi - lo))  # noqa: E731
-    parts = [f'<svg class="chart" viewBox="0 0 {W} {H}" width="{W}" height="{H}" role="img" '
-             f'aria-label="{metric} against SNR">',
-             f'<line x1="{L}" y1="{H - B}" x2="{W - R}" y2="{H - B}" stroke="#999"/>',
-             f'<line x1="{L}" y1="{T}" x2="{L}" y2="{H - B}" stroke="#999"/>']
-    for i, s in enumerate(snrs):
-        parts.append(f'<text x="{xs(i):.1f}" y="{H - B + 15}" font-size="11" text-anchor="middle">{s:g}</text>')
-    parts.append(f'<text x="{(L + W - R) / 2:.0f}" y="{H - 4}" font-size="11" text-anchor="middle">SNR (dB)</text>')
-    for k in range(5):
-        v = lo + (hi - lo) * k / 4
-        parts.append(f'<text x="{L - 6}" y="{ys(v) + 4:.1f}" font-size="10" text-anchor="end">{100 * v:.0f}</text>')
-    for n, (name, yv, color, dash) in enumerate(series):
-        pts = [(xs(i), ys(v)) for i, v in enumerate(yv) if not np.isnan(v)]
-        if not pts:
-            continue
-        path = " ".join(f"{x:.1f},{y:.1f}" for x, y in pts)
-        da = f' stroke-dasharray="{dash}"' if dash else ""
-        from html import escape
+def chart(t: Table) -> str:
+    """The leaderboard's figure(s): the metric against SNR, one figure per SER model (matplotlib,
+    inline SVG): noisy and each enhancer as lines with their 95 % bootstrap CI bands (from
+    :func:`harness.report.ci.annotate`), clean as a dashed horizontal line with its band."""
+    from .figures import PALETTE, Reference, Series, snr_figure
 
-        parts.append(f'<polyline class="series" data-series="{escape(name)}" points="{path}" fill="none" '
-                     f'stroke="{color}" stroke-width="2"{da}/>')
-        parts += [f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2.5" fill="{color}"/>' for x, y in pts]
-        ly = T + 14 * n + 5
-        parts.append(f'<line x1="{W - R + 10}" y1="{ly}" x2="{W - R + 30}" y2="{ly}" stroke="{color}" stroke-width="2"{da}/>')
-        parts.append(f'<text x="{W - R + 34}" y="{ly + 4}" font-size="10">{escape(name)}</text>')
-    parts.append("</svg>")
-    return "".join(parts)
+    if not t.snrs:
+        return ""
+    figs = []
+    models = list(dict.fromkeys(r["label"][0] for r in t.rows))
+    for model in models:
+        rows = {r["label"][1]: r for r in t.rows if r["label"][0] == model}
+        refs, series = [], []
+        base = rows.get("none")
+        if base is not None and base["cells"][0] is not None and not np.isnan(base["cells"][0].mean):
+            v = base["cells"][0]
+            refs.append(Reference("clean", v.mean, *(v.ci or (None, None))))
+        for k, (enh, r) in enumerate(rows.items()):
+            sub = "noisy" if enh == "none" else "enhanced"
+            cells = [v for v, (_, c) in zip(r["cells"], t.columns) if c == sub]
+            if not any(v is not None for v in cells):
+                continue
+            series.append(Series(
+                "noisy" if enh == "none" else f"enhanced: {enh}", t.snrs,
+                [v.mean if v is not None else None for v in cells],
+                [v.ci[0] if v is not None and v.ci else None for v in cells],
+                [v.ci[1] if v is not None and v.ci else None for v in cells],
+                color=PALETTE[k % len(PALETTE)]))
+        title = f"{model} · {t.metric.upper()} against SNR"
+        figs.append(snr_figure(series, metric=t.metric, title=title, references=refs, css_class="chart",
+                               description="Lines: means over folds; bands: 95% bootstrap CIs over utterances; "
+                                           "dashed: clean."))
+    return "".join(f for f in figs if f)
 
 
 def collect(store: Store) -> dict[str, Any]:
@@ -203,14 +191,16 @@ def collect(store: Store) -> dict[str, Any]:
         from .ci import annotate
 
         annotate(tables, store)  # bootstrap CIs over utterances; enhanced vs noisy significance
+        for t in tables:
+            t.chart = chart(t)  # after annotate: the figures draw the CIs
     return {"tables": tables, "runs": runs, "results": res}
 
 
 def build_report(store: Store, out: Path) -> Path:
     """Write ``out/index.html`` (rebuilt from scratch in a temp dir, then moved into place)."""
     data = collect(store)
-    env = Environment(loader=PackageLoader("harness", "report/templates"), autoescape=select_autoescape(["html"]),
-                      undefined=StrictUndefined)
+    env = environment()
+    script = (files("harness") / "report" / "templates" / "sort.js").read_text(encoding="utf-8")
     payload = data["results"][["cell_id", "run_id", "dataset", "ser_model", "enhancer", "noise", "protocol",
                                "train_condition", "train_snr", "test_condition", "test_snr", "fold", "metric",
                                "value"]].to_dict(orient="records") if not data["results"].empty else []
@@ -218,7 +208,9 @@ def build_report(store: Store, out: Path) -> Path:
     html = env.get_template("index.html").render(
         tables=data["tables"],
         runs=runs.to_dict(orient="records") if not runs.empty else [],
-        generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        generated=_generated_at().strftime("%Y-%m-%d %H:%M UTC"),
+        script=Markup(script),  # verbatim: the CSP hash below is of these exact characters
+        script_hash=Markup(script_hash(script)),  # quotes must stay quotes in the CSP
         version=__version__,
         db=store.url,
         snr_definitions=sorted(set(runs.snr_definition)) if not runs.empty else [],
@@ -235,6 +227,23 @@ def build_report(store: Store, out: Path) -> Path:
         shutil.rmtree(out)
     tmp.rename(out)
     return out / "index.html"
+
+
+def script_hash(script: str) -> str:
+    """The CSP source that allows exactly this inline script: ``'sha256-<base64 digest>'``."""
+    return "'sha256-" + base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode("ascii") + "'"
+
+
+def _generated_at() -> datetime:
+    """Now, or ``SOURCE_DATE_EPOCH`` (reproducible builds: identical results -> identical page)."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    if epoch:
+        try:
+            return datetime.fromtimestamp(int(epoch), timezone.utc)
+        except (ValueError, OverflowError, OSError):
+            raise ReportError(f"SOURCE_DATE_EPOCH={epoch!r} is not a Unix time in seconds; "
+                              "set it to an integer (e.g. $(date +%s)) or unset it") from None
+    return datetime.now(timezone.utc)
 
 
 def _extra_sections(store: Store) -> list[dict[str, str]]:

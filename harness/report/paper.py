@@ -256,11 +256,10 @@ def detect_dataset_notes(runs: pd.DataFrame, datasets: list[str]) -> dict[str, l
 
 def render(tables: list[PaperTable], paper: dict | None = None) -> str:
     """HTML for the tables (Jinja2, autoescaped)."""
-    from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+    from .fmt import environment
 
     paper = paper or load_paper_tables()
-    env = Environment(loader=PackageLoader("harness", "report/templates"), autoescape=select_autoescape(["html"]),
-                      undefined=StrictUndefined)
+    env = environment()  # autoescaped; no "-0.0" in the cells
     return env.get_template("paper.html").render(tables=tables, source=paper.get("source", {}))
 
 

@@ -6,7 +6,8 @@ For every dataset x noise source with quality cells (``bench run ... --quality``
   measures (PESQ, STOI, SI-SDR, SNR and their improvements), the preservation measures (F0 /
   loudness / HNR / alpha-ratio contour fidelity, eGeMAPS distance), the failure count, and the
   SER score (and its change over noisy) of every SER model x protocol at that condition;
-* curves: each measure and each SER score against SNR, one line per enhancer.
+* figures (:mod:`harness.report.figures`): each measure (with its 95 % bootstrap CI band over
+  utterances) and each SER score (UAR in %) against SNR, one line per enhancer.
 
 Then the trade-off over every (dataset, noise, SNR, enhancer, SER model) point: the SER change
 (enhanced - noisy) against the change of each measure (enhanced - noisy) and against the level of
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from html import escape
 from typing import Any
 
 import numpy as np
@@ -26,6 +26,8 @@ import pandas as pd
 from ..quality import METRICS, pesq_implementation
 from ..quality_runner import REFERENCE_NOTE
 from .ci import mean_ci
+from .figures import Point, Series, scatter_figure, snr_figure
+from .fmt import environment, num
 
 COLORS = ["#555555", "#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
 QUALITY_COLS = ["pesq", "stoi", "si_sdr", "si_sdr_i", "snr", "snr_i"]
@@ -38,19 +40,19 @@ LABELS = {
     "f0_rmse": "F0 RMSE", "f0_corr": "F0 r", "vuv_error": "V/UV err", "loudness_corr": "loudness r",
     "hnr_rmse": "HNR RMSE", "alpha_corr": "α-ratio r", "egemaps_dist": "eGeMAPS dist",
 }
-UNITS = {"si_sdr": "dB", "si_sdr_i": "dB", "snr": "dB", "snr_i": "dB", "f0_rmse": "st", "hnr_rmse": "dB"}
+UNITS = {"si_sdr": "dB", "si_sdr_i": "dB", "snr": "dB", "snr_i": "dB", "f0_rmse": "semitones", "hnr_rmse": "dB"}
+FIG_SIZE = (3.9, 2.8)  # inches: the small multiples of the quality section
 MIN_POINTS = 4  # correlations on fewer points are shown but not ranked
 
 
 def _fmt(metric: str, v: float | None) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "–"
-    v = 0.0 if abs(v) < 5e-4 else v  # no "-0.00"
     if metric in ("pesq",):
-        return f"{v:.2f}"
+        return num(v, ".2f")
     if metric in ("stoi", "f0_corr", "loudness_corr", "alpha_corr", "vuv_error"):
-        return f"{v:.3f}"
-    return f"{v:.1f}" if abs(v) >= 10 else f"{v:.2f}"
+        return num(v, ".3f")
+    return num(v, ".1f") if abs(v) >= 10 else num(v, ".2f")  # num: a value rounding to 0 has no sign
 
 
 def _latest(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
@@ -171,89 +173,6 @@ def best_predictor(corrs: list[Corr]) -> Corr | None:
     return max(ranked, key=lambda c: (abs(c.spearman), abs(c.pearson or 0))) if ranked else None
 
 
-# ----------------------------------------------------------------------------- SVG
-
-
-def _ticks(lo: float, hi: float, n: int = 4) -> list[float]:
-    return [lo + (hi - lo) * k / n for k in range(n + 1)]
-
-
-def line_chart(title: str, xs: list[float], series: list[tuple[str, list[float], str]], *, ylabel: str = "",
-               w: int = 300, h: int = 190) -> str:
-    """A small inline-SVG line chart (x = SNR); every text escaped."""
-    vals = [v for _, ys, _ in series for v in ys if v is not None and np.isfinite(v)]
-    if not xs or not vals:
-        return ""
-    L, R, T, B = 42, 8, 22, 30
-    lo, hi = min(vals), max(vals)
-    pad = max(1e-6, (hi - lo) * 0.1 or abs(hi) * 0.05 or 0.05)
-    lo, hi = lo - pad, hi + pad
-    x0, x1 = min(xs), max(xs)
-    sx = lambda x: L + (w - L - R) * ((x - x0) / (x1 - x0) if x1 > x0 else 0.5)  # noqa: E731
-    sy = lambda v: T + (h - T - B) * (1 - (v - lo) / (hi - lo))  # noqa: E731
-    p = [f'<svg class="chart qchart" viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img" '
-         f'aria-label="{escape(title)}"><title>{escape(title)}</title>',
-         f'<text x="{w / 2:.0f}" y="14" font-size="11" text-anchor="middle" font-weight="bold">{escape(title)}</text>',
-         f'<line x1="{L}" y1="{h - B}" x2="{w - R}" y2="{h - B}" stroke="#999"/>',
-         f'<line x1="{L}" y1="{T}" x2="{L}" y2="{h - B}" stroke="#999"/>']
-    for x in xs:
-        p.append(f'<text x="{sx(x):.1f}" y="{h - B + 12}" font-size="9" text-anchor="middle">{x:g}</text>')
-    p.append(f'<text x="{(L + w - R) / 2:.0f}" y="{h - 4}" font-size="9" text-anchor="middle">SNR (dB)'
-             f'{(" · " + escape(ylabel)) if ylabel else ""}</text>')
-    for v in _ticks(lo, hi):
-        p.append(f'<text x="{L - 4}" y="{sy(v) + 3:.1f}" font-size="9" text-anchor="end">{v:.3g}</text>')
-    for name, ys, color in series:
-        pts = [(sx(x), sy(v)) for x, v in zip(xs, ys) if v is not None and np.isfinite(v)]
-        if not pts:
-            continue
-        path = " ".join(f"{a:.1f},{b:.1f}" for a, b in pts)
-        p.append(f'<polyline class="series" data-series="{escape(name)}" points="{path}" fill="none" '
-                 f'stroke="{color}" stroke-width="1.8"><title>{escape(name)}</title></polyline>')
-        p += [f'<circle cx="{a:.1f}" cy="{b:.1f}" r="2.2" fill="{color}"/>' for a, b in pts]
-    p.append("</svg>")
-    return "".join(p)
-
-
-def scatter(title: str, pts: list[tuple[float, float, str, str]], *, xlabel: str, ylabel: str,
-            w: int = 300, h: int = 210) -> str:
-    """Inline-SVG scatter (x, y, colour, tooltip) with a least-squares line; every text escaped."""
-    pts = [q for q in pts if np.isfinite(q[0]) and np.isfinite(q[1])]
-    if len(pts) < 2:
-        return ""
-    L, R, T, B = 44, 8, 22, 32
-    xs = np.array([q[0] for q in pts])
-    ys = np.array([q[1] for q in pts])
-    xlo, xhi = xs.min(), xs.max()
-    ylo, yhi = min(ys.min(), 0.0), max(ys.max(), 0.0)
-    xp, yp = max(1e-9, (xhi - xlo) * 0.08), max(1e-9, (yhi - ylo) * 0.08)
-    xlo, xhi, ylo, yhi = xlo - xp, xhi + xp, ylo - yp, yhi + yp
-    sx = lambda x: L + (w - L - R) * (x - xlo) / (xhi - xlo)  # noqa: E731
-    sy = lambda v: T + (h - T - B) * (1 - (v - ylo) / (yhi - ylo))  # noqa: E731
-    p = [f'<svg class="chart scatter" viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img" '
-         f'aria-label="{escape(title)}"><title>{escape(title)}</title>',
-         f'<text x="{w / 2:.0f}" y="14" font-size="11" text-anchor="middle" font-weight="bold">{escape(title)}</text>',
-         f'<line x1="{L}" y1="{h - B}" x2="{w - R}" y2="{h - B}" stroke="#999"/>',
-         f'<line x1="{L}" y1="{T}" x2="{L}" y2="{h - B}" stroke="#999"/>',
-         f'<line x1="{L}" y1="{sy(0):.1f}" x2="{w - R}" y2="{sy(0):.1f}" stroke="#ccc" stroke-dasharray="3,3"/>']
-    for v in _ticks(xlo, xhi, 3):
-        p.append(f'<text x="{sx(v):.1f}" y="{h - B + 12}" font-size="9" text-anchor="middle">{v:.3g}</text>')
-    for v in _ticks(ylo, yhi, 3):
-        p.append(f'<text x="{L - 4}" y="{sy(v) + 3:.1f}" font-size="9" text-anchor="end">{v:.3g}</text>')
-    p.append(f'<text x="{(L + w - R) / 2:.0f}" y="{h - 4}" font-size="9" text-anchor="middle">{escape(xlabel)}</text>')
-    p.append(f'<text x="10" y="{(T + h - B) / 2:.0f}" font-size="9" text-anchor="middle" '
-             f'transform="rotate(-90 10 {(T + h - B) / 2:.0f})">{escape(ylabel)}</text>')
-    if xs.std() > 0:
-        k, c = np.polyfit(xs, ys, 1)
-        x_a, x_b = xs.min(), xs.max()
-        p.append(f'<line class="fit" x1="{sx(x_a):.1f}" y1="{sy(k * x_a + c):.1f}" x2="{sx(x_b):.1f}" '
-                 f'y2="{sy(k * x_b + c):.1f}" stroke="#888" stroke-width="1"/>')
-    for x, y, color, tip in pts:
-        p.append(f'<circle class="pt" cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3" fill="{color}" fill-opacity=".8">'
-                 f'<title>{escape(tip)}</title></circle>')
-    p.append("</svg>")
-    return "".join(p)
-
-
 # ----------------------------------------------------------------------------- tables
 
 
@@ -301,6 +220,7 @@ def quality_tables(qm: pd.DataFrame, sm: pd.DataFrame, per_utt: dict[int, dict[s
             cols.append((("ser", proto, model, metric), f"{metric.upper()} {model} ({proto})"))
             cols.append((("dser", proto, model, metric), f"Δ{metric.upper()} vs noisy"))
         rows = []
+        cis: dict[tuple[str, float, str], tuple[float, float] | None] = {}  # (enhancer, snr, measure) -> 95% CI
         for enh in enhancers:
             for snr in snrs:
                 q = g[(g.enhancer == enh) & (g.test_snr == snr)]
@@ -332,7 +252,7 @@ def quality_tables(qm: pd.DataFrame, sm: pd.DataFrame, per_utt: dict[int, dict[s
                         continue
                     v = q.get(key, np.nan)
                     v = float(v) if pd.notna(v) else None
-                    ci = mean_ci(vals.get(key, []))
+                    ci = cis[(enh, snr, key)] = mean_ci(vals.get(key, []))
                     failed = q.get(f"failed_{key}", np.nan)
                     tip = METRICS[key][2] + (f" · 95% CI [{_fmt(key, ci[0])}, {_fmt(key, ci[1])}]" if ci else "")
                     tip += f" · over {len(vals.get(key, []))} utterances" if vals else ""
@@ -344,18 +264,24 @@ def quality_tables(qm: pd.DataFrame, sm: pd.DataFrame, per_utt: dict[int, dict[s
         for m in ["pesq", "stoi", "si_sdr", "f0_rmse", "f0_corr", "vuv_error", "loudness_corr", "egemaps_dist"]:
             if m not in g.columns:
                 continue
-            series = [("noisy" if e == "none" else e,
-                       [_val(g, e, snr, m) for snr in snrs], series_of[e]) for e in enhancers]
+            series = []
+            for e in enhancers:
+                ci = [cis.get((e, snr, m)) for snr in snrs]
+                series.append(Series("noisy" if e == "none" else e, snrs, [_val(g, e, snr, m) for snr in snrs],
+                                     [c[0] if c else None for c in ci], [c[1] if c else None for c in ci],
+                                     color=series_of[e]))
             arrow = "↑" if METRICS[m][1] else "↓"
-            t.charts.append(line_chart(f"{LABELS[m]} {arrow}", snrs, series, ylabel=UNITS.get(m, "")))
+            t.charts.append(snr_figure(series, metric=m, title=f"{LABELS[m]} {arrow}", size=FIG_SIZE, legend="none",
+                                       css_class="chart qchart"))
         for proto, model, metric in ser_keys:
             sel = s[(s.protocol == proto) & (s.ser_model == model) & (s.metric == metric)]
             series = []
             for e in enhancers:
                 se = sel[sel.enhancer == e].set_index("test_snr")["mean"]
-                series.append(("noisy" if e == "none" else e, [float(se[x]) if x in se.index else None for x in snrs],
-                               series_of[e]))
-            t.charts.append(line_chart(f"{metric.upper()} {model} ({proto}) ↑", snrs, series))
+                series.append(Series("noisy" if e == "none" else e, snrs,
+                                     [float(se[x]) if x in se.index else None for x in snrs], color=series_of[e]))
+            t.charts.append(snr_figure(series, metric=metric, title=f"{metric.upper()} · {model} ({proto}) ↑",
+                                       size=FIG_SIZE, legend="none", css_class="chart qchart"))
         t.charts = [c for c in t.charts if c]
         t.legend = [("noisy" if e == "none" else e, series_of[e]) for e in enhancers]
         out.append(t)
@@ -386,13 +312,17 @@ def tradeoff(points: pd.DataFrame) -> list[dict[str, Any]]:
             if c.variant != "change" or c.spearman is None:
                 continue
             col = f"d_{c.measure}"
-            pts = [(float(r[col]), 100 * float(r.d_ser), enh_colors[r.enhancer],
-                    f"{r.dataset} · {r.noise} · {r.snr:g} dB · {r.enhancer} · {r.ser_model}: "
-                    f"Δ{metric.upper()} {100 * r.d_ser:+.1f}, Δ{LABELS[c.measure]} {r[col]:+.3g}")
+            k = 100.0 if metric == "uar" else 1.0  # UAR in % (points), CCC raw
+            pts = [Point(float(r[col]), k * float(r.d_ser), r.enhancer,
+                         f"{r.dataset} · {r.noise} · {r.snr:g} dB · {r.enhancer} · {r.ser_model}: "
+                         f"Δ{metric.upper()} {num(k * r.d_ser, '+.3g')}, Δ{LABELS[c.measure]} {num(r[col], '+.3g')}")
                    for _, r in g.iterrows() if pd.notna(r[col])]
-            plots.append(scatter(f"Δ{metric.upper()} vs Δ{LABELS[c.measure]} (ρ={c.spearman:+.2f})", pts,
-                                 xlabel=f"Δ {LABELS[c.measure]} {UNITS.get(c.measure, '')}".strip(),
-                                 ylabel=f"Δ {metric.upper()} (×100)"))
+            unit = UNITS.get(c.measure, "")
+            plots.append(scatter_figure(
+                pts, title=f"Δ{metric.upper()} vs Δ{LABELS[c.measure]} (ρ = {num(c.spearman, '+.2f')})",
+                xlabel=f"Δ {LABELS[c.measure]}" + (f" ({unit})" if unit else ""),
+                ylabel=f"Δ {metric.upper()} (% points)" if metric == "uar" else f"Δ {metric.upper()}",
+                colors=enh_colors, size=FIG_SIZE, css_class="chart scatter"))
         out.append({"protocol": proto, "metric": metric, "n": len(g), "corrs": corrs, "best": best,
                     "plots": [p for p in plots if p], "legend": list(enh_colors.items()),
                     "points": g.sort_values(["dataset", "noise", "enhancer", "ser_model", "snr"]).to_dict("records")})
@@ -442,11 +372,9 @@ def section(store: Any) -> dict[str, str] | None:
 
 
 def render(tables: list[QTable], trade: list[dict[str, Any]]) -> str:
-    from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
     from markupsafe import Markup
 
-    env = Environment(loader=PackageLoader("harness", "report/templates"), autoescape=select_autoescape(["html"]),
-                      undefined=StrictUndefined)
+    env = environment()  # autoescaped; no "-0.0" in any cell
     for t in tables:
         t.charts = [Markup(c) for c in t.charts]  # built above with every text escaped
     for tr in trade:
