@@ -16,9 +16,13 @@ Executors:
   one BLAS/torch thread each, at most ``2 N`` jobs in flight. Workers exit when the driver
   dies, even by SIGKILL.
 * ``dask``: a ``dask.distributed`` cluster: ``--scheduler tcp://HOST:PORT`` connects to a
-  running one (its workers need ser-bench and the plugins installed, the cache folder on a
-  shared path, and preferably ``--nthreads 1``); without an address, a LocalCluster of
-  ``-j N`` single-threaded worker processes. Needs ``pip install 'ser-bench[dask]'``.
+  running one (its workers need ser-bench and the plugins installed, the cache folder and the
+  data on paths they reach, and preferably ``--nthreads 1``; relative path options are made
+  absolute for them, since they run in their own working directory); without an address, a
+  LocalCluster of ``-j N`` single-threaded worker processes. A worker that dies has its tasks
+  rerun on the others; a cluster left without workers for ``BENCH_DASK_WORKER_TIMEOUT``
+  seconds (default 300), or a lost scheduler, stops the run with an error saying what to do
+  (the cells stored so far are kept). Needs ``pip install 'ser-bench[dask]'``.
 """
 from __future__ import annotations
 
