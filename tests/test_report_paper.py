@@ -233,7 +233,7 @@ def test_cis_from_stored_predictions(tmp_path):
                 ("enhanced", 20.0): 0.6}  # fmt: skip
     for (cond, snr), acc in accuracy.items():
         for spk in ("03", "08", "09"):
-            y = [EMODB6[i % 6] for i in range(60)]
+            y = [EMODB6[i % 6] for i in range(80)]
             pred = [t if rng.random() < acc else EMODB6[(EMODB6.index(t) + 1) % 6] for t in y]
             preds = [[f"{spk}_{i}", t, p] for i, (t, p) in enumerate(zip(y, pred))]
             uar = np.mean([np.mean([p == t for t, p in zip(y, pred) if t == c]) for c in EMODB6])
@@ -252,7 +252,7 @@ def test_cis_from_stored_predictions(tmp_path):
     m = row(t3, "eGeMAPS", "mean of 0, 20 dB", "noisy")
     assert m.ours.lo < m.ours.value < m.ours.hi
     # the stored predictions say which classes and how many utterances/speakers were used
-    assert t5.comparable and any("ours 180 utterances from 3 speakers" in n for n in t5.notes)
+    assert t5.comparable and any("ours 240 utterances from 3 speakers" in n for n in t5.notes)
     assert len(t5.figures) == 1 and "(paper)" in t5.figures[0] and "(ours)" in t5.figures[0]
     assert "UAR (%)" in t5.figures[0] and "SNR (dB)" in t5.figures[0]
     html = render(tables)
@@ -300,6 +300,14 @@ def test_recola_tables_3_4_and_6():
     assert t6.figures and "test SNR (dB)" in t6.figures[0] and "CCC" in t6.figures[0]
     out = text(tables)
     assert "Table 6 · RECOLA" in out and "train 15 → test 5 dB" in out and "0.504" in out
+
+
+def test_a_small_subset_of_a_corpus_is_not_differenced():
+    facts = {"emodb": CorpusFacts(classes=EMODB6, n_utterances=18, n_speakers=3)}
+    for t in paper_view(mismatched(), facts=facts):
+        assert all(r.delta is None for r in t.rows)
+        assert any("ours has 18 utterances from 3 speakers, the paper's EMO-DB 465 from 10" in w
+                   for w in t.not_differenced)
 
 
 def test_a_small_recola_layout_corpus_is_not_differenced():

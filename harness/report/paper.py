@@ -214,6 +214,10 @@ def comparability(paper: dict, corpus: str, dataset: str, facts: CorpusFacts | N
             why.append(f"ours has {len(ours)} classes ({', '.join(ours)}), the paper's {corpus} {len(theirs)} "
                        f"({', '.join(theirs)}): chance level is {100 / max(1, len(ours)):.1f} % against "
                        f"{100 / len(theirs):.1f} %, so the UARs are not on the same scale.")
+    if spec.get("utterances") and facts.n_utterances is not None and facts.n_utterances < 0.5 * spec["utterances"]:
+        why.append(f"ours has {facts.n_utterances} utterances from {facts.n_speakers} speakers, the paper's {corpus} "
+                   f"{spec['utterances']} from {spec.get('speakers', '?')}: a subset, or another corpus in "
+                   f"{corpus}'s layout.")
     if spec.get("test_recordings") and facts.test_recordings is not None:
         n, sec = facts.test_recordings, facts.test_seconds or 0.0
         if n != spec["test_recordings"] or sec < 0.5 * spec["test_seconds"]:
