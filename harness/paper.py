@@ -166,7 +166,9 @@ def make_plan(data_roots: dict[str, str], *, registry: Any, snrs: Sequence[float
             over["seed"] = seed
         used = set(base.get("datasets", [])) | set(base.get("ser_models", [])) | set(over["enhancers"]) | set(
             base.get("noise_sources", []))
-        opts: dict[str, dict[str, Any]] = {exp.dataset: {"root": data_roots[exp.dataset]}}
+        # absolute, so that the report finds the corpus again from any folder (its notes, e.g. a degraded copy)
+        root = str(Path(data_roots[exp.dataset]).expanduser().resolve())
+        opts: dict[str, dict[str, Any]] = {exp.dataset: {"root": root}}
         for src in ((QUICK_OPTIONS if quick else {}), options or {}):
             for plugin, o in src.items():
                 if plugin in used:
