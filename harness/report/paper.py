@@ -399,7 +399,7 @@ def build_table(spec: dict, corpus: str, dataset: str, noise: str, res: pd.DataF
                 for e in enhancers:
                     _add_enhanced(rows, features, "average", clean, noisy, e,
                                   aggregate(pd.concat(avg_sel[e]), metric, details), avg.get("enhanced"), None,
-                                      metric=metric)
+                                  metric=metric)
     if not rows:
         return None
     why = comparability(paper, corpus, dataset, facts)
