@@ -298,6 +298,8 @@ def test_recola_tables_3_4_and_6():
     assert avg.paper == 0.4571 and avg.ours.value == pytest.approx(0.40)
     assert row(t6, "raw signal (end-to-end)", "", "clean").paper == 0.4781
     assert t6.figures and "test SNR (dB)" in t6.figures[0] and "CCC" in t6.figures[0]
+    assert not any(n.startswith("SNRs:") for n in t6.notes)  # Table 6's grid is 5, 10, 15 dB, as ours
+    assert not any(n.startswith("SNRs:") for n in t4.notes)
     out = text(tables)
     assert "Table 6 · RECOLA" in out and "train 15 → test 5 dB" in out and "0.504" in out
 

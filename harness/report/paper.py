@@ -229,7 +229,8 @@ def comparability(paper: dict, corpus: str, dataset: str, facts: CorpusFacts | N
 
 def data_notes(paper: dict, corpus: str, dataset: str, facts: CorpusFacts | None, noise: str,
                enhancers: list[str], snrs: list[float], plugin_notes: list[str],
-               enhancer_descriptions: dict[str, str] | None = None) -> list[str]:  # fmt: skip
+               enhancer_descriptions: dict[str, str] | None = None,
+               paper_snrs: list[float] | None = None) -> list[str]:  # fmt: skip
     """What differs between our data and set-up and the paper's, for one table."""
     notes: list[str] = []
     info = paper["datasets"].get(dataset, {})
@@ -259,7 +260,7 @@ def data_notes(paper: dict, corpus: str, dataset: str, facts: CorpusFacts | None
         else:
             notes.append(f"Enhancer {e}{d}: not the paper's; its rows are set against the paper's enhanced "
                          "(ResNet) numbers as a reference.")
-    paper_snrs = [float(s) for s in src["snrs_db"]]
+    paper_snrs = paper_snrs or [float(s) for s in src["snrs_db"]]
     if snrs and sorted(snrs) != paper_snrs:
         notes.append(f"SNRs: ours {', '.join(f'{s:g}' for s in snrs)} dB; the paper's "
                      f"{', '.join(f'{s:g}' for s in paper_snrs)} dB.")
@@ -451,7 +452,7 @@ def paper_view(results: pd.DataFrame, runs: pd.DataFrame | None = None, paper: d
                     if t is None:
                         continue
                     t.notes = data_notes(paper, corpus, ds, facts.get(ds), noise, t.enhancers, t.snrs,
-                                         dataset_notes.get(ds, []), enhancer_descriptions)
+                                         dataset_notes.get(ds, []), enhancer_descriptions, _paper_snrs(spec, corpus))
                     if runs is not None and not runs.empty:
                         info = runs.set_index("id")
                         t.runs = [{"run_id": r["run_id"], "wall_s": _float(info.at[r["run_id"], "wall_s"]),
@@ -461,6 +462,14 @@ def paper_view(results: pd.DataFrame, runs: pd.DataFrame | None = None, paper: d
                         t.figures = figures_of(t)
                     out.append(t)
     return out
+
+
+def _paper_snrs(spec: dict, corpus: str) -> list[float] | None:
+    """The SNRs of a paper table when they are not the paper's usual six (Table 6: 5, 10, 15 dB)."""
+    if spec["kind"] != "multi_snr":
+        return None
+    rows = next(iter(spec["values"][corpus].values()))["rows"]
+    return sorted({float(r[k]) for r in rows for k in ("train_snr", "test_snr")})
 
 
 def _float(v: Any) -> float | None:
