@@ -178,6 +178,70 @@ def report(out, db) -> None:
 
 
 @cli.command()
+@click.option("--data-root", "data_roots", multiple=True, metavar="DATASET=PATH",
+              help="A corpus of the paper: emodb, enterface (or ravdess standing in), recola (repeatable).")
+@click.option("--snr", "snrs", multiple=True, type=float,
+              help="Only these SNRs in dB (repeatable). Default: the paper's, -5..20 (multi-SNR 5, 10, 15).")
+@click.option("--enhancer", "enhancers", multiple=True, metavar="NAME",
+              help="Enhancers to run (repeatable). Default: rescnn (the paper's) and the best available "
+                   "(deepfilternet if installed, else wiener).")
+@click.option("--quick", is_flag=True,
+              help="CPU preset: SNRs 0 and 20 dB (multi-SNR 5 and 15) unless --snr is given, end-to-end model "
+                   "trained for 5 epochs.")
+@click.option("--option", "-o", "options", multiple=True, metavar="PLUGIN.KEY=VALUE",
+              help="Plugin option for every experiment that uses the plugin.")
+@click.option("--noise-root", metavar="PATH", help="Noise folder (shorthand for -o folder.root=PATH).")
+@click.option("--suites", "suites_dir", type=click.Path(file_okay=False), default=None,
+              help="Folder of the paper suites (default: benchmarks/ of this checkout).")
+@click.option("--seed", type=int, help="Run seed. Default: the suites' (0).")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=None, help="Workers (default: usable cores).")
+@click.option("--executor", type=click.Choice(["process", "inline", "dask"]), default="process", show_default=True)
+@click.option("--cache", "cache_dir", envvar="BENCH_CACHE", default=None, help="Artefact cache folder (env BENCH_CACHE).")
+@click.option("--out", default="reports", show_default=True, type=click.Path(file_okay=False), help="Report folder.")
+@click.option("--dry-run", is_flag=True, help="List the experiments and their cell counts; compute nothing.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@db_option
+def paper(data_roots, snrs, enhancers, quick, options, noise_root, suites_dir, seed, jobs, executor, cache_dir, out,
+          dry_run, quiet, db) -> None:
+    """Reproduce Triantafyllopoulos et al. (Interspeech 2019): run every experiment the given corpora
+    allow (benchmarks/*_matched|mismatched|multisnr.toml), then write the report with the paper's
+    Tables 2-6 beside ours and print them.
+
+    \b
+    Example:
+      bench paper --data-root emodb=../shared/data/emodb --data-root ravdess=../shared/data/ravdess --dry-run
+    """
+    from . import paper as paper_mod
+    from .config import parse_option
+    from .plugins import default_registry
+
+    opts: dict = {}
+    for text in options:
+        p, k, v = parse_option(text)
+        opts.setdefault(p, {})[k] = v
+    if noise_root:
+        opts.setdefault("folder", {})["root"] = noise_root
+    reg = default_registry()
+    plan = paper_mod.make_plan(paper_mod.parse_data_roots(data_roots), registry=reg, snrs=snrs, enhancers=enhancers,
+                               quick=quick, options=opts, suites_dir=suites_dir, seed=seed)
+    if dry_run:
+        paper_mod.describe(plan, reg, click.echo)
+        return
+    from .db import Store
+    from .report.paper import tables_from_store, text
+
+    store = Store(db)
+    res = paper_mod.run_paper(plan, store=store, out=out, executor=executor, jobs=jobs, cache_dir=cache_dir,
+                              progress=not quiet and sys.stderr.isatty(), echo=click.echo)
+    click.echo("\n" + text(tables_from_store(store)))
+    click.echo(f"{len(res.runs)} experiments run, {len(plan.skipped)} skipped, {res.wall_s:.0f} s; wrote {res.report}")
+    if res.failed:
+        for exp, why in res.failed:
+            click.echo(f"  failed: {exp.name}: {why}", err=True)
+        raise SystemExit(1)
+
+
+@cli.command()
 @click.argument("names", nargs=-1, metavar="[NAME]...")
 @click.option("--options", "with_options", is_flag=True,
               help="Also list every plugin's options (imports every plugin: slower).")

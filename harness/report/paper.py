@@ -1,19 +1,21 @@
-"""The paper view: our results in the layout of the seed paper's Tables 2-6, beside its numbers.
+"""The paper view: our results beside every table of Triantafyllopoulos et al. (Interspeech 2019).
 
-The published numbers are transcribed in ``harness/data/paper_tables.json`` together with their
-source; values the transcription lacks are ``null`` and shown as "n/a", never guessed. For each
-paper table and each of our datasets that plays its corpus (RAVDESS stands in for eNTERFACE),
-the view shows per SER model (feature set):
+The paper's numbers (Tables 1-6, the paper's own numbering) ship in
+``harness/data/paper_tables.json``. For each results table of the paper (2-6) and each of our
+datasets that plays one of its corpora (RAVDESS stands in for eNTERFACE) the view lists, row by
+row (feature set x SNR x condition):
 
-* ours, noisy: the clean baseline in the "clean" column, then noisy speech per SNR;
-* the paper's clean / noisy numbers, and the difference ours - paper;
-* ours, enhanced, per enhancer, and its gain over noisy (enhanced - noisy);
-* the paper's enhanced numbers, and ours - paper for enhancers that reproduce the paper's
-  (``comparable_enhancers``: rescnn); other enhancers get no difference, only a note.
+* the paper's value, ours (mean over folds; for the tables of means, also over our SNRs) with
+  its 95 % bootstrap interval over utterances (:mod:`harness.report.ci`), and ours - paper;
+* on every enhanced row the share of the clean - noisy gap that enhancement recovers,
+  ``(enhanced - noisy) / (clean - noisy)``, for the paper and for us.
 
-Data differences (a stand-in corpus, a copy the dataset plugin flags as degraded, unverified
-table numbers) are listed above each table. :func:`section` plugs the view into
-``bench report`` (see ``harness.report.build.EXTRA_SECTION_MODULES``).
+Ours is differenced against the paper only where the two measure the same thing: the same
+corpus with the same classes (a stand-in corpus, another class set or a corpus of another size
+is shown beside the paper but not differenced, and the table says why), and for the tables of
+means the same SNRs (Table 3's paper means are recomputed over our SNRs from Tables 4-5).
+What differs in the data (stand-in corpus, degraded copy, noise, enhancer, SNRs) is stated
+next to each table. :func:`section` plugs the view into ``bench report``.
 """
 from __future__ import annotations
 
@@ -24,61 +26,131 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 PAPER_TABLES = Path(__file__).resolve().parents[1] / "data" / "paper_tables.json"
 #: Columns that identify a result apart from its run (for keeping the latest run's value).
 COORDS = ["dataset", "ser_model", "enhancer", "noise", "protocol", "train_condition", "train_snr",
           "test_condition", "test_snr", "fold", "metric"]  # fmt: skip
+#: RECOLA labels come every 40 ms (test duration from the stored frame counts).
+HOP_S = 0.04
 
 
 @lru_cache(maxsize=4)
 def load_paper_tables(path: str | Path = PAPER_TABLES) -> dict[str, Any]:
-    """The transcribed tables (see the file's ``source`` for what is and is not transcribed)."""
+    """The paper's Tables 1-6 (see the file's ``source``)."""
     return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def paper_table(paper: dict, table_id: str) -> dict[str, Any]:
+    return next(t for t in paper["tables"] if t["id"] == table_id)
+
+
+# ----------------------------------------------------------------------------- data classes
+
+
+@dataclass
+class Ours:
+    """One of our numbers in the paper's units, with its bootstrap interval."""
+
+    value: float | None = None
+    lo: float | None = None
+    hi: float | None = None
+    cell_ids: list[int] = field(default_factory=list)
+    runs: list[int] = field(default_factory=list)
 
 
 @dataclass
 class Row:
-    model: str  # feature-set label, e.g. "eGeMAPS"
-    what: str  # e.g. "ours · noisy", "paper · clean / noisy", "Δ ours − paper"
-    cells: list[str]
-    kind: str = "ours"  # ours | paper | delta | gain (for styling)
+    features: str  # the paper's feature-set label, e.g. "eGeMAPS"
+    snr: str  # "" (clean or mean), "5 dB", "train 5 -> test 10 dB", "mean"
+    condition: str  # clean | noisy | enhanced (rescnn) ...
+    kind: str  # clean | noisy | enhanced
+    paper: float | None
+    ours: Ours
+    delta: float | None = None
+    gap_paper: float | None = None
+    gap_ours: float | None = None
+    snr_value: float | None = None  # numeric test SNR (figures)
+    train_snr: float | None = None  # multi-SNR rows (figures)
+    enhancer: str = "none"
+    #: the paper's value is a mean over other SNRs than ours (not differenced)
+    paper_other_snrs: bool = False
 
 
 @dataclass
 class PaperTable:
     id: str
-    title: str
-    paper_label: str
-    dataset: str
+    label: str  # "Table 5"
+    caption: str  # the paper's caption
+    corpus: str  # the paper's corpus ("eNTERFACE")
+    dataset: str  # ours ("ravdess")
     noise: str
-    protocol: str
-    metric: str
-    columns: list[str]
+    metric: str  # uar | ccc
     rows: list[Row]
-    notes: list[str] = field(default_factory=list)
+    comparable: bool = True
+    not_differenced: list[str] = field(default_factory=list)  # why ours is not differenced
+    notes: list[str] = field(default_factory=list)  # data differences
     runs: list[dict[str, Any]] = field(default_factory=list)
+    figures: list[str] = field(default_factory=list)  # inline SVGs, one per feature set
+    snrs: list[float] = field(default_factory=list)  # our SNRs in this table
+    enhancers: list[str] = field(default_factory=list)
+    #: tables of means: ours per SNR behind each mean, {features: {condition: [(snr, Ours)]}}
+    curves: dict[str, dict[str, list[tuple[float, Ours]]]] = field(default_factory=dict)
+
+    def fmt(self, v: float | None, signed: bool = False) -> str:
+        return fmt_value(v, self.metric, signed)
+
+    def fmt_paper(self, v: float | None) -> str:
+        """A published number as printed in the paper (UAR 2 decimals, CCC 4)."""
+        if v is None:
+            return "n/a"
+        return f"{v:.2f}" if self.metric == "uar" else f"{v:.4f}"
 
 
-def _fmt(v: float | None, metric: str, missing: str = "–") -> str:
-    """A value in the paper's units; ``missing`` for none ("–": we did not run it; "n/a": the
-    paper's number is not transcribed)."""
+@dataclass
+class CorpusFacts:
+    """What our run's data was, read back from the stored predictions (see :func:`corpus_facts`)."""
+
+    classes: list[str] | None = None
+    n_utterances: int | None = None
+    n_speakers: int | None = None
+    test_recordings: int | None = None  # regression (RECOLA): recordings in the test set
+    test_seconds: float | None = None
+
+
+# ----------------------------------------------------------------------------- formatting
+
+
+def fmt_value(v: float | None, metric: str, signed: bool = False, missing: str = "–") -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return missing
-    return f"{v:.1f}" if metric == "uar" else f"{v:.3f}"
+    if metric == "uar":
+        return f"{v:+.1f}" if signed else f"{v:.1f}"
+    return f"{v:+.3f}" if signed else f"{v:.3f}"
 
 
-def _fmt_delta(a: float | None, b: float | None, metric: str) -> str:
-    if a is None or b is None or math.isnan(a) or math.isnan(b):
-        return ""
-    d = a - b
-    return f"{d:+.1f}" if metric == "uar" else f"{d:+.3f}"
+def fmt_share(v: float | None) -> str:
+    return "" if v is None else f"{100 * v:+.0f} %"
 
 
 def _scale(metric: str) -> float:
     """Our stored values are fractions; the paper's UARs are percent, its CCCs raw."""
     return 100.0 if metric == "uar" else 1.0
+
+
+def gap_share(clean: float | None, noisy: float | None, enhanced: float | None, min_gap: float = 1e-9) -> float | None:
+    """Share of the clean - noisy gap that enhancement recovers: (enh - noisy) / (clean - noisy).
+
+    None when a value is missing or noisy is less than ``min_gap`` below clean (no real gap to
+    recover: the share would divide by noise)."""
+    if clean is None or noisy is None or enhanced is None:
+        return None
+    gap = clean - noisy
+    if not gap >= min_gap:
+        return None
+    return (enhanced - noisy) / gap
 
 
 def latest(results: pd.DataFrame) -> pd.DataFrame:
@@ -89,122 +161,316 @@ def latest(results: pd.DataFrame) -> pd.DataFrame:
     for c in ("train_snr", "test_snr"):
         r[c + "_k"] = r[c].fillna(-999.0)
     keys = [c + "_k" if c in ("train_snr", "test_snr") else c for c in COORDS]
-    r = r.sort_values("run_id").drop_duplicates(keys, keep="last")
+    r = r.sort_values("run_id", kind="stable").drop_duplicates(keys, keep="last")
     return r.drop(columns=["train_snr_k", "test_snr_k"])
 
 
-def _mean(df: pd.DataFrame, metric: str) -> float | None:
-    return float(df["value"].mean()) * _scale(metric) if not df.empty else None
+# ----------------------------------------------------------------------------- our numbers
 
 
-def _paper_value(values: dict, model: str, cond: str, snr: float | None) -> float | None:
-    v = values.get(model, {})
-    if cond == "clean":
-        return v.get("clean")
-    return v.get(cond, {}).get(f"{snr:g}") if snr is not None else None
+def aggregate(df: pd.DataFrame, metric: str, details: dict[int, Any] | None) -> Ours:
+    """Mean over folds (and over SNRs when ``df`` spans several) in the paper's units, with the
+    bootstrap interval over utterances of that very mean (every (SNR, fold) is a stratum)."""
+    if df.empty:
+        return Ours()
+    scale = _scale(metric)
+    # mean over SNR conditions of the mean over folds
+    keys = [df.train_snr.fillna(-999.0), df.test_snr.fillna(-999.0)]
+    value = float(df.groupby(keys)["value"].mean().mean()) * scale
+    out = Ours(value=value, runs=sorted({int(r) for r in df.run_id}))
+    if "cell_id" in df:
+        out.cell_ids = sorted(int(c) for c in df.cell_id)
+    if details and out.cell_ids:
+        from dataclasses import replace
+
+        from .ci import bootstrap_ci
+
+        ds = []
+        for r in df.itertuples():
+            d = details.get(int(r.cell_id))
+            if d is not None:
+                ds.append(replace(d, fold=f"{r.train_snr}|{r.test_snr}|{d.fold}"))
+        ci = bootstrap_ci(ds) if ds else None
+        if ci is not None:
+            out.lo, out.hi = ci[1] * scale, ci[2] * scale
+    return out
 
 
-def build_table(spec: dict, dataset: str, noise: str, res: pd.DataFrame, paper: dict) -> PaperTable:
-    """One paper table for one of our datasets and noise sources, from deduplicated results."""
-    metric, proto = spec["metric"], spec["protocol"]
-    d = res[(res.dataset == dataset) & (res.metric == metric)]
-    clean_all = d[(d.train_condition == "clean") & (d.test_condition == "clean")]
-    clean = clean_all[clean_all.protocol == proto]
-    if clean.empty:  # the clean baseline does not depend on the protocol
-        clean = clean_all
-    noisy = d[(d.protocol == proto) & (d.noise == noise)]
-    snrs = sorted(set(noisy.test_snr.dropna()) | {float(s) for s in (spec.get("snrs") or [])})
-    enhancers = sorted(set(noisy.enhancer) - {"none"})
-    columns = ["clean"] + [f"{s:g} dB" for s in snrs]
-    values = spec.get("values", {})
-    comparable = set(spec.get("comparable_enhancers", []))
-    rows: list[Row] = []
-    for model, label in spec["ser_models"].items():
-        if model not in set(d.ser_model):
-            continue
-        ours_clean = _mean(clean[clean.ser_model == model], metric)
-        nz = noisy[(noisy.ser_model == model) & (noisy.test_condition == "noisy") & (noisy.enhancer == "none")]
-        ours_noisy = [_mean(nz[nz.test_snr == s], metric) for s in snrs]
-        paper_clean = _paper_value(values, model, "clean", None)
-        paper_noisy = [_paper_value(values, model, "noisy", s) for s in snrs]
-        rows.append(Row(label, "ours · clean / noisy", [_fmt(v, metric) for v in [ours_clean, *ours_noisy]]))
-        rows.append(Row(label, "paper · clean / noisy", [_fmt(v, metric, "n/a") for v in [paper_clean, *paper_noisy]],
-                        "paper"))  # fmt: skip
-        rows.append(Row(label, "Δ ours − paper",
-                        [_fmt_delta(a, b, metric) for a, b in zip([ours_clean, *ours_noisy], [paper_clean, *paper_noisy])],
-                        "delta"))  # fmt: skip
-        paper_enh = [_paper_value(values, model, "enhanced", s) for s in snrs]
-        for enh in enhancers:
-            en = noisy[(noisy.ser_model == model) & (noisy.test_condition == "enhanced") & (noisy.enhancer == enh)]
-            ours_enh = [_mean(en[en.test_snr == s], metric) for s in snrs]
-            rows.append(Row(label, f"ours · enhanced ({enh})", ["", *[_fmt(v, metric) for v in ours_enh]]))
-            rows.append(Row(label, f"gain {enh} − noisy (ours)",
-                            ["", *[_fmt_delta(a, b, metric) for a, b in zip(ours_enh, ours_noisy)]], "gain"))
-            if enh in comparable:
-                rows.append(Row(label, f"Δ ours ({enh}) − paper",
-                                ["", *[_fmt_delta(a, b, metric) for a, b in zip(ours_enh, paper_enh)]], "delta"))
-        rows.append(Row(label, f"paper · enhanced ({spec.get('paper_enhancer', 'paper')})",
-                        ["", *[_fmt(v, metric, "n/a") for v in paper_enh]], "paper"))  # fmt: skip
-    used = pd.concat([clean[clean.ser_model.isin(list(spec["ser_models"]))], noisy])
-    title = spec["title"]
-    return PaperTable(id=spec["id"], title=title, paper_label=spec.get("paper_label", spec["id"]), dataset=dataset,
-                      noise=noise, protocol=proto, metric=metric, columns=columns, rows=rows,
-                      runs=[{"run_id": int(r)} for r in sorted(set(used.run_id))])
+# ----------------------------------------------------------------------------- comparability
 
 
-def table_notes(spec: dict, dataset: str, paper: dict, dataset_notes: dict[str, list[str]],
-                enhancers: list[str]) -> list[str]:  # fmt: skip
-    """What differs between our data/setup and the paper's for this table."""
+def comparability(paper: dict, corpus: str, dataset: str, facts: CorpusFacts | None) -> list[str]:
+    """Why our numbers on ``dataset`` are not comparable with the paper's on ``corpus`` ([] if they are)."""
+    why: list[str] = []
+    info = paper["datasets"].get(dataset, {})
+    if info.get("stand_in"):
+        why.append(f"{dataset} is a different corpus standing in for {corpus}, so absolute numbers differ; "
+                   "compare the trends and the gap recovered.")
+    spec = paper["corpora"].get(corpus, {})
+    facts = facts or CorpusFacts()
+    if facts.classes is not None and spec.get("classes"):
+        ours, theirs = sorted(facts.classes), sorted(spec["classes"])
+        if ours != theirs:
+            why.append(f"ours has {len(ours)} classes ({', '.join(ours)}), the paper's {corpus} {len(theirs)} "
+                       f"({', '.join(theirs)}): chance level is {100 / max(1, len(ours)):.1f} % against "
+                       f"{100 / len(theirs):.1f} %, so the UARs are not on the same scale.")
+    if spec.get("utterances") and facts.n_utterances is not None and facts.n_utterances < 0.5 * spec["utterances"]:
+        why.append(f"ours has {facts.n_utterances} utterances from {facts.n_speakers} speakers, the paper's {corpus} "
+                   f"{spec['utterances']} from {spec.get('speakers', '?')}: a subset, or another corpus in "
+                   f"{corpus}'s layout.")
+    if spec.get("test_recordings") and facts.test_recordings is not None:
+        n, sec = facts.test_recordings, facts.test_seconds or 0.0
+        if n != spec["test_recordings"] or sec < 0.5 * spec["test_seconds"]:
+            why.append(f"ours is tested on {n} recording(s), {sec / 60:.1f} min; {corpus}'s test partition has "
+                       f"{spec['test_recordings']} recordings, {spec['test_seconds'] / 60:.0f} min: this is "
+                       f"another corpus in {corpus}'s layout (e.g. a synthetic one).")
+    return why
+
+
+def data_notes(paper: dict, corpus: str, dataset: str, facts: CorpusFacts | None, noise: str,
+               enhancers: list[str], snrs: list[float], plugin_notes: list[str],
+               enhancer_descriptions: dict[str, str] | None = None,
+               paper_snrs: list[float] | None = None) -> list[str]:  # fmt: skip
+    """What differs between our data and set-up and the paper's, for one table."""
     notes: list[str] = []
-    ds_info = paper.get("datasets", {}).get(dataset, {})
-    if ds_info.get("stand_in"):
-        notes.append(f"Stand-in corpus: {ds_info.get('note') or dataset + ' replaces ' + spec['paper_corpus']}")
-    notes.extend(dataset_notes.get(dataset, []))
-    if not spec.get("number_verified", False):
-        notes.append(f"{spec.get('paper_label', spec['id'])}: the table number and layout are this project's "
-                     "reconstruction, not checked against the paper.")
-    if spec.get("note"):
-        notes.append(spec["note"])
-    elif any(v.get("clean") is None or not v.get("noisy") for v in spec.get("values", {}).values()):
-        notes.append("n/a = the paper's number is not transcribed in harness/data/paper_tables.json (see above).")
-    comparable = set(spec.get("comparable_enhancers", []))
-    other = [e for e in enhancers if e not in comparable]
-    if other:
-        notes.append(f"Enhancer(s) {', '.join(other)} are not the paper's ({spec.get('paper_enhancer', '?')}): "
-                     "their enhanced rows are not differenced against the paper's enhanced numbers.")
+    info = paper["datasets"].get(dataset, {})
+    if info.get("note"):
+        notes.append(info["note"])
+    spec = paper["corpora"].get(corpus, {})
+    f = facts or CorpusFacts()
+    if f.n_utterances is not None and spec.get("utterances"):
+        cls = f", classes {', '.join(sorted(f.classes))}" if f.classes else ""
+        notes.append(f"Data: ours {f.n_utterances} utterances from {f.n_speakers} speakers{cls}; the paper's "
+                     f"{corpus}: {spec['utterances']} utterances, {spec.get('speakers', '?')} speakers.")
+    if f.test_recordings is not None and spec.get("test_recordings"):
+        notes.append(f"Data: ours tested on {f.test_recordings} recording(s) ({(f.test_seconds or 0) / 60:.1f} min); "
+                     f"the paper on {corpus}'s {spec['test_recordings']} test recordings "
+                     f"({spec['test_seconds'] / 60:.0f} min).")
+    notes.extend(plugin_notes)
+    src = paper["source"]
+    if noise not in ("-", "audioset"):
+        notes.append(f"Noise: ours mixes clips of the '{noise}' noise source (its test part); "
+                     f"the paper mixed {src['noise']}.")
+    comparable = set(paper.get("comparable_enhancers", []))
+    desc = enhancer_descriptions or {}
+    for e in enhancers:
+        d = f" ({desc[e]})" if desc.get(e) else ""
+        if e in comparable:
+            notes.append(f"Enhancer {e}{d}: our reimplementation of the paper's ResNet; the checkpoint's size and "
+                         "training data can differ from the paper's (see the checkpoint's model card).")
+        else:
+            notes.append(f"Enhancer {e}{d}: not the paper's; its rows are set against the paper's enhanced "
+                         "(ResNet) numbers as a reference.")
+    paper_snrs = paper_snrs or [float(s) for s in src["snrs_db"]]
+    if snrs and sorted(snrs) != paper_snrs:
+        notes.append(f"SNRs: ours {', '.join(f'{s:g}' for s in snrs)} dB; the paper's "
+                     f"{', '.join(f'{s:g}' for s in paper_snrs)} dB.")
     return notes
 
 
+# ----------------------------------------------------------------------------- the tables
+
+
+def _conds(d: pd.DataFrame, protocol: str, noise: str, kind: str, enhancer: str = "none") -> pd.DataFrame:
+    """Rows of ``d`` for the noisy (or enhanced) condition of ``protocol``."""
+    x = d[(d.protocol == protocol) & (d.noise == noise) & (d.test_condition == kind) & (d.enhancer == enhancer)]
+    if protocol == "mismatched":
+        x = x[x.train_condition == "clean"]
+    elif protocol == "matched":
+        x = x[(x.train_condition == kind) & (x.train_snr == x.test_snr)]
+    else:
+        x = x[x.train_condition == kind]
+    return x
+
+
+def _clean(d: pd.DataFrame, protocol: str) -> pd.DataFrame:
+    c = d[(d.train_condition == "clean") & (d.test_condition == "clean")]
+    same = c[c.protocol == protocol]
+    return same if not same.empty else c
+
+
+def _order_enhancers(names: set[str], paper: dict) -> list[str]:
+    comparable = paper.get("comparable_enhancers", [])
+    return [e for e in comparable if e in names] + sorted(names - set(comparable))
+
+
+#: the smallest clean - noisy gap a recovered share is computed for (paper units): 2 UAR points, 0.02 CCC
+MIN_GAP = {"uar": 2.0, "ccc": 0.02}
+
+
+def _add_enhanced(rows: list[Row], features: str, snr: str, clean_row: Row, noisy_row: Row, enh: str, ours: Ours,
+                  paper_v: float | None, snr_value: float | None, train_snr: float | None = None,
+                  metric: str = "uar") -> None:  # fmt: skip
+    g = MIN_GAP.get(metric, 1e-9)
+    rows.append(Row(features, snr, f"enhanced ({enh})", "enhanced", paper_v, ours, snr_value=snr_value,
+                    train_snr=train_snr, enhancer=enh,
+                    gap_paper=gap_share(clean_row.paper, noisy_row.paper, paper_v, g),
+                    gap_ours=gap_share(clean_row.ours.value, noisy_row.ours.value, ours.value, g)))
+
+
+def build_table(spec: dict, corpus: str, dataset: str, noise: str, res: pd.DataFrame, paper: dict,
+                details: dict[int, Any] | None = None, facts: CorpusFacts | None = None) -> PaperTable | None:  # fmt: skip
+    """One paper table for one of our datasets and noise sources, from deduplicated results."""
+    metric = spec["metric"][corpus] if isinstance(spec["metric"], dict) else spec["metric"]
+    proto, kind = spec["protocol"], spec["kind"]
+    models = {v: k for k, v in paper["ser_models"].items()}
+    d_all = res[(res.dataset == dataset) & (res.metric == metric)]
+    rows: list[Row] = []
+    snrs_seen: set[float] = set()
+    enh_seen: set[str] = set()
+    per_snr_curves: dict[str, dict[str, list[tuple[float, Ours]]]] = {}
+    paper_snrs = [float(s) for s in paper["source"]["snrs_db"]]
+    for features, pv in spec["values"][corpus].items():
+        model = models.get(features)
+        d = d_all[d_all.ser_model == model]
+        if d.empty or (kind != "means" and d[d.protocol == proto].empty) or (
+                kind == "means" and _conds(d, proto, noise, "noisy").empty):
+            continue
+        clean = Row(features, "", "clean", "clean", pv.get("clean"), aggregate(_clean(d, proto), metric, details))
+        enhancers = _order_enhancers(set(d[(d.protocol == proto) & (d.noise == noise)].enhancer) - {"none"}, paper)
+        enh_seen.update(enhancers)
+        if kind == "means":
+            nz = _conds(d, proto, noise, "noisy")
+            ours_snrs = sorted(set(nz.test_snr.dropna()))
+            snrs_seen.update(ours_snrs)
+            per_snr = spec.get("per_snr_from", {}).get(corpus)
+            same = ours_snrs == paper_snrs
+            if same or not per_snr:
+                p_noisy, p_enh, label = pv.get("noisy"), pv.get("enhanced"), "mean"
+                differenced = same
+            else:  # the paper's mean over our SNRs, from its per-SNR table
+                src = paper_table(paper, per_snr)["values"][corpus][features]
+                p_noisy = _mean_of(src["noisy"], ours_snrs)
+                p_enh = _mean_of(src["enhanced"], ours_snrs)
+                label, differenced = f"mean of {', '.join(f'{s:g}' for s in ours_snrs)} dB", True
+            noisy = Row(features, label, "noisy", "noisy", p_noisy, aggregate(nz, metric, details))
+            rows += [clean, noisy]
+            curves = per_snr_curves.setdefault(features, {})
+            curves["noisy"] = [(s, aggregate(nz[nz.test_snr == s], metric, details)) for s in ours_snrs]
+            for e in enhancers:
+                en = _conds(d, proto, noise, "enhanced", e)
+                en = en[en.test_snr.isin(ours_snrs)]
+                curves[f"enhanced ({e})"] = [(s, aggregate(en[en.test_snr == s], metric, details)) for s in ours_snrs]
+                _add_enhanced(rows, features, label, clean, noisy, e, aggregate(en, metric, details), p_enh, None,
+                              metric=metric)
+            if not differenced:
+                for r in rows[-(1 + len(enhancers)):]:
+                    r.paper_other_snrs = True
+        elif kind == "per_snr":
+            rows.append(clean)
+            nz_all = _conds(d, proto, noise, "noisy")
+            for s in sorted(set(nz_all.test_snr.dropna())):
+                snrs_seen.add(s)
+                noisy = Row(features, f"{s:g} dB", "noisy", "noisy", pv["noisy"].get(f"{s:g}"),
+                            aggregate(nz_all[nz_all.test_snr == s], metric, details), snr_value=s)
+                rows.append(noisy)
+                for e in enhancers:
+                    en = _conds(d, proto, noise, "enhanced", e)
+                    _add_enhanced(rows, features, f"{s:g} dB", clean, noisy, e,
+                                  aggregate(en[en.test_snr == s], metric, details), pv["enhanced"].get(f"{s:g}"), s,
+                                  metric=metric)
+        else:  # multi_snr
+            rows.append(clean)
+            nz_all = _conds(d, proto, noise, "noisy")
+            paper_rows = {(float(r["train_snr"]), float(r["test_snr"])): r for r in pv["rows"]}
+            pairs = sorted(set(zip(nz_all.train_snr, nz_all.test_snr)) | set(paper_rows))
+            avg_sel: dict[str, list[pd.DataFrame]] = {}
+            for a, b in pairs:
+                pr = paper_rows.get((a, b), {})
+                sel = nz_all[(nz_all.train_snr == a) & (nz_all.test_snr == b)]
+                if sel.empty:
+                    continue
+                snrs_seen.update({a, b})
+                label = f"train {a:g} → test {b:g} dB"
+                noisy = Row(features, label, "noisy", "noisy", pr.get("noisy"), aggregate(sel, metric, details),
+                            snr_value=b, train_snr=a)
+                rows.append(noisy)
+                avg_sel.setdefault("none", []).append(sel)
+                for e in enhancers:
+                    en = _conds(d, proto, noise, "enhanced", e)
+                    en = en[(en.train_snr == a) & (en.test_snr == b)]
+                    avg_sel.setdefault(e, []).append(en)
+                    _add_enhanced(rows, features, label, clean, noisy, e, aggregate(en, metric, details),
+                                  pr.get("enhanced"), b, a, metric=metric)
+            grid = set(paper_rows)
+            if avg_sel and {(r.train_snr, r.test_snr) for s in avg_sel["none"] for r in s.itertuples()} == grid:
+                avg = pv.get("average", {})
+                noisy = Row(features, "average", "noisy", "noisy", avg.get("noisy"),
+                            aggregate(pd.concat(avg_sel["none"]), metric, details))
+                rows.append(noisy)
+                for e in enhancers:
+                    _add_enhanced(rows, features, "average", clean, noisy, e,
+                                  aggregate(pd.concat(avg_sel[e]), metric, details), avg.get("enhanced"), None,
+                                  metric=metric)
+    if not rows:
+        return None
+    why = comparability(paper, corpus, dataset, facts)
+    for r in rows:
+        if not why and r.paper is not None and r.ours.value is not None and not r.paper_other_snrs:
+            r.delta = r.ours.value - r.paper
+    t = PaperTable(id=spec["id"], label=spec["label"], caption=spec["caption"], corpus=corpus, dataset=dataset,
+                   noise=noise, metric=metric, rows=rows, comparable=not why, not_differenced=why)
+    if any(r.paper_other_snrs for r in rows):
+        t.not_differenced.append("the paper's means are over its six SNRs (-5 to 20 dB) and ours over "
+                                 f"{', '.join(f'{s:g}' for s in sorted(snrs_seen))} dB, so the means are not "
+                                 "differenced; run all six SNRs to compare them.")
+    t.runs = [{"run_id": r} for r in sorted({x for row in rows for x in row.ours.runs})]
+    t.snrs = sorted(snrs_seen)
+    t.curves = per_snr_curves
+    t.enhancers = _order_enhancers(enh_seen, paper)
+    return t
+
+
+def _mean_of(per_snr: dict[str, float], snrs: list[float]) -> float | None:
+    vals = [per_snr.get(f"{s:g}") for s in snrs]
+    return float(np.mean(vals)) if vals and all(v is not None for v in vals) else None
+
+
 def paper_view(results: pd.DataFrame, runs: pd.DataFrame | None = None, paper: dict | None = None,
-               dataset_notes: dict[str, list[str]] | None = None) -> list[PaperTable]:  # fmt: skip
-    """Every paper table for which we have results, in the paper's order."""
+               dataset_notes: dict[str, list[str]] | None = None, details: dict[int, Any] | None = None,
+               facts: dict[str, CorpusFacts] | None = None, enhancer_descriptions: dict[str, str] | None = None,
+               figures: bool = False) -> list[PaperTable]:  # fmt: skip
+    """Tables 2-6 of the paper beside ours, for every dataset that plays one of its corpora."""
     paper = paper or load_paper_tables()
     dataset_notes = dataset_notes or {}
+    facts = facts or {}
     if results is None or results.empty:
         return []
     res = results[results.kind == "ser"] if "kind" in results else results
     res = latest(res)
+    by_corpus: dict[str, list[str]] = {}
+    for ds, info in paper["datasets"].items():
+        by_corpus.setdefault(info["corpus"], []).append(ds)
     out: list[PaperTable] = []
     for spec in paper["tables"]:
-        # a clean-protocol run is the mismatched tables' clean column (train clean, test clean)
-        protocols = {spec["protocol"]} | ({"clean"} if spec["protocol"] == "mismatched" else set())
-        for ds in spec["datasets"]:
-            d = res[(res.dataset == ds) & res.protocol.isin(protocols) & (res.metric == spec["metric"])
-                    & res.ser_model.isin(list(spec["ser_models"]))]  # fmt: skip
-            if d.empty:
-                continue
-            noises = sorted(set(d.noise) - {"-"}) or ["-"]
-            for noise in noises:
-                t = build_table(spec, ds, noise, res, paper)
-                enh = sorted(set(d[d.noise == noise].enhancer) - {"none"})
-                t.notes = table_notes(spec, ds, paper, dataset_notes, enh)
-                if runs is not None and not runs.empty:
-                    info = runs.set_index("id")
-                    t.runs = [{"run_id": r["run_id"], "wall_s": _float(info.at[r["run_id"], "wall_s"]),
-                               "status": str(info.at[r["run_id"], "status"])}
-                              for r in t.runs if r["run_id"] in info.index]  # fmt: skip
-                out.append(t)
+        if spec["kind"] == "corpora":
+            continue
+        for corpus in spec["values"]:
+            for ds in by_corpus.get(corpus, []):
+                d = res[(res.dataset == ds) & (res.protocol == spec["protocol"])]
+                for noise in sorted(set(d.noise) - {"-"}):
+                    t = build_table(spec, corpus, ds, noise, res, paper, details, facts.get(ds))
+                    if t is None:
+                        continue
+                    t.notes = data_notes(paper, corpus, ds, facts.get(ds), noise, t.enhancers, t.snrs,
+                                         dataset_notes.get(ds, []), enhancer_descriptions, _paper_snrs(spec, corpus))
+                    if runs is not None and not runs.empty:
+                        info = runs.set_index("id")
+                        t.runs = [{"run_id": r["run_id"], "wall_s": _float(info.at[r["run_id"], "wall_s"]),
+                                   "status": str(info.at[r["run_id"], "status"])}
+                                  for r in t.runs if r["run_id"] in info.index]  # fmt: skip
+                    if figures:
+                        t.figures = figures_of(t)
+                    out.append(t)
     return out
+
+
+def _paper_snrs(spec: dict, corpus: str) -> list[float] | None:
+    """The SNRs of a paper table when they are not the paper's usual six (Table 6: 5, 10, 15 dB)."""
+    if spec["kind"] != "multi_snr":
+        return None
+    rows = next(iter(spec["values"][corpus].values()))["rows"]
+    return sorted({float(r[k]) for r in rows for k in ("train_snr", "test_snr")})
 
 
 def _float(v: Any) -> float | None:
@@ -215,8 +481,53 @@ def _float(v: Any) -> float | None:
     return None if math.isnan(f) else f
 
 
+# ----------------------------------------------------------------------------- facts from the store
+
+
+def corpus_facts(store: Any, results: pd.DataFrame, datasets: list[str]) -> dict[str, CorpusFacts]:
+    """Classes, utterances, speakers (and for regression the test recordings and duration) of our
+    latest clean cells per dataset, read from their stored predictions."""
+    cells = store.cells_frame()
+    out: dict[str, CorpusFacts] = {}
+    if cells.empty:
+        return out
+    cells = cells[(cells.kind == "ser") & (cells.status == "done") & (cells.train_condition == "clean")
+                  & (cells.test_condition == "clean")]  # fmt: skip
+    for ds in datasets:
+        c = cells[cells.dataset == ds]
+        if c.empty:
+            continue
+        c = c[c.run_id == c.run_id.max()]
+        c = c[c.ser_model == sorted(set(c.ser_model))[0]]
+        classes: set[str] = set()
+        utts: set[str] = set()
+        frames = 0
+        regression = False
+        for r in c.itertuples():
+            try:
+                rows = json.loads(r.predictions_json or "[]")
+            except (TypeError, ValueError):
+                continue
+            for row in rows:
+                if not isinstance(row, list) or len(row) != 3:
+                    continue
+                utts.add(str(row[0]))
+                if isinstance(row[1], str):
+                    classes.add(row[1])
+                elif isinstance(row[1], (int, float)):
+                    regression = True
+                    frames += int(row[1])
+        if not utts:
+            continue
+        if regression:
+            out[ds] = CorpusFacts(test_recordings=len(utts), test_seconds=frames * HOP_S)
+        else:
+            out[ds] = CorpusFacts(classes=sorted(classes), n_utterances=len(utts), n_speakers=len(set(c.fold)))
+    return out
+
+
 def detect_dataset_notes(runs: pd.DataFrame, datasets: list[str]) -> dict[str, list[str]]:
-    """Each dataset plugin's ``notes`` (e.g. "degraded copy") for the options of its latest run.
+    """Each dataset plugin's ``notes`` (e.g. "possibly degraded copy") for its latest run's options.
 
     Best effort: lists the corpus again (header reads only); a corpus that is not on this
     machine, or a plugin that fails, just gives no note.
@@ -235,23 +546,109 @@ def detect_dataset_notes(runs: pd.DataFrame, datasets: list[str]) -> dict[str, l
                 continue
             if ds not in cfg.get("datasets", []):
                 continue
-            opts = cfg.get("options", {}).get(ds, {})
-            notes = []
             try:
-                plugin = reg.create("dataset", ds, opts)
-                utts = plugin.utterances()
-                classes = sorted({u.label for u in utts if isinstance(u.label, str)})
-                desc = f"{ds}: {len(utts)} utterances, {len({u.speaker for u in utts})} speakers"
-                if classes:
-                    desc += f", classes {', '.join(classes)}"
-                notes.append(f"Data used ({desc}; run {run['id']} options {json.dumps(opts, sort_keys=True)}).")
-                if getattr(plugin, "notes", ""):
-                    notes.append(f"{ds}: {plugin.notes}")
+                plugin = reg.create("dataset", ds, cfg.get("options", {}).get(ds, {}))
+                plugin.utterances()
+                out[ds] = [f"{ds}: {plugin.notes}"] if getattr(plugin, "notes", "") else []
             except Exception:  # the corpus is elsewhere, or the plugin is missing: no note
-                pass
-            out[ds] = notes
+                out[ds] = []
             break
     return out
+
+
+def enhancer_descriptions(names: set[str]) -> dict[str, str]:
+    from ..plugins import default_registry
+
+    reg = default_registry()
+    out = {}
+    for n in names:
+        try:
+            out[n] = reg.entry("enhancer", n).description
+        except Exception:  # an enhancer no longer installed
+            pass
+    return out
+
+
+# ----------------------------------------------------------------------------- figures
+
+#: colours per condition (ours solid with its interval band, the paper's dashed in the same colour)
+CONDITION_COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e"]
+SHADES = [["#6baed6", "#2171b5", "#08306b"], ["#fb6a4a", "#cb181d", "#67000d"], ["#74c476", "#238b45", "#00441b"]]
+
+
+def _stored(v: float | None, metric: str) -> float | None:
+    """Paper units -> the figures API's stored units (UAR as a fraction)."""
+    return None if v is None else v / _scale(metric)
+
+
+def _paper_name(kind: str) -> str:
+    return "enhanced, ResNet" if kind == "enhanced" else kind
+
+
+def figures_of(t: PaperTable) -> list[str]:
+    """One SVG per feature set: ours (95 % bands) against the paper's values, per SNR and condition."""
+    from .figures import Reference, Series, snr_figure
+
+    m = t.metric
+    out = []
+    for features in dict.fromkeys(r.features for r in t.rows):
+        rows = [r for r in t.rows if r.features == features]
+        clean = next(r for r in rows if r.kind == "clean")
+        refs = []
+        if clean.ours.value is not None:
+            refs.append(Reference("clean (ours)", _stored(clean.ours.value, m), _stored(clean.ours.lo, m),
+                                  _stored(clean.ours.hi, m), style="solid", color="#555555"))
+        if clean.paper is not None:
+            refs.append(Reference("clean (paper)", _stored(clean.paper, m), style="dashed", color="#555555"))
+        series: list[Series] = []
+        drawn: set = set()
+        conds = list(dict.fromkeys(r.condition for r in rows if r.kind != "clean"))
+        if t.curves.get(features):  # a table of means: ours per SNR, the paper's means as lines
+            for i, cond in enumerate(conds):
+                color = CONDITION_COLORS[i % len(CONDITION_COLORS)]
+                pts = t.curves[features].get(cond, [])
+                series.append(Series(f"{cond} (ours)", [s for s, _ in pts], [_stored(o.value, m) for _, o in pts],
+                                     [_stored(o.lo, m) for _, o in pts], [_stored(o.hi, m) for _, o in pts],
+                                     color=color))
+                mean_row = next(r for r in rows if r.condition == cond)
+                if mean_row.paper is not None and mean_row.kind not in drawn:  # the paper's enhanced: once
+                    drawn.add(mean_row.kind)
+                    refs.append(Reference(f"{_paper_name(mean_row.kind)}, mean (paper)", _stored(mean_row.paper, m),
+                                          style="dotted", color=color))
+            title = f"{t.label} · {t.corpus} ({t.dataset}) · {features}: ours per SNR, the paper's means"
+        else:
+            groups: dict[tuple[str, float | None], list[Row]] = {}
+            for r in rows:
+                if r.kind != "clean" and r.snr_value is not None:
+                    groups.setdefault((r.condition, r.train_snr), []).append(r)
+            trains = sorted({tr for _, tr in groups if tr is not None})
+            for i, ((cond, train), g) in enumerate(groups.items()):
+                if train is None:
+                    color = CONDITION_COLORS[conds.index(cond) % len(CONDITION_COLORS)]
+                else:  # multi-SNR: blues for noisy, reds/greens for enhanced; darker = higher train SNR
+                    shades = SHADES[min(conds.index(cond), len(SHADES) - 1)]
+                    color = shades[min(trains.index(train), len(shades) - 1)]
+                name = cond if train is None else f"{cond}, train {train:g} dB"
+                x = [r.snr_value for r in g]
+                series.append(Series(f"{name} (ours)", x, [_stored(r.ours.value, m) for r in g],
+                                     [_stored(r.ours.lo, m) for r in g], [_stored(r.ours.hi, m) for r in g],
+                                     color=color))
+                kind = g[0].kind
+                if (kind, train) not in drawn and any(r.paper is not None for r in g):  # the paper's enhanced: once
+                    drawn.add((kind, train))
+                    pname = _paper_name(kind) + ("" if train is None else f", train {train:g} dB")
+                    series.append(Series(f"{pname} (paper)", x, [_stored(r.paper, m) for r in g], style="dashed",
+                                         color=color, marker="s"))
+            title = f"{t.label} · {t.corpus} ({t.dataset}) · {features}"
+        xlabel = "test SNR (dB)" if t.id == "table6" else "SNR (dB)"
+        svg = snr_figure(series, metric=m, title=title, references=refs, xlabel=xlabel, size=(6.2, 3.0),
+                         css_class="chart paper-figure")
+        if svg:
+            out.append(svg)
+    return out
+
+
+# ----------------------------------------------------------------------------- HTML
 
 
 def render(tables: list[PaperTable], paper: dict | None = None) -> str:
@@ -260,22 +657,63 @@ def render(tables: list[PaperTable], paper: dict | None = None) -> str:
 
     paper = paper or load_paper_tables()
     env = environment()  # autoescaped; no "-0.0" in the cells
-    return env.get_template("paper.html").render(tables=tables, source=paper.get("source", {}))
+    env.filters["share"] = fmt_share
+    return env.get_template("paper.html").render(tables=tables, source=paper["source"])
+
+
+def tables_from_store(store: Any, figures: bool = False) -> list[PaperTable]:
+    """The paper view of everything in ``store`` ([] when no paper corpus has results)."""
+    results = store.results_frame()
+    if results.empty:
+        return []
+    results = results[results.kind == "ser"]
+    paper = load_paper_tables()
+    present = sorted(set(paper["datasets"]) & set(results.dataset))
+    if not present:
+        return []
+    runs = store.runs_frame()
+    from .ci import details_by_cell
+
+    res = latest(results[results.dataset.isin(present)])
+    details = details_by_cell(store, {int(c) for c in res.cell_id})
+    return paper_view(res, runs, paper, detect_dataset_notes(runs, present), details,
+                      corpus_facts(store, res, present), enhancer_descriptions(set(res.enhancer) - {"none"}),
+                      figures=figures)  # fmt: skip
+
+
+def text(tables: list[PaperTable]) -> str:
+    """The tables as plain text (``bench paper`` prints them after the run)."""
+    src = load_paper_tables()["source"]
+    lines: list[str] = [f"The paper: {src['citation']}", f"Its noise: {src['noise']}. Its enhancer: {src['enhancer']}.",
+                        "Ours: mean over folds, 95 % bootstrap CI; Δ = ours - paper; gap = (enhanced - noisy) / "
+                        "(clean - noisy).", ""]
+    head = ["features", "SNR", "condition", "paper", "ours", "95 % CI", "Δ", "gap paper", "gap ours"]
+    for t in tables:
+        ds = f" (ours: {t.dataset})" if t.dataset.lower() != t.corpus.lower() else ""
+        lines.append(f"{t.label} · {t.corpus}{ds} · noise {t.noise}")
+        if t.not_differenced:
+            lines.append("  not differenced: " + " ".join(t.not_differenced))
+        for n in t.notes:
+            lines.append(f"  - {n}")
+        body = [head]
+        for r in t.rows:
+            ci = f"[{t.fmt(r.ours.lo)}, {t.fmt(r.ours.hi)}]" if r.ours.lo is not None else ""
+            enh = r.kind == "enhanced"
+            body.append([r.features, r.snr, r.condition, t.fmt_paper(r.paper),
+                         t.fmt(r.ours.value), ci, t.fmt(r.delta, True) if r.delta is not None else "",
+                         fmt_share(r.gap_paper) if enh else "", fmt_share(r.gap_ours) if enh else ""])
+        widths = [max(len(row[k]) for row in body) for k in range(len(head))]
+        for row in body:
+            lines.append("  " + "  ".join(c.ljust(w) if k < 3 else c.rjust(w) for k, (c, w) in
+                                          enumerate(zip(row, widths))).rstrip())
+        lines.append("")
+    return "\n".join(lines)
 
 
 def section(store: Any) -> dict[str, str] | None:
     """The report section (``harness.report.build`` calls it): None when no paper corpus has results."""
-    results = store.results_frame()
-    if results.empty:
-        return None
-    runs = store.runs_frame()
-    paper = load_paper_tables()
-    wanted = {ds for spec in paper["tables"] for ds in spec["datasets"]}
-    present = sorted(wanted & set(results.dataset))
-    if not present:
-        return None
-    tables = paper_view(results, runs, paper, detect_dataset_notes(runs, present))
+    tables = tables_from_store(store, figures=True)
     if not tables:
         return None
-    return {"title": "Paper view: our results beside Triantafyllopoulos et al. (Interspeech 2019)",
-            "html": render(tables, paper)}
+    return {"title": "The paper's tables beside ours: Triantafyllopoulos et al. (Interspeech 2019)",
+            "html": render(tables)}
