@@ -8,7 +8,7 @@ Everything is escaped (Jinja2 autoescape); data is embedded as JSON with ``<`` e
 from __future__ import annotations
 
 import json
-import shutil
+import os
 import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -207,7 +207,7 @@ def collect(store: Store) -> dict[str, Any]:
 
 
 def build_report(store: Store, out: Path) -> Path:
-    """Write ``out/index.html`` (rebuilt from scratch in a temp dir, then moved into place)."""
+    """Write ``out/index.html`` atomically; nothing else in ``out`` is touched."""
     data = collect(store)
     env = Environment(loader=PackageLoader("harness", "report/templates"), autoescape=select_autoescape(["html"]),
                       undefined=StrictUndefined)
@@ -228,12 +228,17 @@ def build_report(store: Store, out: Path) -> Path:
         extra_sections=_extra_sections(store),
     )
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".report-", dir=out.parent))
-    (tmp / "index.html").write_text(html, encoding="utf-8")
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
+    out.mkdir(parents=True, exist_ok=True)
+    # only index.html is ours: write it beside whatever the folder holds (never delete a thing),
+    # via a temporary file in the same folder so a reader never sees half a page
+    fd, tmp = tempfile.mkstemp(prefix=".index-", suffix=".html.tmp", dir=out)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(html)
+        os.replace(tmp, out / "index.html")
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return out / "index.html"
 
 

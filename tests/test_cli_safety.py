@@ -1,0 +1,63 @@
+"""The CLI never destroys what it did not create, and its errors are one line naming the fix."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from harness.cli import cli
+from harness.db import Store
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(cli, list(args))
+
+
+def _stored_run(store: Store) -> int:
+    rid = store.start_run(config_json="{}", config_hash="h", protocol="clean", name=None, code_version="t",
+                          plugins={}, env={}, seed=0, snr_definition="s", n_cells=1)
+    store.record_cell(rid, "k", dict(dataset="d", ser_model="m", enhancer="none", noise="-", protocol="clean",
+                                     train_condition="clean", train_snr=None, test_condition="clean", test_snr=None,
+                                     fold="f"), status="done", metrics={"uar": 0.5}, seed=7)
+    store.finish_run(rid, "done", wall_s=1.5)
+    return rid
+
+
+# ----------------------------------------------------------------------------- bench report --out
+
+
+def test_report_out_keeps_existing_files(tmp_path):
+    _stored_run(Store())
+    out = tmp_path / "sub"
+    out.mkdir()
+    (out / "x.txt").write_text("mine")
+    (out / "index.html").write_text("old report")
+    r = invoke("report", "--out", str(out))
+    assert r.exit_code == 0, r.output
+    assert (out / "x.txt").read_text() == "mine"
+    assert "ser-bench leaderboard" in (out / "index.html").read_text()
+    assert sorted(p.name for p in out.iterdir()) == ["index.html", "x.txt"]  # no temp file left behind
+
+
+def test_report_out_dot_keeps_the_working_directory(tmp_path, monkeypatch):
+    cwd = tmp_path / "checkout"
+    (cwd / "harness").mkdir(parents=True)
+    (cwd / "harness" / "code.py").write_text("x = 1\n")
+    (cwd / "README.md").write_text("readme")
+    monkeypatch.chdir(cwd)
+    _stored_run(Store(str(cwd / "registry.db")))
+    before = {p.relative_to(cwd) for p in cwd.rglob("*")}
+    r = invoke("report", "--out", ".", "--db", str(cwd / "registry.db"))
+    assert r.exit_code == 0, r.output
+    after = {p.relative_to(cwd) for p in cwd.rglob("*")}
+    assert before <= after and (cwd / "harness" / "code.py").read_text() == "x = 1\n"
+    assert after - before == {Path("index.html")}
+    assert Store(str(cwd / "registry.db")).count("results") == 1
