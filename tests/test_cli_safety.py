@@ -61,3 +61,34 @@ def test_report_out_dot_keeps_the_working_directory(tmp_path, monkeypatch):
     assert before <= after and (cwd / "harness" / "code.py").read_text() == "x = 1\n"
     assert after - before == {Path("index.html")}
     assert Store(str(cwd / "registry.db")).count("results") == 1
+
+
+# ----------------------------------------------------------------------------- --db postgresql+psycopg://
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _one_line_error(r) -> str:
+    assert r.exit_code == 1 and isinstance(r.exception, SystemExit), (r.exception, r.output)
+    lines = r.output.strip().splitlines()
+    assert len(lines) == 1, r.output
+    return lines[0]
+
+
+def test_postgres_without_the_driver_is_one_line_naming_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # `import psycopg` now raises ModuleNotFoundError
+    for args in (["runs", "list"], ["report"], ["run", "clean", "-q"]):
+        line = _one_line_error(invoke(*args, "--db", "postgresql+psycopg://u@127.0.0.1/bench"))
+        assert "psycopg is not installed" in line and "pip install 'ser-bench[postgres]'" in line
+
+
+def test_postgres_unreachable_is_one_line_naming_server_and_url():
+    pytest.importorskip("psycopg", reason="psycopg not installed (pip install 'ser-bench[postgres]')")
+    port = _free_port()
+    line = _one_line_error(invoke("runs", "list", "--db", f"postgresql+psycopg://u:secret@127.0.0.1:{port}/bench"))
+    assert f"127.0.0.1:{port}" in line and "cannot connect" in line and "Connection refused" in line
+    assert "check that the server is running" in line and "secret" not in line  # the password is never printed

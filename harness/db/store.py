@@ -17,14 +17,22 @@ from typing import Any
 
 import pandas as pd
 from sqlalchemy import create_engine, delete, event, func, select, update
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session
+
+from ..errors import BenchError
 
 from .migrations import exclusive, migrate
 from .schema import Cell, Result, Run, UtteranceNote
 
 DEFAULT_DB = "registry.db"
+#: database driver module -> the extra that installs it
+DRIVER_EXTRAS = {"psycopg": "postgres", "psycopg2": "postgres"}
+
+
+class DatabaseError(BenchError):
+    """The results database cannot be opened: a missing driver, a wrong URL, an unreachable server."""
 
 
 def default_db_url(db: str | None = None) -> str:
@@ -55,12 +63,45 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
+def _shown(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
+
+
+def open_engine(url: str) -> Engine:
+    """``make_engine`` whose failures a user can act on are :class:`DatabaseError` (one line, the fix):
+    the database driver is not installed, the URL is malformed, or (server databases) the server
+    cannot be reached. A server database is connected to once here, so a bad URL fails up front."""
+    try:
+        engine = make_engine(url)
+    except ModuleNotFoundError as exc:
+        mod = (exc.name or "").split(".")[0]
+        fix = (f"pip install 'ser-bench[{DRIVER_EXTRAS[mod]}]'" if mod in DRIVER_EXTRAS
+               else f"pip install {mod}" if mod else "install the database driver")
+        raise DatabaseError(f"--db {_shown(url)}: the database driver {mod or exc} is not installed; "
+                            f"run {fix}") from None
+    except (NoSuchModuleError, ArgumentError) as exc:
+        raise DatabaseError(f"--db {_shown(url)}: not a database URL SQLAlchemy knows ({exc}); give a file "
+                            "path or a URL like postgresql+psycopg://user@host/dbname") from None
+    if engine.dialect.name != "sqlite":
+        try:
+            with engine.connect():
+                pass
+        except DBAPIError as exc:
+            reason = " ".join(str(exc.orig or exc).split())
+            raise DatabaseError(f"--db {_shown(url)}: cannot connect ({reason}); check that the server is running "
+                                "and the URL's user, host, port and database name") from None
+    return engine
+
+
 class Store:
     """Typed read/write access to runs, cells and results."""
 
     def __init__(self, url: str | None = None, *, auto_migrate: bool = True) -> None:
         self.url = default_db_url(url)
-        self.engine = make_engine(self.url)
+        self.engine = open_engine(self.url)
         if auto_migrate:
             self._retry(lambda: migrate(self.engine))
 
