@@ -137,6 +137,8 @@ def run(protocol, suite, datasets, ser_models, enhancers, noise_sources, snrs, t
     if opts:
         over["options"] = opts
     config = make_config(merge(base, over), source=suite or "command line")
+    if config.quality:
+        _require_quality_extra()
     from .db import Store
     from .runner import plan, run as run_protocol
     from .plugins import default_registry
@@ -162,6 +164,25 @@ def run(protocol, suite, datasets, ser_models, enhancers, noise_sources, snrs, t
         click.echo(f"  failed: {f}", err=True)
     if summary.n_failed:
         raise SystemExit(1)
+
+
+def _require_quality_extra() -> None:
+    """--quality needs PESQ and STOI: fail before any work rather than store runs without them."""
+    import importlib
+
+    missing = []
+    for mod in QUALITY_MODULES:
+        try:
+            importlib.import_module(mod)
+        except ImportError:
+            missing.append(mod)
+    if missing:
+        raise click.ClickException(f"--quality needs {' and '.join(missing)} (PESQ / STOI), which are not installed; "
+                                   "run pip install 'ser-bench[quality]', or drop --quality")
+
+
+#: the modules of the [quality] extra that --quality measures with
+QUALITY_MODULES = ("pesq", "pystoi")
 
 
 @cli.command()

@@ -92,3 +92,15 @@ def test_postgres_unreachable_is_one_line_naming_server_and_url():
     line = _one_line_error(invoke("runs", "list", "--db", f"postgresql+psycopg://u:secret@127.0.0.1:{port}/bench"))
     assert f"127.0.0.1:{port}" in line and "cannot connect" in line and "Connection refused" in line
     assert "check that the server is running" in line and "secret" not in line  # the password is never printed
+
+
+# ----------------------------------------------------------------------------- --quality without the extra
+
+
+@pytest.mark.parametrize("missing", ["pesq", "pystoi"])
+def test_quality_without_the_extra_fails_before_any_work(monkeypatch, missing):
+    monkeypatch.setitem(sys.modules, missing, None)  # as if `pip install 'ser-bench[quality]'` never ran
+    r = invoke("run", "mismatched", "--quality", "--snr", "0", "-o", "synthetic.per_class=2", "-j", "1", "-q")
+    line = _one_line_error(r)
+    assert missing in line and "pip install 'ser-bench[quality]'" in line
+    assert Store().count("runs") == 0 and not Path(os.environ["BENCH_CACHE"]).exists()  # nothing computed
