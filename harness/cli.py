@@ -267,7 +267,7 @@ def runs_show(run_id, db) -> None:
     if row.empty:
         raise click.ClickException(f"no run {run_id}; `bench runs list` shows the runs")
     r = row.iloc[0]
-    click.echo(json.dumps({k: (json.loads(r[k]) if k.endswith("_json") else str(r[k])) for k in df.columns}, indent=2))
+    click.echo(json.dumps({k: (json.loads(r[k]) if k.endswith("_json") else _plain(r[k])) for k in df.columns}, indent=2))
     cells = store.cells_frame([run_id])
     for c in cells[cells.status == "failed"].itertuples():
         click.echo(f"\nFAILED {c.ser_model} {c.train_condition}@{c.train_snr} -> {c.test_condition}@{c.test_snr} "
@@ -278,6 +278,17 @@ def runs_show(run_id, db) -> None:
     n_conv = int((notes.kind == "converted").sum())
     if n_conv:
         click.echo(f"\n{n_conv} utterance(s) converted on loading (downmix/resampling); see table utterance_notes")
+
+
+def _plain(v):  # noqa: ANN001, ANN202
+    """A pandas cell as its JSON value: numbers stay numbers, missing is null, times are ISO 8601."""
+    import pandas as pd
+
+    if v is None or (not isinstance(v, str) and pd.isna(v)):
+        return None
+    if isinstance(v, pd.Timestamp):
+        return v.isoformat()
+    return v.item() if hasattr(v, "item") else v
 
 
 @cli.group(name="db")

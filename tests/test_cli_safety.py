@@ -104,3 +104,17 @@ def test_quality_without_the_extra_fails_before_any_work(monkeypatch, missing):
     line = _one_line_error(r)
     assert missing in line and "pip install 'ser-bench[quality]'" in line
     assert Store().count("runs") == 0 and not Path(os.environ["BENCH_CACHE"]).exists()  # nothing computed
+
+
+# ----------------------------------------------------------------------------- bench runs show
+
+
+def test_runs_show_prints_real_types():
+    rid = _stored_run(Store())
+    r = invoke("runs", "show", str(rid))
+    assert r.exit_code == 0, r.output
+    shown = json.loads(r.output[: r.output.index("\n}") + 2])
+    assert shown["id"] == rid and shown["seed"] == 0 and shown["n_cells"] == 1 and shown["n_done"] == 1
+    assert shown["wall_s"] == 1.5 and shown["error"] is None and shown["name"] is None
+    assert shown["status"] == "done" and shown["config_json"] == {} and shown["plugins_json"] == {}
+    assert isinstance(shown["created_at"], str) and shown["created_at"][:2] == "20"
