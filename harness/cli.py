@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import click
@@ -60,9 +62,11 @@ def cli() -> None:
 @click.option("--snr", "snrs", multiple=True, type=float, help="SNR in dB (repeatable). Default: -5 0 5 10 15 20.")
 @click.option("--train-snr", "train_snrs", multiple=True, type=float, help="multi-snr: training SNRs (default: --snr).")
 @click.option("--test-snr", "test_snrs", multiple=True, type=float, help="multi-snr: test SNRs (default: --snr).")
-@click.option("--cv", type=click.Choice(["auto", "loso", "partition"]),
-              help="Folds: leave-one-speaker-out (loso) or official train/dev/test partitions; auto (default): "
-                   "partitions when the dataset has them.")
+@click.option("--cv", type=click.Choice(["auto", "loso", "partition", "group-kfold"]),
+              help="Folds: leave-one-speaker-out (loso), official train/dev/test partitions, or group-kfold "
+                   "(--cv-folds folds of whole speakers, balanced by emotion: for corpora whose speakers each "
+                   "have one emotion); auto (default): partitions when the dataset has them, else loso.")
+@click.option("--cv-folds", type=click.IntRange(min=2), default=None, help="Folds of --cv group-kfold (default 5).")
 @click.option("--seed", type=int, help="Run seed (mixing, model seeds). Default 0.")
 @click.option("--option", "-o", "options", multiple=True, metavar="PLUGIN.KEY=VALUE",
               help="Plugin option, e.g. -o wiener.gain_floor_db=-20 (value parsed as JSON if possible).")
@@ -88,7 +92,7 @@ def cli() -> None:
 @click.option("--dry-run", is_flag=True, help="Print the cells and their count; compute nothing.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @db_option
-def run(protocol, suite, datasets, ser_models, enhancers, noise_sources, snrs, train_snrs, test_snrs, cv, seed,
+def run(protocol, suite, datasets, ser_models, enhancers, noise_sources, snrs, train_snrs, test_snrs, cv, cv_folds, seed,
         options, data_roots, jobs, executor, scheduler, on_bad_audio, cache_dir, quality, dry_run, quiet,
         db) -> None:
     """Run a PROTOCOL (clean | matched | mismatched | multi-snr) and store every result.
@@ -117,6 +121,8 @@ def run(protocol, suite, datasets, ser_models, enhancers, noise_sources, snrs, t
         over["enhancers"] = ["none"] + [e for e in enhancers if e != "none"]
     if cv:
         over["cv"] = cv
+    if cv_folds:
+        over["cv_folds"] = cv_folds
     if seed is not None:
         over["seed"] = seed
     if quality:
@@ -154,8 +160,20 @@ def run(protocol, suite, datasets, ser_models, enhancers, noise_sources, snrs, t
             click.echo(f"+ {len(quality_cells(config))} quality cells (noisy / enhanced x SNR x noise x dataset)")
         return
     store = Store(db)
-    summary = run_protocol(config, store=store, executor=executor, jobs=jobs, scheduler=scheduler, cache_dir=cache_dir,
-                           progress=not quiet and sys.stderr.isatty(), echo=click.echo)
+    # SIGTERM (kill, a job scheduler's stop) would end the process on the spot, leaving the run
+    # "running" forever: raise it as an interrupt instead, so the runner records the run interrupted
+    main = threading.current_thread() is threading.main_thread()  # handlers can only be set there
+    previous = signal.signal(signal.SIGTERM, _interrupt) if main else None
+    try:
+        summary = run_protocol(config, store=store, executor=executor, jobs=jobs, scheduler=scheduler,
+                               cache_dir=cache_dir, progress=not quiet and sys.stderr.isatty(), echo=click.echo)
+    except KeyboardInterrupt as exc:
+        click.echo(f"interrupted ({exc or 'Ctrl-C'}): the run is marked interrupted in {store.url}; re-run the same "
+                   "command to resume", err=True)
+        raise SystemExit(130) from None
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)
     click.echo(
         f"run {summary.run_id}: {summary.n_done} computed, {summary.n_skipped} already stored, "
         f"{summary.n_failed} failed, {summary.wall_s:.1f} s -> {store.url}"
@@ -164,6 +182,10 @@ def run(protocol, suite, datasets, ser_models, enhancers, noise_sources, snrs, t
         click.echo(f"  failed: {f}", err=True)
     if summary.n_failed:
         raise SystemExit(1)
+
+
+def _interrupt(signum, frame) -> None:  # noqa: ANN001
+    raise KeyboardInterrupt(f"stopped by {signal.Signals(signum).name}")
 
 
 def _require_quality_extra() -> None:

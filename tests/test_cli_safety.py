@@ -118,3 +118,42 @@ def test_runs_show_prints_real_types():
     assert shown["wall_s"] == 1.5 and shown["error"] is None and shown["name"] is None
     assert shown["status"] == "done" and shown["config_json"] == {} and shown["plugins_json"] == {}
     assert isinstance(shown["created_at"], str) and shown["created_at"][:2] == "20"
+
+
+# ----------------------------------------------------------------------------- SIGTERM / Ctrl-C
+
+
+@pytest.mark.parametrize("jobs", ["2"])  # the default executor: a process pool
+def test_sigterm_mid_run_marks_the_run_interrupted(tmp_path, jobs):
+    import signal
+    import time
+
+    db = tmp_path / "r.db"
+    env = dict(os.environ, PYTHONPATH=str(ROOT), BENCH_DB=str(db), BENCH_CACHE=str(tmp_path / "cache"))
+    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", "mismatched", "-o", "synthetic.per_class=2",
+                             "-j", jobs, "-q"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and proc.poll() is None:  # wait until the run is under way
+            if db.exists() and Store(str(db)).count("runs") > 0:
+                break
+            time.sleep(0.2)
+        time.sleep(0.5)
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    store = Store(str(db))
+    run = store.runs_frame().iloc[0]
+    assert run.status == "interrupted" and "SIGTERM" in run.error and run.finished_at is not None
+    assert run.n_done < run.n_cells
+    r = invoke("runs", "list", "--db", str(db))
+    assert " interrupted " in r.output
+    r = invoke("report", "--out", str(tmp_path / "rep"), "--db", str(db))
+    html = (tmp_path / "rep" / "index.html").read_text()
+    assert "was interrupted" in html and "<td class=\"label\">interrupted</td>" in html

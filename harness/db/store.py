@@ -154,18 +154,36 @@ class Store:
             s.flush()
             return run.id
 
-    def finish_run(self, run_id: int, status: str, *, wall_s: float | None = None, error: str | None = None) -> None:
-        self._retry(lambda: self._finish_run(run_id, status, wall_s=wall_s, error=error))
+    def finish_run(self, run_id: int, status: str, *, wall_s: float | None = None, error: str | None = None,
+                   keys: Iterable[str] | None = None) -> None:
+        """Close a run: its status, wall time, error, and how many of its cells are done / failed.
 
-    def _finish_run(self, run_id: int, status: str, *, wall_s: float | None, error: str | None) -> None:
+        ``keys``: the cell keys of the run. A run's cells include those another run (or an earlier
+        attempt) already stored, so they are counted by key; without ``keys``, the cells this run
+        stored itself are counted.
+        """
+        keys = None if keys is None else list(keys)
+        self._retry(lambda: self._finish_run(run_id, status, wall_s=wall_s, error=error, keys=keys))
+
+    def _finish_run(self, run_id: int, status: str, *, wall_s: float | None, error: str | None,
+                    keys: list[str] | None) -> None:
         with Session(self.engine) as s, s.begin():
             run = s.get(Run, run_id)
             run.status = status
             run.finished_at = _now()
             run.wall_s = wall_s
             run.error = error
-            run.n_done = s.scalar(select(func.count()).select_from(Cell).where(Cell.run_id == run_id, Cell.status == "done")) or 0
-            run.n_failed = s.scalar(select(func.count()).select_from(Cell).where(Cell.run_id == run_id, Cell.status == "failed")) or 0
+            if keys is None:
+                counts = dict(s.execute(select(Cell.status, func.count()).where(Cell.run_id == run_id)
+                                        .group_by(Cell.status)).all())
+            else:
+                counts = {}
+                for i in range(0, len(keys), 500):
+                    for st, n in s.execute(select(Cell.status, func.count()).where(Cell.cell_key.in_(keys[i : i + 500]))
+                                           .group_by(Cell.status)).all():
+                        counts[st] = counts.get(st, 0) + n
+            run.n_done = counts.get("done", 0)
+            run.n_failed = counts.get("failed", 0)
 
     # ------------------------------------------------------------------ cells
     def existing(self, keys: Iterable[str]) -> dict[str, str]:
