@@ -11,6 +11,7 @@ import click
 
 from . import __version__
 from .errors import BenchError
+from .progress import switch as progress_switch
 
 DB_HELP = "Results database: a file path or SQLAlchemy URL (env BENCH_DB; default ./registry.db)."
 
@@ -90,7 +91,7 @@ def cli() -> None:
               help="Also measure enhancement quality and emotion preservation (PESQ, STOI, SI-SDR, F0/loudness "
                    "contour fidelity, eGeMAPS distance) of every noisy/enhanced condition; slower.")
 @click.option("--dry-run", is_flag=True, help="Print the cells and their count; compute nothing.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars (the plugins' own bars too).")
 @db_option
 def run(protocol, suite, datasets, ser_models, enhancers, noise_sources, snrs, train_snrs, test_snrs, cv, cv_folds, seed,
         options, data_roots, jobs, executor, scheduler, on_bad_audio, cache_dir, quality, dry_run, quiet,
@@ -164,9 +165,11 @@ def run(protocol, suite, datasets, ser_models, enhancers, noise_sources, snrs, t
     # "running" forever: raise it as an interrupt instead, so the runner records the run interrupted
     main = threading.current_thread() is threading.main_thread()  # handlers can only be set there
     previous = signal.signal(signal.SIGTERM, _interrupt) if main else None
+    progress = not quiet and sys.stderr.isatty()
     try:
-        summary = run_protocol(config, store=store, executor=executor, jobs=jobs, scheduler=scheduler,
-                               cache_dir=cache_dir, progress=not quiet and sys.stderr.isatty(), echo=click.echo)
+        with progress_switch(progress):  # one switch for every bar: ours, the plugins', libraries'
+            summary = run_protocol(config, store=store, executor=executor, jobs=jobs, scheduler=scheduler,
+                                   cache_dir=cache_dir, progress=progress, echo=click.echo)
     except KeyboardInterrupt as exc:
         click.echo(f"interrupted ({exc or 'Ctrl-C'}): the run is marked interrupted in {store.url}; re-run the same "
                    "command to resume", err=True)

@@ -655,6 +655,6 @@ def _fault_point(n_stored: int) -> None:
 
 
 def _bar(enabled: bool, total: int, desc: str):  # noqa: ANN202
-    from tqdm import tqdm
+    from .progress import bar
 
-    return tqdm(total=total, desc=desc, disable=not enabled, unit="it", leave=False, dynamic_ncols=True)
+    return bar(total=total, desc=desc, disable=not enabled, unit="it", leave=False, dynamic_ncols=True)

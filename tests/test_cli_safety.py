@@ -157,3 +157,36 @@ def test_sigterm_mid_run_marks_the_run_interrupted(tmp_path, jobs):
     r = invoke("report", "--out", str(tmp_path / "rep"), "--db", str(db))
     html = (tmp_path / "rep" / "index.html").read_text()
     assert "was interrupted" in html and "<td class=\"label\">interrupted</td>" in html
+
+
+# ----------------------------------------------------------------------------- -q: one switch for every bar
+
+
+def test_quiet_switch_silences_a_plugins_own_bar():
+    pytest.importorskip("torch")
+    from harness.progress import switch
+    from plugins.e2e.model import E2EArousalModel
+
+    model = E2EArousalModel()  # progress=True: its own training bar
+    before = dict(os.environ)
+    with switch(False):  # what `bench run -q` (or a non-terminal stderr) sets for the whole run
+        assert model._progress(3).disable
+        assert os.environ["TQDM_DISABLE"] == "1"  # library bars in the run's worker processes
+    assert dict(os.environ) == before
+    with switch(True):
+        assert not model._progress(3).disable
+    assert E2EArousalModel(progress=False)._progress(3).disable
+
+
+@pytest.mark.slow
+def test_bench_run_quiet_prints_no_bar_of_the_end_to_end_model(tmp_path):
+    pytest.importorskip("torch")
+    env = dict(os.environ, PYTHONPATH=str(ROOT), BENCH_DB=str(tmp_path / "r.db"), BENCH_CACHE=str(tmp_path / "c"))
+    env.pop("TQDM_DISABLE", None)
+    cmd = [sys.executable, "-m", "harness.cli", "run", "clean", "--ser-model", "e2e-cls", "-o", "e2e-cls.epochs=1",
+           "-o", "e2e-cls.hidden_size=8", "-o", "e2e-cls.n_filters=10", "-o", "synthetic.per_class=1",
+           "--cv", "group-kfold", "--cv-folds", "2", "-j", "1", "-q"]
+    p = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr
+    assert "2 computed" in p.stdout
+    assert "e2e-cls fit" not in p.stderr and "%|" not in p.stderr, p.stderr[-2000:]
