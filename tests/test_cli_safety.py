@@ -190,3 +190,8 @@ def test_bench_run_quiet_prints_no_bar_of_the_end_to_end_model(tmp_path):
     assert p.returncode == 0, p.stderr
     assert "2 computed" in p.stdout
     assert "e2e-cls fit" not in p.stderr and "%|" not in p.stderr, p.stderr[-2000:]
+
+
+def test_sqlite_file_in_a_missing_folder_is_one_line(tmp_path):
+    line = _one_line_error(invoke("runs", "list", "--db", str(tmp_path / "nowhere" / "r.db")))
+    assert f"the folder {tmp_path / 'nowhere'} does not exist" in line

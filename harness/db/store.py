@@ -73,7 +73,8 @@ def _shown(url: str) -> str:
 def open_engine(url: str) -> Engine:
     """``make_engine`` whose failures a user can act on are :class:`DatabaseError` (one line, the fix):
     the database driver is not installed, the URL is malformed, or (server databases) the server
-    cannot be reached. A server database is connected to once here, so a bad URL fails up front."""
+    cannot be reached (or a SQLite file's folder does not exist). A server database is connected
+    to once here, so a bad URL fails up front."""
     try:
         engine = make_engine(url)
     except ModuleNotFoundError as exc:
@@ -85,7 +86,11 @@ def open_engine(url: str) -> Engine:
     except (NoSuchModuleError, ArgumentError) as exc:
         raise DatabaseError(f"--db {_shown(url)}: not a database URL SQLAlchemy knows ({exc}); give a file "
                             "path or a URL like postgresql+psycopg://user@host/dbname") from None
-    if engine.dialect.name != "sqlite":
+    if engine.dialect.name == "sqlite":
+        db = engine.url.database
+        if db and db != ":memory:" and not Path(db).parent.is_dir():
+            raise DatabaseError(f"--db {db}: the folder {Path(db).parent} does not exist; create it or give another path")
+    else:
         try:
             with engine.connect():
                 pass
