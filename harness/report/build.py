@@ -275,8 +275,8 @@ def run_notes(runs: pd.DataFrame) -> list[str]:
             notes.append(f"Run {r.id} ({r.protocol}) was interrupted ({r.error or 'stopped'}) after {r.n_done} of "
                          f"{r.n_cells} cells: its tables are incomplete; re-run the same command to resume it.")
         elif r.status == "running":
-            notes.append(f"Run {r.id} ({r.protocol}) is still running, or its process was killed: "
-                         f"{r.n_done} of {r.n_cells} cells counted so far.")
+            notes.append(f"Run {r.id} ({r.protocol}) is still running, or its process was killed (SIGKILL, a "
+                         "crash): its tables are incomplete; re-run the same command to resume it.")
     return notes
 
 

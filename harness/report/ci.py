@@ -86,8 +86,14 @@ def _dedupe(details: list[FoldDetail]) -> list[FoldDetail]:
     """One detail per fold, in fold order. Where two cells share a fold (runs of different
     configs), the choice depends on their content only, never on storage order, so the same
     results give the same intervals in any registry."""
-    ordered = sorted(details, key=lambda d: (d.fold, json.dumps([d.ids, d.y_true, d.y_pred, d.scores], default=str)))
-    return list({d.fold: d for d in ordered}.values())
+    by_fold: dict[str, list[FoldDetail]] = {}
+    for d in details:
+        by_fold.setdefault(d.fold, []).append(d)
+    return [g[0] if len(g) == 1 else max(g, key=_content) for _, g in sorted(by_fold.items())]
+
+
+def _content(d: FoldDetail) -> str:
+    return json.dumps([d.ids, d.y_true, d.y_pred, d.scores], default=str)
 
 
 def bootstrap_ci(details: list[FoldDetail], *, n_boot: int = N_BOOT, alpha: float = ALPHA,
@@ -210,7 +216,6 @@ def annotate(tables: list[Any], store: Any, *, n_boot: int = N_BOOT) -> None:
                     base = [details[c] for c in sorted(getattr(nv, "cell_ids", [])) if c in details]
                     v.delta = paired_delta_ci(base, ds, n_boot=n_boot)
                     v.sig = significance(v.delta)
-
 
 
 #: below this median number of test utterances per fold, the report says what its intervals cover
