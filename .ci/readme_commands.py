@@ -47,7 +47,7 @@ def _code_blocks(text: str) -> list[tuple[str | None, list[str]]]:
             marker = None
             continue
         if lines[i].strip():
-            marker = None if not MARKER.match(lines[i].strip()) else marker
+            marker = None  # a marker names the code block right after it (blank lines aside)
         i += 1
     return out
 

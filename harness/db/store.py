@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import create_engine, delete, event, func, select, update
+from sqlalchemy import create_engine, delete, event, func, select
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session
@@ -274,10 +274,6 @@ class Store:
         model = {"results": Result, "cells": Cell, "runs": Run}[table]
         with Session(self.engine) as s:
             return s.scalar(select(func.count()).select_from(model)) or 0
-
-    def mark_interrupted(self, run_id: int) -> None:
-        with Session(self.engine) as s, s.begin():
-            s.execute(update(Run).where(Run.id == run_id).values(status="interrupted", finished_at=_now()))
 
     # ------------------------------------------------------------------ utterance notes
     def record_utterance_notes(self, run_id: int, notes: Iterable[dict[str, Any]]) -> int:
