@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import click
 
 from . import __version__
 from .errors import BenchError
+from .progress import switch as progress_switch
 
 DB_HELP = "Results database: a file path or SQLAlchemy URL (env BENCH_DB; default ./registry.db)."
 
@@ -61,9 +64,11 @@ def cli() -> None:
 @click.option("--snr", "snrs", multiple=True, type=float, help="SNR in dB (repeatable). Default: -5 0 5 10 15 20.")
 @click.option("--train-snr", "train_snrs", multiple=True, type=float, help="multi-snr: training SNRs (default: --snr).")
 @click.option("--test-snr", "test_snrs", multiple=True, type=float, help="multi-snr: test SNRs (default: --snr).")
-@click.option("--cv", type=click.Choice(["auto", "loso", "partition"]),
-              help="Folds: leave-one-speaker-out (loso) or official train/dev/test partitions; auto (default): "
-                   "partitions when the dataset has them.")
+@click.option("--cv", type=click.Choice(["auto", "loso", "partition", "group-kfold"]),
+              help="Folds: leave-one-speaker-out (loso), official train/dev/test partitions, or group-kfold "
+                   "(--cv-folds folds of whole speakers, balanced by emotion: for corpora whose speakers each "
+                   "have one emotion); auto (default): partitions when the dataset has them, else loso.")
+@click.option("--cv-folds", type=click.IntRange(min=2), default=None, help="Folds of --cv group-kfold (default 5).")
 @click.option("--seed", type=int, help="Run seed (mixing, model seeds). Default 0.")
 @click.option("--option", "-o", "options", multiple=True, metavar="PLUGIN.KEY=VALUE",
               help="Plugin option, e.g. -o wiener.gain_floor_db=-20 (value parsed as JSON if possible).")
@@ -87,9 +92,9 @@ def cli() -> None:
               help="Also measure enhancement quality and emotion preservation (PESQ, STOI, SI-SDR, F0/loudness "
                    "contour fidelity, eGeMAPS distance) of every noisy/enhanced condition; slower.")
 @click.option("--dry-run", is_flag=True, help="Print the cells and their count; compute nothing.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars (the plugins' own bars too).")
 @db_option
-def run(protocol, suite, datasets, ser_models, enhancers, noise_sources, snrs, train_snrs, test_snrs, cv, seed,
+def run(protocol, suite, datasets, ser_models, enhancers, noise_sources, snrs, train_snrs, test_snrs, cv, cv_folds, seed,
         options, data_roots, jobs, executor, scheduler, on_bad_audio, cache_dir, quality, dry_run, quiet,
         db) -> None:
     """Run a PROTOCOL (clean | matched | mismatched | multi-snr) and store every result.
@@ -118,6 +123,8 @@ def run(protocol, suite, datasets, ser_models, enhancers, noise_sources, snrs, t
         over["enhancers"] = ["none"] + [e for e in enhancers if e != "none"]
     if cv:
         over["cv"] = cv
+    if cv_folds:
+        over["cv_folds"] = cv_folds
     if seed is not None:
         over["seed"] = seed
     if quality:
@@ -138,6 +145,8 @@ def run(protocol, suite, datasets, ser_models, enhancers, noise_sources, snrs, t
     if opts:
         over["options"] = opts
     config = make_config(merge(base, over), source=suite or "command line")
+    if config.quality:
+        _require_quality_extra()
     from .db import Store
     from .runner import plan, run as run_protocol
     from .plugins import default_registry
@@ -153,8 +162,22 @@ def run(protocol, suite, datasets, ser_models, enhancers, noise_sources, snrs, t
             click.echo(f"+ {len(quality_cells(config))} quality cells (noisy / enhanced x SNR x noise x dataset)")
         return
     store = Store(db)
-    summary = run_protocol(config, store=store, executor=executor, jobs=jobs, scheduler=scheduler, cache_dir=cache_dir,
-                           progress=not quiet and sys.stderr.isatty(), echo=click.echo)
+    # SIGTERM (kill, a job scheduler's stop) would end the process on the spot, leaving the run
+    # "running" forever: raise it as an interrupt instead, so the runner records the run interrupted
+    main = threading.current_thread() is threading.main_thread()  # handlers can only be set there
+    previous = signal.signal(signal.SIGTERM, _interrupt) if main else None
+    progress = not quiet and sys.stderr.isatty()
+    try:
+        with progress_switch(progress):  # one switch for every bar: ours, the plugins', libraries'
+            summary = run_protocol(config, store=store, executor=executor, jobs=jobs, scheduler=scheduler,
+                                   cache_dir=cache_dir, progress=progress, echo=click.echo)
+    except KeyboardInterrupt as exc:
+        click.echo(f"interrupted ({exc or 'Ctrl-C'}): the run is marked interrupted in {store.url}; re-run the same "
+                   "command to resume", err=True)
+        raise SystemExit(130) from None
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)
     click.echo(
         f"run {summary.run_id}: {summary.n_done} computed, {summary.n_skipped} already stored, "
         f"{summary.n_failed} failed, {summary.wall_s:.1f} s -> {store.url}"
@@ -163,6 +186,29 @@ def run(protocol, suite, datasets, ser_models, enhancers, noise_sources, snrs, t
         click.echo(f"  failed: {f}", err=True)
     if summary.n_failed:
         raise SystemExit(1)
+
+
+def _interrupt(signum, frame) -> None:  # noqa: ANN001
+    raise KeyboardInterrupt(f"stopped by {signal.Signals(signum).name}")
+
+
+def _require_quality_extra() -> None:
+    """--quality needs PESQ and STOI: fail before any work rather than store runs without them."""
+    import importlib
+
+    missing = []
+    for mod in QUALITY_MODULES:
+        try:
+            importlib.import_module(mod)
+        except ImportError:
+            missing.append(mod)
+    if missing:
+        raise click.ClickException(f"--quality needs {' and '.join(missing)} (PESQ / STOI), which are not installed; "
+                                   "run pip install 'ser-bench[quality]', or drop --quality")
+
+
+#: the modules of the [quality] extra that --quality measures with
+QUALITY_MODULES = ("pesq", "pystoi")
 
 
 @cli.command()
@@ -398,7 +444,7 @@ def runs_show(run_id, db) -> None:
     if row.empty:
         raise click.ClickException(f"no run {run_id}; `bench runs list` shows the runs")
     r = row.iloc[0]
-    click.echo(json.dumps({k: (json.loads(r[k]) if k.endswith("_json") else str(r[k])) for k in df.columns}, indent=2))
+    click.echo(json.dumps({k: (json.loads(r[k]) if k.endswith("_json") else _plain(r[k])) for k in df.columns}, indent=2))
     cells = store.cells_frame([run_id])
     for c in cells[cells.status == "failed"].itertuples():
         click.echo(f"\nFAILED {c.ser_model} {c.train_condition}@{c.train_snr} -> {c.test_condition}@{c.test_snr} "
@@ -409,6 +455,17 @@ def runs_show(run_id, db) -> None:
     n_conv = int((notes.kind == "converted").sum())
     if n_conv:
         click.echo(f"\n{n_conv} utterance(s) converted on loading (downmix/resampling); see table utterance_notes")
+
+
+def _plain(v):  # noqa: ANN001, ANN202
+    """A pandas cell as its JSON value: numbers stay numbers, missing is null, times are ISO 8601."""
+    import pandas as pd
+
+    if v is None or (not isinstance(v, str) and pd.isna(v)):
+        return None
+    if isinstance(v, pd.Timestamp):
+        return v.isoformat()
+    return v.item() if hasattr(v, "item") else v
 
 
 @cli.group(name="db")

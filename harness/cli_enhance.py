@@ -145,7 +145,7 @@ def enhance_file(enh, src: Path, dst: Path) -> dict[str, Any]:
 
 @click.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
-@click.option("--enhancer", "-e", required=True, help="Enhancer plugin name (bench ls enhancers).")
+@click.option("--enhancer", "-e", required=True, help="Enhancer plugin name (bench plugins).")
 @click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False),
               help="Weights for enhancers that take a checkpoint option (e.g. rescnn).")
 @click.option("--option", "-o", "options", multiple=True, metavar="PLUGIN.KEY=VALUE", help=OPTION_HELP)

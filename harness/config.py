@@ -33,7 +33,9 @@ class RunConfig(BaseModel):
     snrs: list[float] = Field(default_factory=lambda: list(DEFAULT_SNRS), min_length=1)
     train_snrs: list[float] | None = None  # multi-snr only; default: snrs
     test_snrs: list[float] | None = None  # multi-snr only; default: snrs
-    cv: Literal["auto", "loso", "partition"] = "auto"
+    cv: Literal["auto", "loso", "partition", "group-kfold"] = "auto"
+    #: folds of ``cv = "group-kfold"`` (whole speakers per fold, balanced by label)
+    cv_folds: int = Field(5, ge=2)
     seed: int = 0
     options: dict[str, dict[str, Any]] = Field(default_factory=dict)
     name: str | None = None  # a label for the suite; not part of the hash
@@ -70,6 +72,8 @@ class RunConfig(BaseModel):
         data = self.model_dump(mode="json", exclude={"name"})
         if not data.get("quality"):
             data.pop("quality", None)  # hashes of runs without the quality stage stay as they were
+        if data.get("cv") != "group-kfold":
+            data.pop("cv_folds", None)  # only group-kfold uses it; other runs keep their hashes
         if data.get("on_bad_audio") == "fail":
             data.pop("on_bad_audio", None)  # likewise for runs under the default bad-audio policy
         return stable_hash(data)

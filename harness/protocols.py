@@ -98,14 +98,21 @@ def condition_pairs(config: RunConfig) -> Iterator[tuple[str, str, Condition, Co
 
 
 def make_folds(utts: Sequence[Utterance], cv: str, dataset: str, has_partitions: bool,
-               speaker_options: Sequence[str] = ()) -> list[Fold]:
-    """Leave-one-speaker-out folds, or the official partitions (train / dev / test).
+               speaker_options: Sequence[str] = (), k: int = 5) -> list[Fold]:
+    """Leave-one-speaker-out folds, ``k`` grouped folds by speaker, or the official partitions.
+
+    ``group-kfold``: every speaker's utterances fall in one test fold, and the folds are balanced
+    by label (scikit-learn's ``StratifiedGroupKFold``, no shuffling: the same utterances always
+    give the same folds). Where each speaker has one emotion, LOSO tests one emotion per fold;
+    grouped k-fold tests several.
 
     ``speaker_options``: the dataset's options that decide the speakers (e.g. ``speaker_regex``),
     named in the error when there are too few speakers.
     """
     if cv == "auto":
         cv = "partition" if has_partitions else "loso"
+    if cv == "group-kfold":
+        return group_kfold(utts, k, dataset)
     if cv == "loso":
         speakers = sorted({u.speaker for u in utts})
         if len(speakers) < 2:
@@ -142,6 +149,29 @@ def make_folds(utts: Sequence[Utterance], cv: str, dataset: str, has_partitions:
         test, dev = dev, []
         note = "test labels missing: the dev partition serves as test; no validation partition (models hold out train speakers)"
     return [Fold(name="partition", train=tuple(train), test=tuple(test), valid=tuple(dev), note=note)]
+
+
+def group_kfold(utts: Sequence[Utterance], k: int, dataset: str) -> list[Fold]:
+    """``k`` folds of whole speakers, balanced by label (see :func:`make_folds`)."""
+    import warnings
+
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    speakers = sorted({u.speaker for u in utts})
+    if len(speakers) < k:
+        raise ConfigError(f"dataset {dataset!r} has {len(speakers)} speaker(s); group-kfold with {k} folds needs at "
+                          f"least {k}: lower --cv-folds (suite: cv_folds) to {max(2, len(speakers))} or fewer")
+    order = sorted(utts, key=lambda u: (u.speaker, u.id))
+    labels = [str(u.label) for u in order]
+    with warnings.catch_warnings():  # "least populated class has fewer members than n_splits": expected here
+        warnings.simplefilter("ignore", UserWarning)
+        splits = list(StratifiedGroupKFold(n_splits=k).split(order, labels, [u.speaker for u in order]))
+    folds = []
+    for i, (tr, te) in enumerate(splits):
+        test_spk = sorted({order[j].speaker for j in te})
+        folds.append(Fold(name=f"group{i + 1}of{k}", train=tuple(order[j].id for j in tr),
+                          test=tuple(order[j].id for j in te), note="test speakers: " + ", ".join(test_spk)))
+    return folds
 
 
 def enumerate_cells(config: RunConfig, folds: dict[str, list[Fold]]) -> list[Cell]:

@@ -434,7 +434,8 @@ def plan(config: RunConfig, registry: Registry,
             if model_cls.task != dset.task:
                 raise BenchError(f"SER model {m!r} is for {model_cls.task} but dataset {ds!r} has {dset.task} labels")
         folds[ds] = make_folds(list(ctx.utterances(ds).values()), config.cv, ds, dset.has_partitions,
-                               [o for o in type(dset).Config.model_fields if "speaker" in o])
+                               [o for o in type(dset).Config.model_fields if "speaker" in o],
+                               k=config.cv_folds)
     for kind, names in (("ser_model", config.ser_models), ("enhancer", config.enhancers),
                         ("noise_source", config.noise_sources)):
         for n in names:  # validates every plugin's options (and training state) before any work starts
@@ -607,7 +608,8 @@ def _run(config: RunConfig, *, store: Store, registry: Registry, ex: Executor, e
         from .quality_runner import quality_cells, quality_key
 
         qcells = [(q, quality_key(q, config, idents)) for q in quality_cells(config)]
-    existing = store.existing(keys + [k for _, k in qcells])
+    run_keys = keys + [k for _, k in qcells]  # the run's cells, whichever run stored them
+    existing = store.existing(run_keys)
     failed_before = [k for k, st in existing.items() if st == "failed"]
     store.delete_cells(failed_before)  # failed cells are retried
     todo = [(c, k) for c, k in zip(cells, keys) if existing.get(k) != "done"]
@@ -628,7 +630,7 @@ def _run(config: RunConfig, *, store: Store, registry: Registry, ex: Executor, e
     store.record_utterance_notes(run_id, notes)
     echo(f"run {run_id}: {n_all} cells, {n_skipped} already stored, {len(todo) + len(qtodo)} to compute")
     if not todo and not qtodo:
-        store.finish_run(run_id, "done", wall_s=time.perf_counter() - t_start)
+        store.finish_run(run_id, "done", wall_s=time.perf_counter() - t_start, keys=run_keys)
         return RunSummary(run_id, n_all, n_skipped, 0, 0, time.perf_counter() - t_start)
 
     n_done = n_failed = 0
@@ -689,12 +691,13 @@ def _run(config: RunConfig, *, store: Store, registry: Registry, ex: Executor, e
                                         progress=progress, echo=echo)
             n_done, n_failed, failures = n_done + qd, n_failed + qf, failures + qfail
     except BaseException as exc:
-        store.finish_run(run_id, "interrupted", wall_s=time.perf_counter() - t_start, error=f"{type(exc).__name__}: {exc}")
+        store.finish_run(run_id, "interrupted", wall_s=time.perf_counter() - t_start,
+                         error=f"{type(exc).__name__}: {exc}", keys=run_keys)
         raise
     finally:
         ex.close()
     wall = time.perf_counter() - t_start
-    store.finish_run(run_id, "done" if not n_failed else "failed", wall_s=wall,
+    store.finish_run(run_id, "done" if not n_failed else "failed", wall_s=wall, keys=run_keys,
                      error=None if not n_failed else f"{n_failed} cell(s) failed; see `bench runs show {run_id}`")
     return RunSummary(run_id, n_all, n_skipped, n_done, n_failed, wall, failures)
 
@@ -727,6 +730,6 @@ def _fault_point(n_stored: int) -> None:
 
 
 def _bar(enabled: bool, total: int, desc: str):  # noqa: ANN202
-    from tqdm import tqdm
+    from .progress import bar
 
-    return tqdm(total=total, desc=desc, disable=not enabled, unit="it", leave=False, dynamic_ncols=True)
+    return bar(total=total, desc=desc, disable=not enabled, unit="it", leave=False, dynamic_ncols=True)

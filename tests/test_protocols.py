@@ -68,3 +68,28 @@ def test_invalid_configs_are_clear():
         make_config({"protocol": "nope"})
     with pytest.raises(ConfigError, match="bogus"):
         make_config({"protocol": "matched", "bogus": 1})
+
+
+def test_group_kfold_keeps_speakers_whole_and_balances_emotions():
+    # 6 speakers with one emotion each (LOSO would test one emotion per fold)
+    us = [Utterance(id=f"{s}-{i}", speaker=f"s{s}", label="ab"[s % 2], loader=lambda: None)
+          for s in range(6) for i in range(3)]
+    folds = make_folds(us, "group-kfold", "d", False, k=3)
+    assert [f.name for f in folds] == ["group1of3", "group2of3", "group3of3"]
+    by_id = {u.id: u for u in us}
+    assert sorted(i for f in folds for i in f.test) == sorted(by_id)  # every utterance tested once
+    for f in folds:
+        test_spk = {by_id[i].speaker for i in f.test}
+        assert not test_spk & {by_id[i].speaker for i in f.train}  # a speaker is never on both sides
+        assert {by_id[i].label for i in f.test} == {"a", "b"}  # both emotions in every test fold
+        assert f.note == "test speakers: " + ", ".join(sorted(test_spk))
+    assert make_folds(us[::-1], "group-kfold", "d", False, k=3) == folds  # input order does not matter
+    with pytest.raises(ConfigError, match="has 6 speaker.*group-kfold with 7 folds.*--cv-folds"):
+        make_folds(us, "group-kfold", "d", False, k=7)
+
+
+def test_cv_folds_is_hashed_only_for_group_kfold():
+    base = RunConfig(protocol="clean")
+    assert RunConfig(protocol="clean", cv_folds=3).config_hash() == base.config_hash()  # old hashes stay
+    g3 = RunConfig(protocol="clean", cv="group-kfold", cv_folds=3)
+    assert g3.config_hash() != RunConfig(protocol="clean", cv="group-kfold", cv_folds=4).config_hash()

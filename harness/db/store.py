@@ -16,15 +16,23 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import create_engine, delete, event, func, select, update
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy import create_engine, delete, event, func, select
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session
+
+from ..errors import BenchError
 
 from .migrations import exclusive, migrate
 from .schema import Cell, Result, Run, UtteranceNote
 
 DEFAULT_DB = "registry.db"
+#: database driver module -> the extra that installs it
+DRIVER_EXTRAS = {"psycopg": "postgres", "psycopg2": "postgres"}
+
+
+class DatabaseError(BenchError):
+    """The results database cannot be opened: a missing driver, a wrong URL, an unreachable server."""
 
 
 def default_db_url(db: str | None = None) -> str:
@@ -55,12 +63,50 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
+def _shown(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
+
+
+def open_engine(url: str) -> Engine:
+    """``make_engine`` whose failures a user can act on are :class:`DatabaseError` (one line, the fix):
+    the database driver is not installed, the URL is malformed, or (server databases) the server
+    cannot be reached (or a SQLite file's folder does not exist). A server database is connected
+    to once here, so a bad URL fails up front."""
+    try:
+        engine = make_engine(url)
+    except ModuleNotFoundError as exc:
+        mod = (exc.name or "").split(".")[0]
+        fix = (f"pip install 'ser-bench[{DRIVER_EXTRAS[mod]}]'" if mod in DRIVER_EXTRAS
+               else f"pip install {mod}" if mod else "install the database driver")
+        raise DatabaseError(f"--db {_shown(url)}: the database driver {mod or exc} is not installed; "
+                            f"run {fix}") from None
+    except (NoSuchModuleError, ArgumentError) as exc:
+        raise DatabaseError(f"--db {_shown(url)}: not a database URL SQLAlchemy knows ({exc}); give a file "
+                            "path or a URL like postgresql+psycopg://user@host/dbname") from None
+    if engine.dialect.name == "sqlite":
+        db = engine.url.database
+        if db and db != ":memory:" and not Path(db).parent.is_dir():
+            raise DatabaseError(f"--db {db}: the folder {Path(db).parent} does not exist; create it or give another path")
+    else:
+        try:
+            with engine.connect():
+                pass
+        except DBAPIError as exc:
+            reason = " ".join(str(exc.orig or exc).split())
+            raise DatabaseError(f"--db {_shown(url)}: cannot connect ({reason}); check that the server is running "
+                                "and the URL's user, host, port and database name") from None
+    return engine
+
+
 class Store:
     """Typed read/write access to runs, cells and results."""
 
     def __init__(self, url: str | None = None, *, auto_migrate: bool = True) -> None:
         self.url = default_db_url(url)
-        self.engine = make_engine(self.url)
+        self.engine = open_engine(self.url)
         if auto_migrate:
             self._retry(lambda: migrate(self.engine))
 
@@ -113,18 +159,36 @@ class Store:
             s.flush()
             return run.id
 
-    def finish_run(self, run_id: int, status: str, *, wall_s: float | None = None, error: str | None = None) -> None:
-        self._retry(lambda: self._finish_run(run_id, status, wall_s=wall_s, error=error))
+    def finish_run(self, run_id: int, status: str, *, wall_s: float | None = None, error: str | None = None,
+                   keys: Iterable[str] | None = None) -> None:
+        """Close a run: its status, wall time, error, and how many of its cells are done / failed.
 
-    def _finish_run(self, run_id: int, status: str, *, wall_s: float | None, error: str | None) -> None:
+        ``keys``: the cell keys of the run. A run's cells include those another run (or an earlier
+        attempt) already stored, so they are counted by key; without ``keys``, the cells this run
+        stored itself are counted.
+        """
+        keys = None if keys is None else list(keys)
+        self._retry(lambda: self._finish_run(run_id, status, wall_s=wall_s, error=error, keys=keys))
+
+    def _finish_run(self, run_id: int, status: str, *, wall_s: float | None, error: str | None,
+                    keys: list[str] | None) -> None:
         with Session(self.engine) as s, s.begin():
             run = s.get(Run, run_id)
             run.status = status
             run.finished_at = _now()
             run.wall_s = wall_s
             run.error = error
-            run.n_done = s.scalar(select(func.count()).select_from(Cell).where(Cell.run_id == run_id, Cell.status == "done")) or 0
-            run.n_failed = s.scalar(select(func.count()).select_from(Cell).where(Cell.run_id == run_id, Cell.status == "failed")) or 0
+            if keys is None:
+                counts = dict(s.execute(select(Cell.status, func.count()).where(Cell.run_id == run_id)
+                                        .group_by(Cell.status)).all())
+            else:
+                counts = {}
+                for i in range(0, len(keys), 500):
+                    for st, n in s.execute(select(Cell.status, func.count()).where(Cell.cell_key.in_(keys[i : i + 500]))
+                                           .group_by(Cell.status)).all():
+                        counts[st] = counts.get(st, 0) + n
+            run.n_done = counts.get("done", 0)
+            run.n_failed = counts.get("failed", 0)
 
     # ------------------------------------------------------------------ cells
     def existing(self, keys: Iterable[str]) -> dict[str, str]:
@@ -210,10 +274,6 @@ class Store:
         model = {"results": Result, "cells": Cell, "runs": Run}[table]
         with Session(self.engine) as s:
             return s.scalar(select(func.count()).select_from(model)) or 0
-
-    def mark_interrupted(self, run_id: int) -> None:
-        with Session(self.engine) as s, s.begin():
-            s.execute(update(Run).where(Run.id == run_id).values(status="interrupted", finished_at=_now()))
 
     # ------------------------------------------------------------------ utterance notes
     def record_utterance_notes(self, run_id: int, notes: Iterable[dict[str, Any]]) -> int:

@@ -14,7 +14,6 @@ import base64
 import hashlib
 import json
 import os
-import shutil
 import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -50,6 +49,7 @@ class Value:
     #: columns the paired enhanced - noisy difference with its CI and significance
     ci: tuple[float, float] | None = None
     ci_stat: str = ""
+    n_utts: int = 0  # test utterances the interval resamples (all folds)
     delta: dict[str, float] | None = None
     sig: str = ""
 
@@ -62,11 +62,12 @@ class Table:
     title: str
     metric: str
     columns: list[tuple[str, str]]  # (group label, sub label)
-    rows: list[dict[str, Any]]  # {"label": [...], "cells": [Value|None], "best": [bool]}
+    rows: list[dict[str, Any]]  # {"label": [...], "cells": [Value|None], "repeat", "best": [bool]}
     row_header: list[str]
     chart: str = ""
     notes: list[str] = field(default_factory=list)
     snrs: list[float] = field(default_factory=list)  # leaderboards: the SNR of each column group (for the figure)
+    rank: bool = True  # mark the best value per column (see :func:`mark_best`)
 
 
 def _agg(df: pd.DataFrame) -> Value | None:
@@ -111,16 +112,32 @@ def leaderboard(df: pd.DataFrame, dataset: str, protocol: str, noise: str) -> Ta
                     if protocol == "multi-snr":
                         en = en[en.train_snr == s]
                     cells.append(_agg(en) if enh != "none" else None)
-            rows.append({"label": [model, enh], "cells": cells})
-    # best per column (higher is better for all our metrics)
-    for j in range(len(columns)):
-        vals = [r["cells"][j].mean for r in rows if r["cells"][j] is not None]
-        best = max(vals) if vals and HIGHER_IS_BETTER.get(metric, True) else (min(vals) if vals else None)
-        for r in rows:
-            r.setdefault("best", []).append(r["cells"][j] is not None and r["cells"][j].mean == best and len(vals) > 1)
+            # clean and noisy values belong to the model, not the enhancer: repeated on its other rows
+            rows.append({"label": [model, enh], "cells": cells,
+                         "repeat": [enh != "none" and sub != "enhanced" for _, sub in columns]})
     title = f"{dataset} · {protocol} · noise {noise}"
     return Table(title=title, metric=metric, columns=columns, rows=rows, row_header=["SER model", "enhancer"],
                  snrs=[float(s) for s in snrs])
+
+
+def mark_best(t: Table) -> None:
+    """Set each row's ``best`` flags: per column, the best value among the rows that own it (a
+    clean / noisy value repeated on an enhancer's row does not compete again), unless that value
+    is significantly worse than noisy (▼). Needs :func:`harness.report.ci.annotate` to have run."""
+    higher = HIGHER_IS_BETTER.get(t.metric, True)
+    for r in t.rows:
+        r["best"] = [False] * len(t.columns)
+        r.setdefault("repeat", [False] * len(t.columns))
+    if not t.rank:
+        return
+    for j in range(len(t.columns)):
+        own = [r for r in t.rows if r["cells"][j] is not None and not r["repeat"][j]
+               and not np.isnan(r["cells"][j].mean)]
+        if len(own) < 2:
+            continue
+        best = (max if higher else min)(r["cells"][j].mean for r in own)
+        for r in own:
+            r["best"][j] = r["cells"][j].mean == best and r["cells"][j].sig != "worse"
 
 
 def multi_snr_matrices(df: pd.DataFrame, dataset: str, noise: str) -> list[Table]:
@@ -132,11 +149,12 @@ def multi_snr_matrices(df: pd.DataFrame, dataset: str, noise: str) -> list[Table
         for (cond, enh), g in d[d.ser_model == model].groupby(["test_condition", "enhancer"]):
             tr = sorted(set(g.train_snr.dropna()))
             te = sorted(set(g.test_snr.dropna()))
-            rows = [{"label": [f"train {a:g} dB"], "cells": [_agg(g[(g.train_snr == a) & (g.test_snr == b)]) for b in te],
-                     "best": [False] * len(te)} for a in tr]
+            rows = [{"label": [f"train {a:g} dB"], "cells": [_agg(g[(g.train_snr == a) & (g.test_snr == b)]) for b in te]}
+                    for a in tr]
             label = cond if cond == "noisy" else f"enhanced ({enh})"
             out.append(Table(title=f"{dataset} · multi-snr · {model} · {label} · noise {noise}", metric=metric,
-                             columns=[(f"test {b:g} dB", "") for b in te], rows=rows, row_header=["train SNR"]))
+                             columns=[(f"test {b:g} dB", "") for b in te], rows=rows, row_header=["train SNR"],
+                             rank=False))
     return out
 
 
@@ -192,21 +210,26 @@ def collect(store: Store) -> dict[str, Any]:
 
         annotate(tables, store)  # bootstrap CIs over utterances; enhanced vs noisy significance
         for t in tables:
+            mark_best(t)
             t.chart = chart(t)  # after annotate: the figures draw the CIs
     return {"tables": tables, "runs": runs, "results": res}
 
 
 def build_report(store: Store, out: Path) -> Path:
-    """Write ``out/index.html`` (rebuilt from scratch in a temp dir, then moved into place)."""
+    """Write ``out/index.html`` atomically; nothing else in ``out`` is touched."""
     data = collect(store)
     env = environment()
     script = (files("harness") / "report" / "templates" / "sort.js").read_text(encoding="utf-8")
-    payload = data["results"][["cell_id", "run_id", "dataset", "ser_model", "enhancer", "noise", "protocol",
-                               "train_condition", "train_snr", "test_condition", "test_snr", "fold", "metric",
-                               "value"]].to_dict(orient="records") if not data["results"].empty else []
+    # cells by their content key and in coordinate order, not by row id: the same results give
+    # the same page whichever order (or registry) they were stored in
+    cols = ["dataset", "protocol", "ser_model", "enhancer", "noise", "train_condition", "train_snr", "test_condition",
+            "test_snr", "fold", "metric"]
+    payload = (data["results"].sort_values(cols + ["cell_key"], na_position="first", kind="stable")
+               [["cell_key", "run_id", *cols, "value"]].to_dict(orient="records")) if not data["results"].empty else []
     runs = data["runs"]
     html = env.get_template("index.html").render(
         tables=data["tables"],
+        run_notes=run_notes(runs),
         runs=runs.to_dict(orient="records") if not runs.empty else [],
         generated=_generated_at().strftime("%Y-%m-%d %H:%M UTC"),
         script=Markup(script),  # verbatim: the CSP hash below is of these exact characters
@@ -220,12 +243,17 @@ def build_report(store: Store, out: Path) -> Path:
         extra_sections=_extra_sections(store),
     )
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".report-", dir=out.parent))
-    (tmp / "index.html").write_text(html, encoding="utf-8")
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
+    out.mkdir(parents=True, exist_ok=True)
+    # only index.html is ours: write it beside whatever the folder holds (never delete a thing),
+    # via a temporary file in the same folder so a reader never sees half a page
+    fd, tmp = tempfile.mkstemp(prefix=".index-", suffix=".html.tmp", dir=out)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(html)
+        os.replace(tmp, out / "index.html")
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return out / "index.html"
 
 
@@ -244,6 +272,19 @@ def _generated_at() -> datetime:
             raise ReportError(f"SOURCE_DATE_EPOCH={epoch!r} is not a Unix time in seconds; "
                               "set it to an integer (e.g. $(date +%s)) or unset it") from None
     return datetime.now(timezone.utc)
+
+
+def run_notes(runs: pd.DataFrame) -> list[str]:
+    """Warnings about runs whose results are incomplete (interrupted, still running or crashed)."""
+    notes = []
+    for r in runs.itertuples() if not runs.empty else ():
+        if r.status == "interrupted":
+            notes.append(f"Run {r.id} ({r.protocol}) was interrupted ({r.error or 'stopped'}) after {r.n_done} of "
+                         f"{r.n_cells} cells: its tables are incomplete; re-run the same command to resume it.")
+        elif r.status == "running":
+            notes.append(f"Run {r.id} ({r.protocol}) is still running, or its process was killed (SIGKILL, a "
+                         "crash): its tables are incomplete; re-run the same command to resume it.")
+    return notes
 
 
 def _extra_sections(store: Store) -> list[dict[str, str]]:

@@ -83,8 +83,17 @@ def _seed(*parts: Any) -> int:
 
 
 def _dedupe(details: list[FoldDetail]) -> list[FoldDetail]:
-    """One detail per fold (the last given wins: callers pass them in cell-id order)."""
-    return list({d.fold: d for d in details}.values())
+    """One detail per fold, in fold order. Where two cells share a fold (runs of different
+    configs), the choice depends on their content only, never on storage order, so the same
+    results give the same intervals in any registry."""
+    by_fold: dict[str, list[FoldDetail]] = {}
+    for d in details:
+        by_fold.setdefault(d.fold, []).append(d)
+    return [g[0] if len(g) == 1 else max(g, key=_content) for _, g in sorted(by_fold.items())]
+
+
+def _content(d: FoldDetail) -> str:
+    return json.dumps([d.ids, d.y_true, d.y_pred, d.scores], default=str)
 
 
 def bootstrap_ci(details: list[FoldDetail], *, n_boot: int = N_BOOT, alpha: float = ALPHA,
@@ -186,6 +195,8 @@ def annotate(tables: list[Any], store: Any, *, n_boot: int = N_BOOT) -> None:
         return
     details = details_by_cell(store, wanted)
     for t in tables:
+        t.notes.extend(fold_notes([details[c] for r in t.rows for v in r["cells"] if v is not None
+                                   for c in getattr(v, "cell_ids", []) if c in details]))
         noisy_col = {g: j for j, (g, sub) in enumerate(t.columns) if sub == "noisy"}
         for r in t.rows:
             for j, v in enumerate(r["cells"]):
@@ -197,6 +208,7 @@ def annotate(tables: list[Any], store: Any, *, n_boot: int = N_BOOT) -> None:
                 ci = bootstrap_ci(ds, n_boot=n_boot)
                 if ci is not None:
                     v.ci = (ci[1], ci[2])
+                    v.n_utts = sum(len(d.ids) for d in _dedupe(ds))
                     v.ci_stat = "mean per-utterance CCC" if ds[0].task == "regression" else "UAR"
                 g, sub = t.columns[j]
                 if sub == "enhanced" and g in noisy_col and r["cells"][noisy_col[g]] is not None:
@@ -205,3 +217,32 @@ def annotate(tables: list[Any], store: Any, *, n_boot: int = N_BOOT) -> None:
                     v.delta = paired_delta_ci(base, ds, n_boot=n_boot)
                     v.sig = significance(v.delta)
 
+
+#: below this median number of test utterances per fold, the report says what its intervals cover
+FEW_UTTERANCES = 20
+
+
+def fold_notes(details: list[FoldDetail]) -> list[str]:
+    """Warnings about a table's test folds: single-class folds (leave-one-speaker-out on a corpus
+    whose speakers each have one emotion) and few test utterances per fold."""
+    folds = _dedupe(details)
+    if not folds:
+        return []
+    notes = []
+    k = len(folds)
+    single = [d for d in folds if d.task == "classification" and len(set(d.y_true)) == 1]
+    if single:
+        eg = ", ".join(f"{d.fold}: only {d.y_true[0]!r}" for d in single[:3]) + (", ..." if len(single) > 3 else "")
+        notes.append(
+            f"{len(single)} of {k} test folds hold a single emotion ({eg}): such a fold's UAR is the recall of that "
+            "one emotion, so the fold scores and their mean mislead. This happens with leave-one-speaker-out when "
+            "each speaker has one emotion; re-run with --cv group-kfold (folds of whole speakers, balanced by "
+            "emotion; --cv-folds K, default 5).")
+    sizes = sorted(len(d.ids) for d in folds)
+    if float(np.median(sizes)) < FEW_UTTERANCES:
+        notes.append(
+            f"Few test utterances per fold ({sizes[0]}–{sizes[-1]} in {k} folds, {sum(sizes)} in all): the bracketed "
+            "95% intervals show how far a score could move with another draw of that many test utterances "
+            "(bootstrap over utterances within each fold), not the spread between folds (± is the standard "
+            "deviation over folds); a value equal in every fold (±0.0) still has a wide interval.")
+    return notes

@@ -192,10 +192,10 @@ class _E2EBase(SERModel):
 
     def _progress(self, steps_per_epoch: int):
         """A progress bar over all training steps (epochs x batches)."""
-        from tqdm.auto import tqdm
+        from harness.progress import bar  # off while the run is quiet (bench run -q)
 
-        return tqdm(total=self.config.epochs * steps_per_epoch, desc=f"{self.name} fit",
-                    disable=not self.config.progress, leave=False, unit="step")
+        return bar(total=self.config.epochs * steps_per_epoch, desc=f"{self.name} fit", leave=False, unit="step",
+                   disable=not self.config.progress)
 
     @staticmethod
     def _postfix(bar, rec: dict[str, Any]) -> None:
