@@ -169,6 +169,14 @@ def make_plan(data_roots: dict[str, str], *, registry: Any, snrs: Sequence[float
         # absolute, so that the report finds the corpus again from any folder (its notes, e.g. a degraded copy)
         root = str(Path(data_roots[exp.dataset]).expanduser().resolve())
         opts: dict[str, dict[str, Any]] = {exp.dataset: {"root": root}}
+        # the suites name paths relative to the checkout (../shared/data/noise): from another folder,
+        # take them relative to the checkout the suites belong to
+        for plugin, o in (base.get("options") or {}).items():
+            rel = o.get("root") if isinstance(o, dict) else None
+            if isinstance(rel, str) and not Path(rel).expanduser().is_absolute() and not Path(rel).exists():
+                there = (suites.resolve().parent / rel).resolve()
+                if there.exists():
+                    opts.setdefault(plugin, {})["root"] = str(there)
         for src in ((QUICK_OPTIONS if quick else {}), options or {}):
             for plugin, o in src.items():
                 if plugin in used:

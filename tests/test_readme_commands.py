@@ -147,7 +147,7 @@ def test_command_runs_as_written(source, command, tmp_path, monkeypatch):
         return
     if path[0] in SLOW_COMMANDS:
         pytest.skip(f"bench {path[0]} runs in the slow test (test_slow_command_runs_as_written)")
-    if path[0] == "run" and "--dry-run" not in args:
+    if path[0] in ("run", "paper") and "--dry-run" not in args:
         args = [*args, "--dry-run"]  # the cells it would compute; the slow test computes them
     _seed_registry()
     r = _invoke(args)
