@@ -4,6 +4,10 @@ Features are standardised on the training fold; the RBF kernel (gamma = 1 / n_fe
 standardised features, sklearn's "scale") is computed once per fold and reused across the C
 grid, which is tuned by speaker-grouped cross-validation inside the training fold only.
 Classes are weighted inversely to their frequency, which targets UAR.
+
+A fitted model pickles without its (standardised) training matrix, which can be tens of MB for
+ComParE: the harness caches fits on disk and, on reuse, hands the same training set back through
+:meth:`OpenSmileSVM.restore_training_data`.
 """
 from __future__ import annotations
 
@@ -96,6 +100,21 @@ class OpenSmileSVM(SERModel):
             scores[str(C)] = uar(trues, preds) if trues else 0.0
         best = max(grid, key=lambda C: (scores.get(str(C), 0.0), -abs(np.log10(C))))
         return best, scores
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        if "Z_" in state:  # rebuilt from the training set by restore_training_data()
+            state["Z_"] = None
+            state["n_train_"] = int(self.Z_.shape[0])
+        return state
+
+    def restore_training_data(self, train: FeatureSet) -> None:
+        """Give a fit loaded from a pickle back the training set it was fitted on (the kernel
+        between test and training utterances needs it)."""
+        X = train.stacked()
+        if X.shape[0] != self.__dict__.get("n_train_", X.shape[0]) or X.shape[1] != self.mean_.shape[0]:
+            raise ValueError(f"{self.name}: the training set ({X.shape}) is not the one this fit was made on")
+        self.Z_ = (X - self.mean_) / self.scale_
 
     def predict(self, test: FeatureSet) -> list:
         Z = (test.stacked() - self.mean_) / self.scale_

@@ -1,0 +1,201 @@
+"""Work the runner must not repeat (issue 13): fits shared within a run and kept in the cache across
+runs and processes; audio and features prepared only for the utterances that cells read."""
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+
+from conftest import FakePlugin, PeakModel, ToneDataset
+from harness import hookimpl
+from harness.db import Store
+from harness.runner import run
+
+CALLS = {"fit": 0, "featurize": 0}
+
+
+class CountingPeak(PeakModel):
+    """PeakModel counting its fits and featurisations; ``bias`` shifts the learned centroids (an
+    option that changes the fit)."""
+
+    name = "counting-peak"
+
+    class Config(PeakModel.Config):
+        bias: float = 0.0
+
+    def featurize(self, audio):
+        CALLS["featurize"] += 1
+        return super().featurize(audio)
+
+    def fit(self, train, valid=None):
+        CALLS["fit"] += 1
+        super().fit(train, valid)
+        self.centroids_ = {c: v + self.config.bias for c, v in self.centroids_.items()}
+        return self
+
+
+class PartitionedTones(ToneDataset):
+    """The tone corpus with official partitions: speaker s0 train, s1 dev, s2 test."""
+
+    name = "tones-parts"
+    has_partitions = True
+
+    def load_utterances(self):
+        part = {"s0": "train", "s1": "dev", "s2": "test"}
+        return [type(u)(id=u.id, speaker=u.speaker, label=u.label, partition=part[u.speaker], loader=u.loader,
+                        fingerprint=u.fingerprint) for u in super().load_utterances()]
+
+
+class Extra(FakePlugin):
+    @hookimpl
+    def register_ser_models(self, register):
+        super().register_ser_models(register)
+        register("counting-peak", CountingPeak)
+
+    @hookimpl
+    def register_datasets(self, register):
+        super().register_datasets(register)
+        register("tones-parts", PartitionedTones)
+
+
+@pytest.fixture
+def reg():
+    from harness.plugins import build_registry, make_plugin_manager
+
+    CALLS.update(fit=0, featurize=0)
+    return build_registry(make_plugin_manager(entry_points=False, extra=[Extra()]))
+
+
+def _cfg(tiny_config, protocol, **kw):
+    return tiny_config(protocol, ser_models=["counting-peak"], **kw)
+
+
+def _fits(tmp_path):
+    return sorted((tmp_path / "cache" / "fits").rglob("*.pkl"))
+
+
+def test_one_fit_per_fold_within_a_mismatched_run(reg, tiny_config, tmp_path):
+    s = run(_cfg(tiny_config, "mismatched"), store=Store(), registry=reg, progress=False)
+    assert s.n_done == 15  # 3 folds x (clean + 2 SNR x (noisy + enhanced)), all trained on clean
+    assert CALLS["fit"] == 3
+    assert len(_fits(tmp_path)) == 3
+    cells = Store().cells_frame()
+    assert (cells.fit_s > 0).sum() == 3  # the other 12 cells reused their fold's fit
+
+
+def test_a_later_run_reuses_the_cached_fits_of_an_earlier_one(reg, tiny_config, tmp_path):
+    run(_cfg(tiny_config, "clean"), store=Store(), registry=reg, progress=False)
+    assert CALLS["fit"] == 3 and len(_fits(tmp_path)) == 3
+    CALLS["fit"] = 0
+    # another run (a fresh context: nothing remembered in memory) of the mismatched protocol
+    s = run(_cfg(tiny_config, "mismatched"), store=Store(str(tmp_path / "other.db")), registry=reg, progress=False)
+    assert s.n_done == 15 and CALLS["fit"] == 0
+    # and its results equal those of a run that fitted everything itself
+    fresh = Store(str(tmp_path / "fresh.db"))
+    run(_cfg(tiny_config, "mismatched"), store=fresh, registry=reg, progress=False, cache_dir=str(tmp_path / "c2"))
+    assert CALLS["fit"] == 3
+    a = Store(str(tmp_path / "other.db")).results_frame().sort_values(["cell_key", "metric"])
+    b = fresh.results_frame().sort_values(["cell_key", "metric"])
+    assert a.cell_key.tolist() == b.cell_key.tolist() and np.array_equal(a.value.to_numpy(), b.value.to_numpy())
+
+
+def test_the_fit_key_changes_with_everything_that_changes_the_fit(reg, tiny_config, tmp_path):
+    run(_cfg(tiny_config, "clean"), store=Store(), registry=reg, progress=False)
+    assert CALLS["fit"] == 3
+    # matched: 3 folds x 5 training conditions; the 3 clean fits are reused, the noisy / enhanced
+    # training conditions (other features) are new fits
+    CALLS["fit"] = 0
+    run(_cfg(tiny_config, "matched"), store=Store(), registry=reg, progress=False)
+    assert CALLS["fit"] == 12
+    # an option of the model
+    CALLS["fit"] = 0
+    run(_cfg(tiny_config, "clean", options={"counting-peak": {"bias": 1.0}}), store=Store(), registry=reg,
+        progress=False)
+    assert CALLS["fit"] == 3
+    # other training data: the folds of a partitioned corpus (train s0, dev s1)
+    CALLS["fit"] = 0
+    run(_cfg(tiny_config, "clean", datasets=["tones-parts"]), store=Store(), registry=reg, progress=False)
+    assert CALLS["fit"] == 1
+    assert len(_fits(tmp_path)) == 3 + 12 + 3 + 1
+
+
+def test_the_fit_key_covers_labels_and_the_seed(reg, tiny_config):
+    from harness.protocols import CLEAN, Cell, Fold
+    from harness.runner import Context, fit_key
+
+    ctx = Context(_cfg(tiny_config, "clean"), reg, None)
+    utts = ctx.utterances("tones")
+    fold = Fold("f", train=tuple(list(utts)[:8]), test=tuple(list(utts)[8:]))
+    cell = Cell("tones", "counting-peak", "clean", "none", "-", CLEAN, CLEAN, "f")
+    k = fit_key(ctx, cell, fold, None)
+    assert fit_key(ctx, cell, fold, None) == k
+    assert fit_key(ctx, cell, fold, 7) != k  # models taking the per-cell seed
+    assert fit_key(ctx, cell, Fold("f", train=fold.train[:-1], test=fold.test), None) != k
+    assert fit_key(ctx, cell, Fold("f", train=fold.train, valid=fold.test[:1], test=fold.test[1:]), None) != k
+    uid = fold.train[0]
+    u = utts[uid]
+    utts[uid] = type(u)(id=u.id, speaker=u.speaker, label="other", loader=u.loader, fingerprint=u.fingerprint)
+    assert fit_key(ctx, cell, fold, None) != k
+
+
+def test_only_the_test_partition_is_mixed_enhanced_and_featurised(reg, tiny_config, tmp_path):
+    s = run(_cfg(tiny_config, "mismatched", datasets=["tones-parts"]), store=Store(), registry=reg, progress=False)
+    assert s.n_done == 5
+    audio = list((tmp_path / "cache" / "audio").rglob("*.npy"))
+    feats = list((tmp_path / "cache" / "features").rglob("*.npy"))
+    # 4 test utterances x 2 SNRs x (noisy + enhanced); features: 12 clean + those 16
+    assert len(audio) == 4 * 4
+    assert len(feats) == 12 + 16 and CALLS["featurize"] == 12 + 16
+
+
+def test_loso_still_prepares_every_utterance_under_every_test_condition(reg, tiny_config, tmp_path):
+    run(_cfg(tiny_config, "mismatched"), store=Store(), registry=reg, progress=False)
+    assert CALLS["featurize"] == 12 * 5  # each utterance is a test utterance of some fold
+
+
+def test_two_feature_sets_share_one_mixture_and_enhancement(reg, tiny_config, tmp_path, monkeypatch):
+    from conftest import HalfGain
+    from harness.cache import Cache
+
+    enhanced = {"n": 0}
+    audio_reads = {"n": 0}
+    real_enh, real_load = HalfGain.enhance_signal, Cache.load
+
+    def counting_enh(self, noisy):
+        enhanced["n"] += 1
+        return real_enh(self, noisy)
+
+    def counting_load(self, kind, key):
+        audio_reads["n"] += kind == "audio"
+        return real_load(self, kind, key)
+
+    monkeypatch.setattr(HalfGain, "enhance_signal", counting_enh)
+    monkeypatch.setattr(Cache, "load", counting_load)
+    cfg = tiny_config("mismatched", ser_models=["counting-peak", "peak"], snrs=[0.0])
+    s = run(cfg, store=Store(), registry=reg, progress=False)
+    assert s.n_done == 2 * 3 * 3
+    assert enhanced["n"] == 12  # once per utterance, not once per SER model
+    # per utterance: noisy (1 lookup) and enhanced (its noisy input + itself), for both models together
+    assert audio_reads["n"] == 12 * 3
+
+
+def test_svm_fit_pickles_without_its_training_matrix_and_predicts_the_same():
+    from harness import FeatureSet
+    from plugins.opensmile_svm import SVMeGeMAPS
+
+    rng = np.random.default_rng(0)
+    X = [rng.normal(size=40) + (3 if i % 2 else 0) for i in range(60)]
+    y = ["a" if i % 2 == 0 else "b" for i in range(60)]
+    train = FeatureSet(X=X, y=y, groups=[f"s{i % 6}" for i in range(60)], ids=[str(i) for i in range(60)])
+    test = FeatureSet(X=[rng.normal(size=40) + 1.5 for _ in range(20)], y=None, groups=["t"] * 20,
+                      ids=[f"t{i}" for i in range(20)])
+    m = SVMeGeMAPS().fit(train)
+    blob = pickle.dumps(m)
+    assert len(blob) < m.Z_.nbytes  # the standardised training matrix is not in the pickle
+    back = pickle.loads(blob)
+    back.restore_training_data(train)
+    assert back.predict(test) == m.predict(test)
+    with pytest.raises(ValueError, match="not the one"):
+        pickle.loads(blob).restore_training_data(FeatureSet(X=X[:-1], y=y[:-1], groups=train.groups[:-1],
+                                                            ids=train.ids[:-1]))
