@@ -455,7 +455,8 @@ def cell_job(payload: dict) -> dict:
             preds = model.predict(test)
             t4 = time.perf_counter()
             if len(preds) != len(test):
-                raise PluginError(f"SER model {cell.ser_model!r} returned {len(preds)} predictions for {len(test)} inputs")
+                raise PluginError(f"SER model {cell.ser_model!r} returned {len(preds)} predictions for "
+                                  f"{len(test)} inputs")
             metrics, detail = score(model.task, test.y, preds, test.ids)
             # a fit shared by the group or loaded from the fit cache shows as fit_s = 0
             out.update(status="done", metrics=metrics, predictions=detail,
