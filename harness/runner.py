@@ -555,11 +555,44 @@ def run(
         ex = make_executor(executor, jobs, scheduler=scheduler)
     else:
         ex = executor
+    restore: list[Callable[[], None]] = []
     try:
         return _run(config, store=store, registry=registry or registry_for(extra_plugins), ex=ex,
-                    extra_plugins=list(extra_plugins), cache_dir=cache_dir, progress=progress, echo=echo)
+                    extra_plugins=list(extra_plugins), cache_dir=cache_dir, progress=progress, echo=echo,
+                    restore=restore)
     finally:
+        for undo in restore:
+            undo()
         ex.close()
+
+
+def one_thread() -> Callable[[], None]:
+    """Limit this process's numeric libraries (torch, OpenMP, BLAS) to one thread, as in every pool
+    worker; returns the undo. For in-process runs (``-j 1``, inline): the work is many small
+    independent jobs (enhancing one utterance, one SVM fit), where a library's own threads gain
+    little and, on a busy machine, spin-wait: rescnn took 7x the CPU time per utterance with 2
+    torch threads under load. Plugins that want threads set them (e.g. ``e2e-arousal.num_threads``)."""
+    import sys
+
+    undo: list[Callable[[], None]] = []
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.get_num_threads() != 1:
+        before = torch.get_num_threads()
+        torch.set_num_threads(1)
+        undo.append(lambda: torch.set_num_threads(before))
+    try:
+        from threadpoolctl import threadpool_limits
+
+        limits = threadpool_limits(limits=1)
+        undo.append(limits.restore_original_limits)
+    except ImportError:  # pragma: no cover - a scikit-learn dependency
+        pass
+
+    def restore() -> None:
+        for u in reversed(undo):
+            u()
+
+    return restore
 
 
 def _audit(ctx: Context, ex: Executor, base: dict, progress: bool) -> list[dict[str, Any]]:
@@ -620,11 +653,14 @@ def bad_audio_error(bad: list[dict[str, Any]], limit: int = 20) -> AudioError:
 
 
 def _run(config: RunConfig, *, store: Store, registry: Registry, ex: Executor, extra_plugins: list[str],
-         cache_dir: str | None, progress: bool, echo: Callable[[str], None]) -> RunSummary:
+         cache_dir: str | None, progress: bool, echo: Callable[[str], None],
+         restore: list[Callable[[], None]]) -> RunSummary:
     t_start = time.perf_counter()
     ctx, folds, cells = plan(config, registry)
     ctx.cache = Cache(cache_dir)
     inline = isinstance(ex, InlineExecutor)
+    if inline:  # after plan(): the plugins (and torch, if they use it) are loaded
+        restore.append(one_thread())
     base = {"config": config.model_dump_json(), "cache_dir": str(ctx.cache.root.resolve()),
             "ctx": ctx if inline else None, "extra_plugins": extra_plugins, "exclude": None}
     # ---- stage 0: audit the clean audio; bad utterances fail the run or are left out

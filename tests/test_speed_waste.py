@@ -199,3 +199,25 @@ def test_svm_fit_pickles_without_its_training_matrix_and_predicts_the_same():
     with pytest.raises(ValueError, match="not the one"):
         pickle.loads(blob).restore_training_data(FeatureSet(X=X[:-1], y=y[:-1], groups=train.groups[:-1],
                                                             ids=train.ids[:-1]))
+
+
+def test_an_in_process_run_uses_one_library_thread_and_restores_the_setting(reg, tiny_config, monkeypatch):
+    import harness.runner as R
+
+    torch = pytest.importorskip("torch")
+    seen = []
+    real = R.prepare_job
+
+    def spy(payload):
+        seen.append(torch.get_num_threads())
+        return real(payload)
+
+    monkeypatch.setattr(R, "prepare_job", spy)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        run(_cfg(tiny_config, "clean"), store=Store(), registry=reg, progress=False)
+        assert seen and set(seen) == {1}
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
