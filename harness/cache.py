@@ -2,8 +2,10 @@
 
 A key is a hash of everything that determines the artefact (input content keys, plugin name,
 version and options, mixing version, seed). Writes go to a temporary file in the same folder
-and are renamed into place, so a crash never leaves a half-written entry that a later run
-would read; concurrent writers of the same key simply race to an identical result.
+and are renamed into place, so a crash of the process never leaves a half-written entry that a
+later run would read; concurrent writers of the same key simply race to an identical result.
+Entries are not fsynced (on a busy disk that cost 2.5 % of a cold run): after an operating-system
+crash an entry may be empty or truncated, and reading it then fails, drops it and recomputes it.
 """
 from __future__ import annotations
 
@@ -69,8 +71,6 @@ class Cache:
         try:
             with os.fdopen(fd, "wb") as fh:
                 dump(fh)
-                fh.flush()
-                os.fsync(fh.fileno())
             os.replace(tmp, p)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

@@ -221,3 +221,14 @@ def test_an_in_process_run_uses_one_library_thread_and_restores_the_setting(reg,
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_damaged_cached_fit_is_refitted_not_used(reg, tiny_config, tmp_path):
+    run(_cfg(tiny_config, "clean"), store=Store(), registry=reg, progress=False)
+    fits = _fits(tmp_path)
+    fits[0].write_bytes(b"")  # e.g. after an operating-system crash (entries are not fsynced)
+    fits[1].write_bytes(b"\x80\x05garbage")
+    CALLS["fit"] = 0
+    s = run(_cfg(tiny_config, "clean"), store=Store(str(tmp_path / "other.db")), registry=reg, progress=False)
+    assert s.n_done == 3 and CALLS["fit"] == 2
+    assert all(f.stat().st_size > 100 for f in _fits(tmp_path))
