@@ -76,6 +76,7 @@ save = False
 [DATA]
 databases = ['emodb']
 emodb = {csv}
+emodb.type = csv
 emodb.split_strategy = speaker_split
 emodb.absolute_path = True
 target = emotion
