@@ -22,7 +22,12 @@ _SMILES: dict[str, object] = {}
 
 
 def smile_functionals(audio: np.ndarray, feature_set: str) -> np.ndarray:
-    """openSMILE functionals of one signal (one Smile object per process and feature set)."""
+    """openSMILE functionals of one signal (one Smile object per process and feature set).
+
+    Calls the extractor behind ``Smile.process_signal`` directly: the same values, without the
+    pandas frame and index that process_signal builds around them (about a tenth of the call on
+    2 s utterances). Falls back to process_signal if a future opensmile lacks it.
+    """
     import opensmile
 
     smile = _SMILES.get(feature_set)
@@ -31,7 +36,11 @@ def smile_functionals(audio: np.ndarray, feature_set: str) -> np.ndarray:
             feature_set=getattr(opensmile.FeatureSet, feature_set),
             feature_level=opensmile.FeatureLevel.Functionals,
         )
-    vals = smile.process_signal(audio, SAMPLE_RATE).to_numpy()[0]  # type: ignore[attr-defined]
+    extract = getattr(smile, "_extract", None)
+    if extract is not None:
+        vals = np.asarray(extract(np.asarray(audio, dtype=np.float32)[None, :], SAMPLE_RATE)[2])[0]
+    else:  # pragma: no cover - other opensmile versions
+        vals = smile.process_signal(audio, SAMPLE_RATE).to_numpy()[0]  # type: ignore[attr-defined]
     return np.nan_to_num(vals.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
 
 

@@ -232,3 +232,16 @@ def test_a_damaged_cached_fit_is_refitted_not_used(reg, tiny_config, tmp_path):
     s = run(_cfg(tiny_config, "clean"), store=Store(str(tmp_path / "other.db")), registry=reg, progress=False)
     assert s.n_done == 3 and CALLS["fit"] == 2
     assert all(f.stat().st_size > 100 for f in _fits(tmp_path))
+
+
+@pytest.mark.parametrize("feature_set", ["eGeMAPSv02", "ComParE_2016"])
+def test_opensmile_functionals_equal_process_signal(feature_set):
+    opensmile = pytest.importorskip("opensmile")
+    from conftest import tone
+    from plugins.opensmile_svm import smile_functionals
+
+    x = tone(300.0, seconds=1.0) + tone(1200.0, seconds=1.0, amp=0.05, seed=3)
+    ref = opensmile.Smile(feature_set=getattr(opensmile.FeatureSet, feature_set),
+                          feature_level=opensmile.FeatureLevel.Functionals).process_signal(x, 16000).to_numpy()[0]
+    ref = np.nan_to_num(ref.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    assert np.array_equal(smile_functionals(x, feature_set), ref)

@@ -5,7 +5,9 @@ openSMILE functionals (eGeMAPS v02, and ComParE 2016) + RBF SVM. nkululeko is in
 demand into its own virtual environment (``--venv``; ``python -m venv --system-site-packages``
 so it reuses this machine's torch, with ``torch`` pinned to the installed version: pip never
 downloads another one), from PyPI only. Its experiment: ``[MODEL] type = svm`` with ``logo = 10``
-over a ``fold`` column that is the speaker (= LOSO), ``[FEATS] scale = standard``.
+over a ``fold`` column that is the speaker (= LOSO), ``[FEATS] scale = standard``, and
+``n_jobs`` = our ``-j`` (nkululeko's default, 8 openSMILE threads, takes a bigger share of a
+shared machine than 2 workers: equal parallelism keeps the comparison fair).
 
 - cold: fresh cache / experiment folder and database (features extracted, 10 folds fitted);
 - warm: the same command again on a fresh database, the cache kept (nkululeko: its stored
@@ -55,7 +57,7 @@ def ensure_nkululeko(venv: Path, log) -> Path:  # noqa: ANN001
     return py
 
 
-def write_nk_experiment(work: Path, root: str, feature_set: str) -> Path:
+def write_nk_experiment(work: Path, root: str, feature_set: str, jobs: int) -> Path:
     """nkululeko's data CSV (the utterances ser-bench uses) and an experiment INI; returns the INI."""
     from plugins.emodb import EmoDB
 
@@ -88,6 +90,7 @@ scale = standard
 [MODEL]
 type = svm
 logo = {len({u.speaker for u in utts})}
+n_jobs = {jobs}
 [PLOT]
 do_plots = False
 """)
@@ -152,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         fs = FEATURE_SET[model]
         work = Path(tempfile.mkdtemp(prefix="bench-vs-nk-"))
         try:
-            ini = write_nk_experiment(work, a.root, fs)
+            ini = write_nk_experiment(work, a.root, fs, a.jobs)
             r: dict = {}
             for phase in ("cold", "warm"):
                 load = os.getloadavg()[0]
