@@ -723,6 +723,7 @@ def _run(config: RunConfig, *, store: Store, registry: Registry, ex: Executor, e
             ids = [u for u in ctx.utterances(ds) if u in want]  # dataset order
             prep += [dict(base, dataset=ds, models=list(models), cond=cond.__dict__, ids=ids[i : i + CHUNK])
                      for i in range(0, len(ids), CHUNK)]
+        prep = [job for job in prep if not _prepared(ctx, job)]  # a warm cache needs no worker for this
         prep_errors: dict[tuple, str] = {}
         bar = _bar(progress, sum(len(p["ids"]) for p in prep), "audio+features")
         for job, res in ex.map_unordered(prepare_job, prep, lost=_lost_prepare):
@@ -747,7 +748,14 @@ def _run(config: RunConfig, *, store: Store, registry: Registry, ex: Executor, e
             # models that take the runner's per-cell seed cannot share a fit
             gkey = (c.dataset, c.ser_model, c.train, c.fold) + ((k,) if per_cell_seed(registry, c.ser_model) else ())
             groups.setdefault(gkey, []).append((c, k, seed))
-        for job, res in ex.map_unordered(cell_job, _unstored(store, base, fold_by, groups), lost=_lost_cell):
+        cell_jobs = _unstored(store, base, fold_by, groups)
+        cell_ex = ex
+        if not prep and cell_jobs and all(_fit_cached(ctx, registry, j) for j in cell_jobs):
+            # nothing left but reading cached features and fits, and predicting: starting worker
+            # processes (each importing the plugins' libraries) would cost more than the work
+            cell_ex = InlineExecutor()
+            cell_jobs = [dict(j, ctx=ctx) for j in cell_jobs]
+        for job, res in cell_ex.map_unordered(cell_job, cell_jobs, lost=_lost_cell):
             for c, k, seed, r in zip(job["cells"], job["keys"], job["seeds"], res["results"]):
                 store.record_cell(
                     run_id, k, c.coords(), status=r["status"], metrics=r.get("metrics"), seed=seed,
@@ -788,6 +796,29 @@ def _lost_prepare(job: dict, message: str) -> dict:
 def _lost_cell(job: dict, message: str) -> dict:
     return {"results": [{"status": "failed", "error": f"WorkerLost: {message}", "traceback": message, "timings": {}}
                         for _ in job["cells"]]}
+
+
+def _prepared(ctx: Context, job: dict) -> bool:
+    """Whether everything a preparation job would make is in the cache already."""
+    cond = Condition(**job["cond"])
+    utts = ctx.utterances(job["dataset"])
+    for m in job["models"]:
+        cached = ctx.plugin("ser_model", m).cache_features
+        if not cached and cond.kind == "clean":
+            continue
+        for uid in job["ids"]:
+            key = ctx.feature_key(utts[uid], cond, m) if cached else ctx._audio_key(utts[uid], cond)
+            if not ctx.cache.path("features" if cached else "audio", key).exists():
+                return False
+    return True
+
+
+def _fit_cached(ctx: Context, registry: Registry, job: dict) -> bool:
+    """Whether the fit a cell job needs is in the fit cache."""
+    c0 = job["cells"][0]
+    if per_cell_seed(registry, c0.ser_model) or not getattr(ctx.plugin("ser_model", c0.ser_model), "cache_fits", True):
+        return False
+    return ctx.cache.object_path("fits", fit_key(ctx, c0, job["fold"], None)).exists()
 
 
 def per_cell_seed(registry: Registry, model_name: str) -> bool:

@@ -245,3 +245,28 @@ def test_opensmile_functionals_equal_process_signal(feature_set):
                           feature_level=opensmile.FeatureLevel.Functionals).process_signal(x, 16000).to_numpy()[0]
     ref = np.nan_to_num(ref.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
     assert np.array_equal(smile_functionals(x, feature_set), ref)
+
+
+def test_a_run_on_a_warm_cache_starts_no_workers(reg, tiny_config, tmp_path, monkeypatch):
+    import harness.runner as R
+    from harness.executors import PoolExecutor
+
+    run(_cfg(tiny_config, "mismatched"), store=Store(), registry=reg, progress=False)
+    CALLS.update(fit=0, featurize=0)
+    used = []
+    real = PoolExecutor.map_unordered
+
+    def spy(self, fn, jobs, **kw):
+        jobs = list(jobs)
+        used.append((fn.__name__, len(jobs)))
+        return real(self, fn, jobs, **kw)
+
+    monkeypatch.setattr(PoolExecutor, "map_unordered", spy)
+    # a fresh database, the cache kept: features and fits are read, nothing is recomputed
+    s = R.run(_cfg(tiny_config, "mismatched"), store=Store(str(tmp_path / "b.db")), registry=reg, progress=False,
+              executor=PoolExecutor(2))
+    assert s.n_done == 15 and CALLS == {"fit": 0, "featurize": 0}
+    assert all(n == 0 for _, n in used), used  # no job went to the pool
+    a = Store().results_frame().sort_values(["cell_key", "metric"]).value.to_numpy()
+    b = Store(str(tmp_path / "b.db")).results_frame().sort_values(["cell_key", "metric"]).value.to_numpy()
+    assert np.array_equal(a, b)
