@@ -270,3 +270,36 @@ def test_a_run_on_a_warm_cache_starts_no_workers(reg, tiny_config, tmp_path, mon
     a = Store().results_frame().sort_values(["cell_key", "metric"]).value.to_numpy()
     b = Store(str(tmp_path / "b.db")).results_frame().sort_values(["cell_key", "metric"]).value.to_numpy()
     assert np.array_equal(a, b)
+
+
+def test_recola_mismatched_after_clean_trains_nothing_and_mixes_only_test_recordings(tmp_path, monkeypatch):
+    """The issue's case: an end-to-end model on a RECOLA-layout corpus (official partitions)."""
+    pytest.importorskip("torch")
+    from harness.config import RunConfig
+    from plugins.e2e.model import E2EArousalModel
+    from plugins.recola import write_synthetic_recola
+
+    root = write_synthetic_recola(tmp_path / "recola", n_train=2, n_dev=1, n_test=2, seconds=8.0)
+    fits = {"n": 0}
+    real = E2EArousalModel.fit
+
+    def counting(self, train, valid=None):
+        fits["n"] += 1
+        return real(self, train, valid)
+
+    monkeypatch.setattr(E2EArousalModel, "fit", counting)
+    opts = {"recola": {"root": str(root)}, "synthetic-noise": {},
+            "e2e-arousal": dict(n_filters=10, channel_pool=10, hidden_size=8, epochs=1, batch_size=4,
+                                chunk_seconds=2.0, progress=False, reuse_fits=False)}
+
+    def cfg(protocol):
+        return RunConfig(protocol=protocol, datasets=["recola"], ser_models=["e2e-arousal"], enhancers=["none"],
+                         noise_sources=["synthetic-noise"], snrs=[0.0, 10.0],
+                         options={k: v for k, v in opts.items() if protocol != "clean" or k != "synthetic-noise"})
+
+    run(cfg("clean"), store=Store(), executor="inline", progress=False)
+    assert fits["n"] == 1
+    s = run(cfg("mismatched"), store=Store(str(tmp_path / "m.db")), executor="inline", progress=False)
+    assert s.n_done == 3 and fits["n"] == 1  # the clean fit of the earlier run, from the cache
+    audio = list((tmp_path / "cache" / "audio").rglob("*.npy"))
+    assert len(audio) == 2 * 2  # 2 test recordings x 2 SNRs: train and dev recordings are never mixed
