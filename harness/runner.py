@@ -162,25 +162,49 @@ class Context:
         return self.cache.get_or_compute("audio", ["enhanced", nkey, self.identity("enhancer", cond.enhancer)],
                                          lambda: enh.enhance(noisy))
 
-    def features(self, dataset: str, model_name: str, cond: Condition, ids: list[str]) -> list[np.ndarray]:
-        model = self.plugin("ser_model", model_name)
+    def features(self, dataset: str, model_name: str, cond: Condition, ids: Sequence[str]) -> list[np.ndarray]:
+        return self.prepare(dataset, [model_name], cond, ids)[model_name]
+
+    def prepare(self, dataset: str, model_names: Sequence[str], cond: Condition,
+                ids: Sequence[str]) -> dict[str, list[np.ndarray]]:
+        """Features of ``ids`` under ``cond`` for several SER models: each utterance's audio is made
+        (or read from the cache) at most once, then featurised by every model whose features are
+        not cached yet."""
+        models = {m: self.plugin("ser_model", m) for m in model_names}
         utts = self.utterances(dataset)
-        out = []
+        out: dict[str, list[np.ndarray]] = {m: [] for m in model_names}
         for uid in ids:
             utt = utts[uid]
-            if not model.cache_features:
-                out.append(self.audio(utt, cond)[0])
-                continue
-            # feature key first: a hit needs no audio at all
-            audio_key = self._audio_key(utt, cond)
-            fkey = self.cache.key(["feat", audio_key, model.feature_key()])
-            val = self.cache.load("features", fkey)
-            if val is None:
-                audio, _ = self.audio(utt, cond)
-                val = np.asarray(model.featurize(audio))
-                self.cache.store("features", fkey, val)
-            out.append(val)
+            audio = None
+            for m, model in models.items():
+                if not model.cache_features:
+                    if audio is None:
+                        audio = self.audio(utt, cond)[0]
+                    out[m].append(audio)
+                    continue
+                # feature key first: a hit needs no audio at all
+                fkey = self.feature_key(utt, cond, m)
+                val = self.cache.load("features", fkey)
+                if val is None:
+                    if audio is None:
+                        audio = self.audio(utt, cond)[0]
+                    val = np.asarray(model.featurize(audio))
+                    self.cache.store("features", fkey, val)
+                out[m].append(val)
         return out
+
+    def feature_key(self, utt: Utterance, cond: Condition, model_name: str) -> str:
+        model = self.plugin("ser_model", model_name)
+        key = (model_name, "fk")
+        if key not in self._idents:
+            self._idents[key] = model.feature_key()
+        return self.cache.key(["feat", self._audio_key(utt, cond), self._idents[key]])
+
+    def data_key(self, utt: Utterance, cond: Condition, model_name: str) -> str:
+        """Content key of what ``model_name`` is fitted on for ``utt`` (its features, or its audio)."""
+        if self.plugin("ser_model", model_name).cache_features:
+            return self.feature_key(utt, cond, model_name)
+        return self._audio_key(utt, cond)
 
     def _audio_key(self, utt: Utterance, cond: Condition) -> str:
         if cond.kind == "clean":
@@ -190,17 +214,21 @@ class Context:
             return nkey
         return self.cache.key(["enhanced", nkey, self.identity("enhancer", cond.enhancer)])
 
-    def condition_features(self, dataset: str, model_name: str, cond: Condition) -> dict[str, np.ndarray]:
-        """All utterances' features under ``cond`` (kept in a small per-process LRU)."""
+    def condition_features(self, dataset: str, model_name: str, cond: Condition,
+                           ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """Features of ``ids`` under ``cond`` (kept in a small per-process LRU, which grows as
+        cells ask for more utterances of the same condition)."""
         key = (dataset, model_name, cond)
-        if key in self._feats:
-            self._feats.move_to_end(key)
-        else:
-            ids = list(self.utterances(dataset))
-            self._feats[key] = dict(zip(ids, self.features(dataset, model_name, cond, ids)))
-            while len(self._feats) > 8:
-                self._feats.popitem(last=False)
-        return self._feats[key]
+        have = self._feats.get(key)
+        if have is None:
+            have = self._feats[key] = {}
+        self._feats.move_to_end(key)
+        missing = [i for i in dict.fromkeys(ids) if i not in have]
+        if missing:
+            have.update(zip(missing, self.features(dataset, model_name, cond, missing)))
+        while len(self._feats) > 8:
+            self._feats.popitem(last=False)
+        return have
 
 
 _LOCAL = threading.local()  # one context per worker thread (Dask workers may run several threads)
@@ -322,11 +350,12 @@ def audit_job(payload: dict) -> dict:
 
 
 def prepare_job(payload: dict) -> dict:
-    """Make audio + features for a chunk of utterances under one condition."""
+    """Make audio + features for a chunk of utterances under one condition, for every SER model
+    of ``payload["models"]`` (the audio is made once and featurised by each)."""
     ctx = _context(payload)
     t0 = time.perf_counter()
     try:
-        ctx.features(payload["dataset"], payload["model"], Condition(**payload["cond"]), payload["ids"])
+        ctx.prepare(payload["dataset"], payload["models"], Condition(**payload["cond"]), payload["ids"])
         return {"ok": True, "n": len(payload["ids"]), "s": time.perf_counter() - t0}
     except Exception as exc:  # reported per condition; the cells that need it fail with this error
         return {"ok": False, "n": len(payload["ids"]), "error": f"{type(exc).__name__}: {exc}",
@@ -356,38 +385,123 @@ def score(task: str, y_true: list, y_pred: list, ids: list[str]) -> tuple[dict[s
     return {"ccc": ccc(np.concatenate(trues), np.concatenate(preds))}, per_utt
 
 
+#: Bump when what a cached fit holds, or how its key is made, changes.
+FIT_FORMAT = "1"
+
+
+def _label_digest(y: Any) -> str:
+    if isinstance(y, TimeSeries):
+        return stable_hash([np.asarray(y.values, dtype=np.float64).tobytes().hex(), y.hop_s])
+    return repr(y)
+
+
+def _library_versions() -> dict[str, str]:
+    """Versions of the libraries a pickled fit may hold objects of (a fit made by another version is refitted)."""
+    from importlib import metadata
+
+    out = {}
+    for dist in ("numpy", "scikit-learn", "torch"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+_LIBS: dict[str, str] | None = None
+
+
+def fit_key(ctx: Context, cell: Cell, fold: Fold, seed: int | None) -> str:
+    """Identity of a fitted SER model: the model's name, version and options, the library versions,
+    the seed (only for models that take the runner's per-cell seed), and a digest of the training
+    and validation data: every utterance's id, content key of what the model sees (features or
+    audio, which include the condition, mixing, enhancer and feature extractor), label and speaker."""
+    global _LIBS
+    if _LIBS is None:
+        _LIBS = _library_versions()
+    utts = ctx.utterances(cell.dataset)
+
+    def digest(ids: tuple[str, ...]) -> str:
+        return stable_hash([[i, ctx.data_key(utts[i], cell.train, cell.ser_model), _label_digest(utts[i].label),
+                             utts[i].speaker] for i in ids], n=32)
+
+    return ctx.cache.key(["fit", FIT_FORMAT, ctx.identity("ser_model", cell.ser_model), _LIBS, seed,
+                          digest(fold.train), digest(fold.valid) if fold.valid else None])
+
+
+def _fit(ctx: Context, cell: Cell, fold: Fold, seed: int, train: FeatureSet,
+         valid: FeatureSet | None) -> tuple[Any, bool]:
+    """A fitted model for ``cell``'s training data: from the fit cache, or fitted (and cached).
+    Returns ``(model, reused)``."""
+    model = ctx.registry.create("ser_model", cell.ser_model, ctx.config.plugin_options(cell.ser_model))
+    takes_seed = hasattr(model, "seed_")
+    key = fit_key(ctx, cell, fold, seed if takes_seed else None)
+    cache_fits = getattr(model, "cache_fits", True)
+    if cache_fits:
+        cached = ctx.cache.load_object("fits", key)
+        if cached is not None and type(cached) is type(model):
+            if hasattr(cached, "restore_training_data"):
+                cached.restore_training_data(train)
+            return cached, True
+    if takes_seed:
+        model.seed_ = seed
+    model.fit(train, valid)
+    if cache_fits:
+        ctx.cache.store_object("fits", key, model)
+    return model, False
+
+
 def cell_job(payload: dict) -> dict:
-    """Fit, predict and score one cell. Never raises: failures come back with their traceback."""
+    """Fit once, then predict and score each cell of ``payload["cells"]`` (cells sharing dataset,
+    SER model, training condition and fold). Never raises: each cell's failure comes back with its
+    traceback. Returns ``{"results": [one result per cell]}``."""
     ctx = _context(payload)
-    cell: Cell = payload["cell"]
     fold: Fold = payload["fold"]
-    out: dict[str, Any] = {"timings": {}}
+    cells: list[Cell] = payload["cells"]
+    first = cells[0]
+    utts = ctx.utterances(first.dataset)
+    results: list[dict[str, Any]] = []
+    model = None
+    fit_out: dict[str, Any] = {}
     try:
         t0 = time.perf_counter()
-        utts = ctx.utterances(cell.dataset)
-        train_f = ctx.condition_features(cell.dataset, cell.ser_model, cell.train)
-        test_f = ctx.condition_features(cell.dataset, cell.ser_model, cell.test)
+        train_f = ctx.condition_features(first.dataset, first.ser_model, first.train, fold.train + fold.valid)
         train = _featureset(train_f, utts, fold.train)
         valid = _featureset(train_f, utts, fold.valid) if fold.valid else None
-        test = _featureset(test_f, utts, fold.test)
         t1 = time.perf_counter()
-        model = ctx.registry.create("ser_model", cell.ser_model, ctx.config.plugin_options(cell.ser_model))
-        if hasattr(model, "seed_"):
-            model.seed_ = payload["seed"]
-        model.fit(train, valid)
+        model, reused = _fit(ctx, first, fold, payload["seeds"][0], train, valid)
         t2 = time.perf_counter()
-        preds = model.predict(test)
-        t3 = time.perf_counter()
-        if len(preds) != len(test):
-            raise PluginError(f"SER model {cell.ser_model!r} returned {len(preds)} predictions for {len(test)} inputs")
-        metrics, detail = score(model.task, test.y, preds, test.ids)
-        out.update(status="done", metrics=metrics, predictions=detail,
-                   info={"fit": getattr(model, "fit_info_", None), "fold_note": fold.note},
-                   timings={"prep_s": t1 - t0, "fit_s": t2 - t1, "predict_s": t3 - t2},
-                   n_train=len(train), n_test=len(test))
+        fit_out = {"prep_s": t1 - t0, "fit_s": t2 - t1, "reused": reused, "n_train": len(train)}
     except Exception as exc:
-        out.update(status="failed", error=f"{type(exc).__name__}: {exc}", traceback=tb.format_exc())
-    return out
+        fit_out = {"error": f"{type(exc).__name__}: {exc}", "traceback": tb.format_exc()}
+    for n, cell in enumerate(cells):
+        out: dict[str, Any] = {"timings": {}}
+        if model is None:
+            out.update(status="failed", error=fit_out["error"], traceback=fit_out["traceback"])
+            results.append(out)
+            continue
+        try:
+            t2 = time.perf_counter()
+            test_f = ctx.condition_features(cell.dataset, cell.ser_model, cell.test, fold.test)
+            test = _featureset(test_f, utts, fold.test)
+            t3 = time.perf_counter()
+            preds = model.predict(test)
+            t4 = time.perf_counter()
+            if len(preds) != len(test):
+                raise PluginError(f"SER model {cell.ser_model!r} returned {len(preds)} predictions for "
+                                  f"{len(test)} inputs")
+            metrics, detail = score(model.task, test.y, preds, test.ids)
+            # a fit shared by the group or loaded from the fit cache shows as fit_s = 0
+            out.update(status="done", metrics=metrics, predictions=detail,
+                       info={"fit": getattr(model, "fit_info_", None), "fold_note": fold.note},
+                       timings={"prep_s": (fit_out["prep_s"] if n == 0 else 0.0) + t3 - t2,
+                                "fit_s": fit_out["fit_s"] if n == 0 and not fit_out["reused"] else 0.0,
+                                "predict_s": t4 - t3},
+                       n_train=fit_out["n_train"], n_test=len(test))
+        except Exception as exc:
+            out.update(status="failed", error=f"{type(exc).__name__}: {exc}", traceback=tb.format_exc())
+        results.append(out)
+    return {"results": results}
 
 
 # ----------------------------------------------------------------------------- driver side
@@ -476,11 +590,44 @@ def run(
         ex = make_executor(executor, jobs, scheduler=scheduler)
     else:
         ex = executor
+    restore: list[Callable[[], None]] = []
     try:
         return _run(config, store=store, registry=registry or registry_for(extra_plugins), ex=ex,
-                    extra_plugins=list(extra_plugins), cache_dir=cache_dir, progress=progress, echo=echo)
+                    extra_plugins=list(extra_plugins), cache_dir=cache_dir, progress=progress, echo=echo,
+                    restore=restore)
     finally:
+        for undo in restore:
+            undo()
         ex.close()
+
+
+def one_thread() -> Callable[[], None]:
+    """Limit this process's numeric libraries (torch, OpenMP, BLAS) to one thread, as in every pool
+    worker; returns the undo. For in-process runs (``-j 1``, inline): the work is many small
+    independent jobs (enhancing one utterance, one SVM fit), where a library's own threads gain
+    little and, on a busy machine, spin-wait: rescnn took 7x the CPU time per utterance with 2
+    torch threads under load. Plugins that want threads set them (e.g. ``e2e-arousal.num_threads``)."""
+    import sys
+
+    undo: list[Callable[[], None]] = []
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.get_num_threads() != 1:
+        before = torch.get_num_threads()
+        torch.set_num_threads(1)
+        undo.append(lambda: torch.set_num_threads(before))
+    try:
+        from threadpoolctl import threadpool_limits
+
+        limits = threadpool_limits(limits=1)
+        undo.append(limits.restore_original_limits)
+    except ImportError:  # pragma: no cover - a scikit-learn dependency
+        pass
+
+    def restore() -> None:
+        for u in reversed(undo):
+            u()
+
+    return restore
 
 
 def _audit(ctx: Context, ex: Executor, base: dict, progress: bool) -> list[dict[str, Any]]:
@@ -571,11 +718,14 @@ def _bad_inputs(ctx: Context, notes: list[dict[str, Any]]) -> tuple[list[dict[st
 
 
 def _run(config: RunConfig, *, store: Store, registry: Registry, ex: Executor, extra_plugins: list[str],
-         cache_dir: str | None, progress: bool, echo: Callable[[str], None]) -> RunSummary:
+         cache_dir: str | None, progress: bool, echo: Callable[[str], None],
+         restore: list[Callable[[], None]]) -> RunSummary:
     t_start = time.perf_counter()
     ctx, folds, cells = plan(config, registry)
     ctx.cache = Cache(cache_dir)
     inline = isinstance(ex, InlineExecutor)
+    if inline:  # after plan(): the plugins (and torch, if they use it) are loaded
+        restore.append(one_thread())
     remote = getattr(ex, "name", "") == "dask"  # workers elsewhere: relative paths must not travel
     base = {"config": remote_config(config, registry) if remote else config.model_dump_json(),
             "cache_dir": str(ctx.cache.root.resolve()),
@@ -636,26 +786,32 @@ def _run(config: RunConfig, *, store: Store, registry: Registry, ex: Executor, e
     n_done = n_failed = 0
     failures: list[str] = []
     try:
-        # ---- stage 1: audio + features per condition, shared by all cells that need them
-        needed = OrderedDict()
+        # ---- stage 1: audio + features per condition, shared by all cells that need them; only
+        # the utterances some pending cell reads (a test condition: its folds' test utterances)
+        needed: OrderedDict[tuple[str, Condition], tuple[dict, dict]] = OrderedDict()
         for c, _ in todo:
-            for cond in (c.train, c.test):
-                needed[(c.dataset, c.ser_model, cond)] = None
+            f = fold_by[(c.dataset, c.fold)]
+            for cond, ids in ((c.train, f.train + f.valid), (c.test, f.test)):
+                models, want = needed.setdefault((c.dataset, cond), ({}, {}))
+                models[c.ser_model] = None
+                want.update(dict.fromkeys(ids))
         prep = []
-        for ds, model, cond in needed:
-            ids = list(ctx.utterances(ds))
-            prep += [dict(base, dataset=ds, model=model, cond=cond.__dict__, ids=ids[i : i + CHUNK])
+        for (ds, cond), (models, want) in needed.items():
+            ids = [u for u in ctx.utterances(ds) if u in want]  # dataset order
+            prep += [dict(base, dataset=ds, models=list(models), cond=cond.__dict__, ids=ids[i : i + CHUNK])
                      for i in range(0, len(ids), CHUNK)]
+        prep = [job for job in prep if not _prepared(ctx, job)]  # a warm cache needs no worker for this
         prep_errors: dict[tuple, str] = {}
         bar = _bar(progress, sum(len(p["ids"]) for p in prep), "audio+features")
         for job, res in ex.map_unordered(prepare_job, prep, lost=_lost_prepare):
             if not res["ok"]:
-                prep_errors.setdefault((job["dataset"], job["model"], Condition(**job["cond"])), res["error"])
+                for m in job["models"]:
+                    prep_errors.setdefault((job["dataset"], m, Condition(**job["cond"])), res["error"])
             bar.update(res["n"])
         bar.close()
-        # ---- stage 2: cells
+        # ---- stage 2: cells, grouped by fit (dataset, SER model, training condition, fold): one fit each
         bar = _bar(progress, len(todo), "cells")
-        cell_jobs = []
+        groups: OrderedDict[tuple, list[tuple[Cell, str, int]]] = OrderedDict()
         for c, k in todo:
             err = prep_errors.get((c.dataset, c.ser_model, c.train)) or prep_errors.get((c.dataset, c.ser_model, c.test))
             seed = int(np.random.SeedSequence([config.seed, int(k[:12], 16)]).generate_state(1)[0])
@@ -666,22 +822,31 @@ def _run(config: RunConfig, *, store: Store, registry: Registry, ex: Executor, e
                 n_failed += 1
                 bar.update(1)
                 continue
-            cell_jobs.append(dict(base, cell=c, fold=fold_by[(c.dataset, c.fold)], seed=seed, key=k))
-        for job, res in ex.map_unordered(cell_job, _unstored(store, cell_jobs), lost=_lost_cell):
-            c = job["cell"]
-            store.record_cell(
-                run_id, job["key"], c.coords(), status=res["status"], metrics=res.get("metrics"), seed=job["seed"],
-                timings=res.get("timings"), n_train=res.get("n_train", 0), n_test=res.get("n_test", 0),
-                info=res.get("info"), predictions=res.get("predictions"), error=res.get("error"),
-                traceback=res.get("traceback"),
-            )
-            _fault_point(n_done + n_failed + 1)
-            if res["status"] == "done":
-                n_done += 1
-            else:
-                n_failed += 1
-                failures.append(f"{c.ser_model} {c.train.label()} -> {c.test.label()} [{c.fold}]: {res['error']}")
-            bar.update(1)
+            # models that take the runner's per-cell seed cannot share a fit
+            gkey = (c.dataset, c.ser_model, c.train, c.fold) + ((k,) if per_cell_seed(registry, c.ser_model) else ())
+            groups.setdefault(gkey, []).append((c, k, seed))
+        cell_jobs = _unstored(store, base, fold_by, groups)
+        cell_ex = ex
+        if not prep and cell_jobs and all(_fit_cached(ctx, registry, j) for j in cell_jobs):
+            # nothing left but reading cached features and fits, and predicting: starting worker
+            # processes (each importing the plugins' libraries) would cost more than the work
+            cell_ex = InlineExecutor()
+            cell_jobs = [dict(j, ctx=ctx) for j in cell_jobs]
+        for job, res in cell_ex.map_unordered(cell_job, cell_jobs, lost=_lost_cell):
+            for c, k, seed, r in zip(job["cells"], job["keys"], job["seeds"], res["results"]):
+                store.record_cell(
+                    run_id, k, c.coords(), status=r["status"], metrics=r.get("metrics"), seed=seed,
+                    timings=r.get("timings"), n_train=r.get("n_train", 0), n_test=r.get("n_test", 0),
+                    info=r.get("info"), predictions=r.get("predictions"), error=r.get("error"),
+                    traceback=r.get("traceback"),
+                )
+                _fault_point(n_done + n_failed + 1)
+                if r["status"] == "done":
+                    n_done += 1
+                else:
+                    n_failed += 1
+                    failures.append(f"{c.ser_model} {c.train.label()} -> {c.test.label()} [{c.fold}]: {r['error']}")
+                bar.update(1)
         bar.close()
         # ---- stage 3 (config.quality): quality / emotion-preservation cells, from the cached audio
         if qtodo:
@@ -707,13 +872,50 @@ def _lost_prepare(job: dict, message: str) -> dict:
 
 
 def _lost_cell(job: dict, message: str) -> dict:
-    return {"status": "failed", "error": f"WorkerLost: {message}", "traceback": message, "timings": {}}
+    return {"results": [{"status": "failed", "error": f"WorkerLost: {message}", "traceback": message, "timings": {}}
+                        for _ in job["cells"]]}
 
 
-def _unstored(store: Store, cell_jobs: list[dict]) -> list[dict]:
-    """Drop cells another process stored meanwhile (two runs of one config share the work)."""
-    have = store.existing(j["key"] for j in cell_jobs)
-    return [j for j in cell_jobs if have.get(j["key"]) != "done"]
+def _prepared(ctx: Context, job: dict) -> bool:
+    """Whether everything a preparation job would make is in the cache already."""
+    cond = Condition(**job["cond"])
+    utts = ctx.utterances(job["dataset"])
+    for m in job["models"]:
+        cached = ctx.plugin("ser_model", m).cache_features
+        if not cached and cond.kind == "clean":
+            continue
+        for uid in job["ids"]:
+            key = ctx.feature_key(utts[uid], cond, m) if cached else ctx._audio_key(utts[uid], cond)
+            if not ctx.cache.path("features" if cached else "audio", key).exists():
+                return False
+    return True
+
+
+def _fit_cached(ctx: Context, registry: Registry, job: dict) -> bool:
+    """Whether the fit a cell job needs is in the fit cache."""
+    c0 = job["cells"][0]
+    if per_cell_seed(registry, c0.ser_model) or not getattr(ctx.plugin("ser_model", c0.ser_model), "cache_fits", True):
+        return False
+    return ctx.cache.object_path("fits", fit_key(ctx, c0, job["fold"], None)).exists()
+
+
+def per_cell_seed(registry: Registry, model_name: str) -> bool:
+    """Whether a SER model takes the runner's per-cell seed (an attribute ``seed_``)."""
+    return hasattr(registry.get("ser_model", model_name), "seed_")
+
+
+def _unstored(store: Store, base: dict, fold_by: dict, groups: dict[tuple, list[tuple[Cell, str, int]]]) -> list[dict]:
+    """Cell jobs (one per fit group), dropping cells another process stored meanwhile (two runs of
+    one config share the work)."""
+    have = store.existing(k for members in groups.values() for _, k, _ in members)
+    jobs = []
+    for members in groups.values():
+        left = [m for m in members if have.get(m[1]) != "done"]
+        if left:
+            c0 = left[0][0]
+            jobs.append(dict(base, cells=[m[0] for m in left], keys=[m[1] for m in left], seeds=[m[2] for m in left],
+                             fold=fold_by[(c0.dataset, c0.fold)]))
+    return jobs
 
 
 #: Crash-test hook (benchmarks/kill_resume.py): the driver SIGKILLs itself right after storing

@@ -308,3 +308,39 @@ def test_classifier_conforms_and_pools_long_utterances():
     assert m.predict_proba([long]).shape == (1, 2)
     with pytest.raises(PluginError, match="use 'e2e-arousal'"):
         m.fit(FeatureSet(X=[long, long], y=[TimeSeries(np.zeros(3))] * 2, groups=["a", "b"], ids=["1", "2"]))
+
+
+# --------------------------------------------------------------------------- CPU recipe and time estimate
+
+
+def test_cpu_fast_recipe_fills_the_options_not_given():
+    from plugins.e2e.model import CPU_FAST
+
+    m = E2EArousalModel(recipe="cpu-fast", epochs=3)
+    assert m.config.epochs == 3  # given explicitly: kept
+    assert {k: getattr(m.config, k) for k in CPU_FAST if k != "epochs"} == {k: v for k, v in CPU_FAST.items()
+                                                                              if k != "epochs"}
+    paper = E2EArousalModel()
+    assert (paper.config.recipe, paper.config.epochs, paper.config.batch_size, paper.config.n_filters) == \
+        ("paper", 50, 25, 40)
+    assert m.identity_hash() != E2EArousalModel(epochs=3).identity_hash()
+    with pytest.raises(ConfigError, match="recipe"):
+        E2EArousalModel(recipe="gpu-slow")
+
+
+def test_cpu_fast_recipe_learns_and_announces_its_time_before_training(recola_sets, capsys, caplog):
+    import logging
+
+    caplog.set_level(logging.INFO, logger="ser_bench.e2e")
+    m = E2EArousalModel(recipe="cpu-fast", progress=True, seed=0).fit(recola_sets["train"], recola_sets["dev"])
+    err = capsys.readouterr().err
+    assert "e2e-arousal: expected training time ~" in err and "10 epochs x 2 steps" in err
+    msgs = [r.getMessage() for r in caplog.records]
+    first = next(i for i, t in enumerate(msgs) if "expected training time" in t)
+    assert first < next(i for i, t in enumerate(msgs) if "epoch 1:" in t)  # said before the first epoch ends
+    info = m.fit_info_
+    assert info["epochs_run"] == 10 and info["expected_train_time_s"] > 0
+    test = recola_sets["test"]
+    preds = m.predict(FeatureSet(X=test.X, y=None, groups=test.groups, ids=test.ids))
+    rho = concat_ccc([p.values for p in preds], [y.values for y in test.y])
+    assert rho > 0.4, rho  # held-out recordings
