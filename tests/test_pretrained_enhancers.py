@@ -325,3 +325,56 @@ def test_registered_lazily_with_descriptions(registry):
         entry = registry.entry("enhancer", name)
         assert isinstance(entry.target, str) and entry.description
         assert "enhancers" in entry.description
+
+
+# --------------------------------------------------------------------------- bench eval-enhancer
+
+
+def _fixture_corpora(tmp_path):
+    import soundfile as sf
+
+    libri = tmp_path / "libri" / "train-clean-5"
+    for s in range(5):
+        d = libri / str(100 + s) / "7"
+        d.mkdir(parents=True)
+        for k in range(2):
+            sf.write(d / f"{100 + s}-7-{k:04d}.flac", voice(1.0, seed=10 * s + k), SAMPLE_RATE)
+    noise = tmp_path / "noise"
+    noise.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(12):
+        sf.write(noise / f"n{i}.flac", (0.1 * rng.standard_normal(SAMPLE_RATE)).astype(np.float32), SAMPLE_RATE)
+    return tmp_path / "libri", noise
+
+
+def test_eval_enhancer_scores_every_enhancer_on_the_same_mixtures(tmp_path):
+    import json
+
+    from harness.cli_enhance import eval_enhancer
+
+    speech, noise = _fixture_corpora(tmp_path)
+    out = tmp_path / "scores.json"
+    args = ["-e", "none", "-e", "wiener", "--speech", "librispeech", "--speech-root", str(speech), "--all-speakers",
+            "--noise", "folder", "--noise-root", str(noise), "--snr", "0", "--snr", "10", "--per-snr", "4",
+            "--json-out", str(out)]
+    r = CliRunner().invoke(eval_enhancer, args, catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    doc = json.loads(out.read_text())
+    assert doc["speech"]["all_speakers"] and len(doc["speech"]["utterances"]) == 4
+    assert len(doc["speech"]["speakers"]) >= 2 and doc["noise"]["part"] == "test"
+    assert [row["snr_db"] for row in doc["noisy"]] == [0.0, 10.0]
+    for row, snr in zip(doc["noisy"], (0, 10)):
+        assert row["n"] == 4 and abs(row["sisdr"] - snr) < 1.0 and 1.0 <= row["pesq"] <= 4.7
+    none, wiener = doc["enhancers"]["none"], doc["enhancers"]["wiener"]
+    for row, ref in zip(none["rows"], doc["noisy"]):  # the identity scores exactly the noisy input
+        assert row["sisdr"] == ref["sisdr"] and row["sisdr_delta"] == 0 and row["pesq_delta"] == 0
+    assert wiener["rows"][0]["sisdr_delta"] > 0.5  # white noise at 0 dB: the Wiener filter helps
+    assert wiener["rtf_cpu"] > 0 and wiener["identity"]["name"] == "wiener"
+    assert doc["rtf"]["threads"] == 1 and doc["metrics"] == ["sisdr", "stoi", "pesq"]
+    assert "| wiener | 0 | 4 |" in r.output
+    # without --all-speakers: only the default split's held-out test speakers
+    r = CliRunner().invoke(eval_enhancer, [a for a in args if a != "--all-speakers"] + ["--no-pesq"],
+                           catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    held = json.loads(out.read_text())
+    assert set(held["speech"]["speakers"]) < set(doc["speech"]["speakers"]) and "pesq" not in held["noisy"][0]
