@@ -378,3 +378,20 @@ def test_eval_enhancer_scores_every_enhancer_on_the_same_mixtures(tmp_path):
     assert r.exit_code == 0, r.output
     held = json.loads(out.read_text())
     assert set(held["speech"]["speakers"]) < set(doc["speech"]["speakers"]) and "pesq" not in held["noisy"][0]
+
+
+@_needs("deepfilternet")
+def test_deepfilternet_warmup_keeps_alignment_and_adapts(enhancers):
+    clean = voice(2.0, seed=31)
+    noisy = add_white_noise(clean, 0.0, seed=32)
+    plain, lsnr = enhancers("deepfilternet").enhance_with_snr(noisy)
+    warm_enh = enhancers("deepfilternet", warmup=True)
+    warm, wlsnr = warm_enh.enhance_with_snr(noisy)
+    assert warm.shape == noisy.shape and wlsnr.shape == lsnr.shape
+    assert abs(lag(clean, warm, max_lag=400)) < 1.0
+    assert not np.allclose(warm, plain)
+    np.testing.assert_array_equal(warm, enhancers("deepfilternet", warmup=True).enhance(noisy))
+    # the adapted state matters most at the start; later the two passes agree closely
+    late = slice(len(noisy) // 2, None)
+    assert si_sdr(warm[late], plain[late]) > 15.0
+    assert "warmup" in warm_enh.identity()["config"] and "warmup" not in enhancers("deepfilternet").identity()["config"]
