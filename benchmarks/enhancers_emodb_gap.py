@@ -53,7 +53,8 @@ def fmt(v: dict | None) -> str:
     if v is None:
         return "–"
     ci = f" [{v['ci'][0]:.1f}, {v['ci'][1]:.1f}]" if v.get("ci") else ""
-    return f"{v['uar']:.1f}{ci}{v.get('sig') or ''}"
+    sig = f" ({v['sig']})" if v.get("sig") else ""
+    return f"{v['uar']:.1f}{ci}{sig}"
 
 
 def main() -> None:
