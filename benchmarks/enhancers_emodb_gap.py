@@ -68,6 +68,8 @@ def main() -> None:
     res = collect(a.db, a.dataset, a.protocol, a.noise)
     for model, m in res.items():
         snrs = list(m["noisy"])
+        if not snrs:  # no noisy results stored yet for this model
+            continue
         print(f"\n### {model} (clean {fmt(m['clean'])})\n")
         print("| condition | " + " | ".join(snrs) + " |")
         print("|---|" + "---:|" * len(snrs))
