@@ -1,0 +1,96 @@
+"""The enhancer table: every enhancer on the same held-out mixtures; writes benchmarks/enhancers.json.
+
+Speech: EMO-DB (German, acted; never an enhancer training corpus here), every speaker, first
+``--per-snr`` utterances in a seeded order; noise: the shared noise folders' *test* part (never
+used for training rescnn); SNRs -5..20 dB. Scores: SI-SDR, STOI, wide-band PESQ of the noisy
+input and of each enhancer's output, and each enhancer's real-time factor on one core (CPU
+seconds of this process per audio second, with OMP / MKL / torch limited to one thread).
+
+    python benchmarks/enhancers.py --emodb ../shared/data/emodb --noise ../shared/data/noise
+    python benchmarks/enhancers.py --markdown benchmarks/enhancers.json   # the README table
+
+Prints a JSON summary (per enhancer: SI-SDR / STOI / PESQ change at 0 and 20 dB, RTF).
+"""
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):  # before numpy / torch load
+    os.environ[_var] = "1"
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+ENHANCERS = ["none", "wiener", "rescnn", "deepfilternet", "rnnoise", "spectral-gating"]
+SNRS = [-5, 0, 5, 10, 15, 20]
+
+
+def markdown(doc: dict) -> str:
+    """Compact table: change vs noisy at 0 / 20 dB SNR for each metric, and the RTF."""
+    noisy = {r["snr_db"]: r for r in doc["noisy"]}
+    lines = [
+        "| enhancer | Δ SI-SDR −5 / 0 / 20 dB | Δ STOI 0 / 20 dB | Δ PESQ 0 / 20 dB | RTF (1 core) |",
+        "|---|---:|---:|---:|---:|",
+        f"| (noisy: SI-SDR, STOI, PESQ) | {noisy[-5.0]['sisdr']:.1f} / {noisy[0.0]['sisdr']:.1f} / "
+        f"{noisy[20.0]['sisdr']:.1f} | {noisy[0.0]['stoi']:.3f} / {noisy[20.0]['stoi']:.3f} | "
+        f"{noisy[0.0]['pesq']:.2f} / {noisy[20.0]['pesq']:.2f} | |",
+    ]
+    for name, e in doc["enhancers"].items():
+        if name == "none":
+            continue
+        r = {row["snr_db"]: row for row in e["rows"]}
+        lines.append(
+            f"| {name} | {r[-5.0]['sisdr_delta']:+.1f} / {r[0.0]['sisdr_delta']:+.1f} / {r[20.0]['sisdr_delta']:+.1f} | "
+            f"{r[0.0]['stoi_delta']:+.3f} / {r[20.0]['stoi_delta']:+.3f} | "
+            f"{r[0.0]['pesq_delta']:+.2f} / {r[20.0]['pesq_delta']:+.2f} | {e['rtf_cpu']:.3f} |"
+        )
+    return "\n".join(lines)
+
+
+def summary(doc: dict) -> dict:
+    out = {}
+    for name, e in doc["enhancers"].items():
+        r = {row["snr_db"]: row for row in e["rows"]}
+        out[name] = {"rtf_cpu": round(e["rtf_cpu"], 4), "rtf_wall": round(e["rtf_wall"], 4),
+                     **{f"{m}_delta_{int(s)}dB": round(r[s][f"{m}_delta"], 3)
+                        for m in ("sisdr", "stoi", "pesq") for s in (0.0, 20.0)}}
+    return {"utterances_per_snr": doc["speech"]["utterances_per_snr"], "load_average": doc["rtf"]["load_average"],
+            "enhancers": out}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--emodb", default=str(HERE.parent.parent / "shared" / "data" / "emodb"))
+    ap.add_argument("--noise", default=str(HERE.parent.parent / "shared" / "data" / "noise"))
+    ap.add_argument("--per-snr", type=int, default=40)
+    ap.add_argument("--enhancer", action="append", help=f"default: {' '.join(ENHANCERS)}")
+    ap.add_argument("--out", default=str(HERE / "enhancers.json"))
+    ap.add_argument("--markdown", metavar="JSON", help="only print the README table of an existing JSON file")
+    a = ap.parse_args()
+    if a.markdown:
+        print(markdown(json.loads(Path(a.markdown).read_text())))
+        return
+    from harness.cli_enhance import eval_enhancer
+
+    args = []
+    for name in a.enhancer or ENHANCERS:
+        args += ["-e", name]
+    args += ["--speech", "emodb", "--speech-root", a.emodb, "--all-speakers", "--noise", "folder", "--noise-root",
+             a.noise, "--per-snr", str(a.per_snr), "--threads", "1", "--json-out", a.out]
+    for s in SNRS:
+        args += ["--snr", str(s)]
+    eval_enhancer.main(args, standalone_mode=False)
+    doc = json.loads(Path(a.out).read_text())
+    doc["command"] = "python benchmarks/enhancers.py " + " ".join(sys.argv[1:])
+    Path(a.out).write_text(json.dumps(doc, indent=2))
+    print(json.dumps(summary(doc), indent=2))
+    print(markdown(doc))
+
+
+if __name__ == "__main__":
+    main()
