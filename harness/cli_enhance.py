@@ -77,12 +77,18 @@ OPTION_HELP = "Plugin option PLUGIN.KEY=VALUE (repeatable; value parsed as JSON 
 @click.option("--snrs", help="Training SNRs in dB, comma-separated (paper: 0,5,10,15,20,25).")
 @click.option("--p-clean", type=float, help="Share of near-clean (60 dB) examples.")
 @click.option("--crop-frames", type=int, help="rescnn dense: frames per training crop.")
+@click.option("--loss", type=click.Choice(["logmag", "compressed"]),
+              help="rescnn: log-magnitude MSE (paper) or compressed-magnitude MSE.")
+@click.option("--valid-fraction", type=float, help="Share of speakers held out for validation (default 0.1).")
+@click.option("--test-fraction", type=float,
+              help="Share of speakers held out for testing (default 0.2; 0: evaluate on another corpus).")
 @click.option("--valid-every", type=int, help="Validate and checkpoint every N steps.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--threads", type=int, help="torch threads (default: torch's choice).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def train(enhancer, speech, speech_root, noise, noise_root, options, out, resume, model, width, steps, minutes,
-          batch, lr, optimizer, schedule, snrs, p_clean, crop_frames, valid_every, seed, threads, quiet) -> None:
+          batch, lr, optimizer, schedule, snrs, p_clean, crop_frames, loss, valid_fraction, test_fraction, valid_every,
+          seed, threads, quiet) -> None:
     """Train ENHANCER on clean SPEECH mixed on the fly with NOISE; write a checkpoint.
 
     Speakers are split train / valid / test (held out); validation mixtures use held-out
@@ -101,6 +107,7 @@ def train(enhancer, speech, speech_root, noise, noise_root, options, out, resume
     kwargs: dict[str, Any] = {"seed": seed}
     for k, v in {"steps": steps, "minutes": minutes, "batch": batch, "lr": lr, "optimizer": optimizer,
                  "schedule": schedule, "snrs": _floats(snrs), "p_clean": p_clean, "crop_frames": crop_frames,
+                 "loss": loss, "valid_fraction": valid_fraction, "test_fraction": test_fraction,
                  "valid_every": valid_every, "threads": threads}.items():
         if v is not None:
             kwargs[k] = v
@@ -191,8 +198,8 @@ def eval_enhancer(enhancer, checkpoint, speech, speech_root, noise, noise_root, 
                   seed, json_out) -> None:
     """SI-SDR and STOI of noisy vs enhanced speech on held-out speakers and test-part noise, per SNR.
 
-    Test speakers are those a checkpoint records as held out (``meta.data.speakers.test``), else
-    the default speaker split of ``bench train``.
+    Test speakers are those a checkpoint records as held out (``meta.data.speakers.test``), every
+    speaker of a corpus the checkpoint did not train on, else the default split of ``bench train``.
     """
     from .training import EVAL_SNRS, SpeechPool, evaluate_enhancer, fixed_mixtures, format_table, split_speakers
 
@@ -206,8 +213,13 @@ def eval_enhancer(enhancer, checkpoint, speech, speech_root, noise, noise_root, 
         raise BenchError(getattr(enh, "untrained_message", lambda: f"enhancer {enhancer!r} is not trained")())
     enh.enhance(np.zeros(1600, np.float32))  # loads weights (and their metadata)
     utts = reg.create("dataset", speech, opts.get(speech, {})).utterances()
-    held = (getattr(enh, "meta", None) or {}).get("data", {}).get("speakers", {}).get("test")
-    test = [u for u in utts if u.speaker in set(held)] if held else split_speakers(utts)["test"]
+    data = (getattr(enh, "meta", None) or {}).get("data", {})
+    trained_on = data.get("speech", {}).get("dataset")
+    if trained_on is not None and trained_on != speech:
+        test = list(utts)  # a corpus the enhancer never trained on: every speaker is held out
+    else:
+        held = data.get("speakers", {}).get("test")
+        test = [u for u in utts if u.speaker in set(held)] if held else split_speakers(utts)["test"]
     if not test:
         raise ConfigError("no held-out test speakers found in this corpus")
     ns = reg.create("noise_source", noise, opts.get(noise, {}))

@@ -24,6 +24,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "plugins.ravdess",
     "plugins.generic",
     "plugins.rescnn",
+    "plugins.guarded",
     "plugins.speech_corpora",
     "plugins.audioset",
     "plugins.audformat_db",

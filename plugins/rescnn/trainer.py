@@ -46,6 +46,7 @@ class TrainSettings:
     crop_frames: int = 200  # dense: frames per training crop
     frames_per_mix: int = 8  # paper: windows taken from each mixture
     optimizer: str = "sgd"
+    loss: str = "logmag"  # "logmag" (the paper) or "compressed" (see model.loss_fn)
     lr: float = 0.01
     schedule: str = "constant"  # or "cosine" (decays to lr_final_fraction * lr over the budget)
     lr_final_fraction: float = 0.05
@@ -166,8 +167,9 @@ def train(speech: Sequence[Utterance], noise: NoiseSource, out: str | Path, sett
     vrng = np.random.default_rng([s.seed, 7])
     vbatches = ([make_batch([e], net, norm) for e in vex] if dense else
                 [make_window_batch([e], net, norm, 16, vrng) for e in vex])
-    identity_loss = noisy_validation_loss(vbatches)
-    log(f"validation: {len(vex)} mixtures; loss of the noisy input (mask 0): {identity_loss:.4f}")
+    identity = M.identity_losses(vbatches)
+    identity_loss = identity[s.loss]
+    log(f"validation: {len(vex)} mixtures; {s.loss} loss of the noisy input (mask 0): {identity_loss:.4f}")
     batch = s.resolved_batch()
     per_step = batch if dense else max(1, batch // s.frames_per_mix)
 
@@ -183,6 +185,7 @@ def train(speech: Sequence[Utterance], noise: NoiseSource, out: str | Path, sett
             "mixing": mixer.describe(),
         },
         "valid_loss_noisy": round(identity_loss, 5),
+        "valid_losses_noisy": {k: round(v, 5) for k, v in identity.items()},
         "normalisation": "input = (max(L, log 1e-4) - mean over the utterance - mu[f]) / sigma[f]; "
                          "L = log(|STFT| + 1e-8); mu, sigma from 64 training mixtures",
     }
@@ -221,7 +224,7 @@ def train(speech: Sequence[Utterance], noise: NoiseSource, out: str | Path, sett
             x, n, c = make_window_batch(exs, net, norm, s.frames_per_mix, np.random.default_rng([s.seed, step]))
         for g in opt.param_groups:
             g["lr"] = _lr(s, budget_progress())
-        loss = M.train_step(net, opt, x, n, c)
+        loss = M.train_step(net, opt, x, n, c, s.loss)
         if not math.isfinite(loss):
             raise FloatingPointError(f"training diverged at step {step} (loss {loss}); lower the learning rate")
         frames_seen += int(np.prod(n.shape[:2])) if dense else len(n)
@@ -233,9 +236,11 @@ def train(speech: Sequence[Utterance], noise: NoiseSource, out: str | Path, sett
             bar.set_postfix(loss=f"{ema:.4f}", lr=f"{opt.param_groups[0]['lr']:.2g}", min=f"{elapsed / 60:.1f}")
         if step - last_valid >= s.valid_every or done():
             t1 = time.perf_counter()
-            vl = M.eval_loss(net, vbatches)
+            vls = M.eval_losses(net, vbatches)
+            vl = vls[s.loss]
             elapsed += time.perf_counter() - t1
             history.append({"step": step, "train_loss_ema": round(ema, 5), "valid_loss": round(vl, 5),
+                            "valid_losses": {k: round(v, 5) for k, v in vls.items()},
                             "elapsed_s": round(elapsed, 1), "frames": frames_seen})
             last_valid = step
             save()
@@ -246,13 +251,11 @@ def train(speech: Sequence[Utterance], noise: NoiseSource, out: str | Path, sett
     return save(final=True)
 
 
-def noisy_validation_loss(vbatches) -> float:
-    """MSE of the identity (mask 0): the reference a trained model must beat."""
-    tot, n = 0.0, 0
-    for _, noisy, clean in vbatches:
-        tot += float(((noisy - clean) ** 2).sum())
-        n += noisy.size
-    return tot / max(n, 1)
+def noisy_validation_loss(vbatches, loss: str = "logmag") -> float:
+    """The loss of the identity (mask 0): the reference a trained model must beat."""
+    from . import model as M
+
+    return M.identity_losses(vbatches)[loss]
 
 
 def export(src: str | Path, dst: str | Path, extra_meta: dict[str, Any] | None = None) -> None:
