@@ -307,3 +307,74 @@ def test_conformance_trained_from_scratch(tmp_path):
     check_enhancer(ResCNNEnhancer, options={"width": TINY}, train=True,
                    train_kwargs={"out": tmp_path / "ck.pt", "steps": 2, "batch": 2, "crop_frames": 40,
                                  "optimizer": "adam", "lr": 1e-3, "valid_every": 2, "progress": False})
+
+
+# ----------------------------------------------------------------------- losses, splits, held-out corpus
+
+
+def test_compressed_loss_is_level_free_and_zero_at_the_ideal_mask():
+    rng = np.random.default_rng(0)
+    clean = torch.as_tensor(rng.normal(-3, 1, (2, 10, 201)), dtype=torch.float32)
+    noisy = clean + torch.as_tensor(rng.uniform(0, 2, (2, 10, 201)), dtype=torch.float32)
+    ideal = clean - noisy
+    assert float(M.loss_fn(noisy, ideal, clean, "compressed")) < 1e-10
+    zero = torch.zeros_like(noisy)
+    a = float(M.loss_fn(noisy, zero, clean, "compressed"))
+    b = float(M.loss_fn(noisy + 3.0, zero, clean + 3.0, "compressed"))  # every level x e^3
+    assert a > 0.01 and b == pytest.approx(a, rel=1e-4)
+    assert float(M.loss_fn(noisy + 3.0, zero, clean + 3.0, "logmag")) == pytest.approx(
+        float(M.loss_fn(noisy, zero, clean, "logmag")), rel=1e-5)
+    with pytest.raises(ValueError, match="loss must be"):
+        M.loss_fn(noisy, zero, clean, "l1")
+
+
+def test_training_with_compressed_loss_beats_identity(tmp_path):
+    settings = TrainSettings(model="dense", widths=TINY, steps=24, batch=2, crop_frames=40, optimizer="adam",
+                             lr=3e-3, valid_every=24, valid_mixtures=6, snrs=(0, 10), seed=0, loss="compressed",
+                             test_fraction=0.0)
+    meta = train(_utterances(), TinyNoise(), tmp_path / "c.pt", settings, progress=False, log=lambda *_: None)
+    last = meta["state"]["history"][-1]
+    assert last["valid_loss"] == last["valid_losses"]["compressed"]
+    assert last["valid_loss"] < meta["valid_losses_noisy"]["compressed"]  # learns on held-out speakers
+    assert meta["data"]["speakers"]["test"] == [] and len(meta["data"]["speakers"]["train"]) == 4
+
+
+def test_split_speakers_without_test_part():
+    from harness.training import split_speakers
+
+    utts = _utterances(10)
+    parts = split_speakers(utts, valid_fraction=0.1, test_fraction=0.0)
+    assert parts["test"] == [] and len({u.speaker for u in parts["valid"]}) == 1
+    assert len({u.speaker for u in parts["train"]}) == 9
+    assert split_speakers(utts)["test"]  # the default still holds speakers out
+
+
+def test_eval_enhancer_uses_every_speaker_of_a_corpus_it_never_trained_on(tmp_path, monkeypatch):
+    import harness.training as T
+    from harness import cli_enhance
+
+    ckpt = tmp_path / "libri.pt"
+    M.save_checkpoint(ckpt, _randomise_bn(M.ResCNN(M.Arch(widths=TINY))),
+                      {"mu": np.zeros(201, np.float32), "sigma": np.ones(201, np.float32)},
+                      {"data": {"speech": {"dataset": "librispeech"}, "speakers": {"test": ["2136"]}}})
+    seen = {}
+    real = T.SpeechPool.load.__func__
+
+    def spy_load(cls, utterances, **kw):
+        seen["speakers"] = {u.speaker for u in utterances}
+        return real(cls, utterances, **kw)
+
+    monkeypatch.setattr(T.SpeechPool, "load", classmethod(spy_load))
+    emo = tmp_path / "emo"
+    for s in ("03", "08", "09"):
+        (emo / "anger" / s).mkdir(parents=True)
+        sf.write(emo / "anger" / s / "a.wav", _speech(int(s), 16000), 16000)
+    noise = tmp_path / "noise"
+    noise.mkdir()
+    for i in range(8):
+        sf.write(noise / f"n{i}.flac", (0.1 * np.random.default_rng(i).standard_normal(16000)).astype(np.float32), 16000)
+    r = CliRunner().invoke(cli_enhance.eval_enhancer, [
+        "--enhancer", "rescnn", "--checkpoint", str(ckpt), "--speech", "folder-dataset", "--speech-root", str(emo),
+        "--noise", "folder", "--noise-root", str(noise), "--snr", "0", "--per-snr", "3"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    assert seen["speakers"] == {"03", "08", "09"}  # not the LibriSpeech speakers the checkpoint held out
