@@ -1,4 +1,4 @@
-"""``bench train`` and ``bench enhance``: train an enhancer, enhance audio files.
+"""``bench train``, ``bench enhance``, ``bench eval-enhancer``: train, apply and score enhancers.
 
 Registered on the ``bench`` group by :mod:`harness.cli` (``cli.add_command(train)`` ...).
 
@@ -6,6 +6,8 @@ Registered on the ``bench`` group by :mod:`harness.cli` (``cli.add_command(train
   bench train rescnn --speech librispeech --speech-root ../shared/data/librispeech \\
         --noise folder --noise-root ../shared/data/noise --out rescnn.pt --minutes 30
   bench enhance --enhancer rescnn noisy.wav --out enhanced/
+  bench eval-enhancer -e none -e wiener -e deepfilternet --speech emodb --speech-root ../shared/data/emodb \\
+        --all-speakers --noise folder --noise-root ../shared/data/noise --json-out scores.json
 """
 from __future__ import annotations
 
@@ -181,11 +183,125 @@ def enhance(inputs, enhancer, checkpoint, options, out_dir) -> None:
         click.echo(f"{r['in']} -> {r['out']} ({r['channels']} ch, {r['sample_rate']} Hz)")
 
 
+def _select_speakers(enhs: dict[str, Any], utts: list, all_speakers: bool) -> list:
+    """The utterances to evaluate on: every speaker (``all_speakers``), else speakers every
+    enhancer with a checkpoint records as held out, else the default split's test speakers."""
+    from .training import split_speakers
+
+    if all_speakers:
+        return list(utts)
+    held: set[str] | None = None
+    for enh in enhs.values():
+        ids = (getattr(enh, "meta", None) or {}).get("data", {}).get("speakers", {}).get("test")
+        if ids:
+            held = set(ids) if held is None else held & set(ids)
+    if held is not None:
+        return [u for u in utts if u.speaker in held]
+    return split_speakers(utts)["test"]
+
+
+def _metrics(clean: np.ndarray, x: np.ndarray, pesq: bool) -> dict[str, float]:
+    from .quality import pesq_wb
+    from .training import si_sdr, stoi
+
+    out = {"sisdr": si_sdr(x, clean), "stoi": stoi(clean, x)}
+    if pesq:
+        try:
+            out["pesq"] = pesq_wb(clean, x)
+        except Exception:  # PESQ refuses some signals (e.g. no utterance detected): leave it out
+            out["pesq"] = float("nan")
+    return out
+
+
+def _rows(per: dict[float, list[dict[str, float]]]) -> list[dict[str, Any]]:
+    rows = []
+    for snr in sorted(per):
+        vals = per[snr]
+        row: dict[str, Any] = {"snr_db": snr, "n": len(vals)}
+        for k in vals[0]:
+            a = np.asarray([v[k] for v in vals], dtype=np.float64)
+            row[k] = float(np.nanmean(a)) if np.any(np.isfinite(a)) else float("nan")
+        rows.append(row)
+    return rows
+
+
+def evaluate_enhancers(enhancers: dict[str, Any], examples: list, *, pesq: bool = True,
+                       progress: bool = False) -> dict[str, Any]:
+    """SI-SDR / STOI / PESQ of the noisy input and of each enhancer's output, per SNR, and each
+    enhancer's real-time factor (CPU seconds of this process and wall seconds per audio second).
+
+    Every enhancer sees the same ``examples`` (noisy, clean pairs); the noisy scores are computed once.
+    """
+    import time
+
+    from .interfaces import SAMPLE_RATE
+
+    it: Any = examples
+    if progress:
+        from tqdm import tqdm
+
+        it = tqdm(examples, desc="noisy", unit="mix", leave=False)
+    noisy: dict[float, list[dict[str, float]]] = {}
+    for ex in it:
+        noisy.setdefault(ex.snr, []).append(_metrics(ex.clean, ex.noisy, pesq))
+    seconds = sum(len(ex.noisy) for ex in examples) / SAMPLE_RATE
+    out: dict[str, Any] = {"noisy": _rows(noisy), "enhancers": {}}
+    for name, enh in enhancers.items():
+        per: dict[float, list[dict[str, float]]] = {}
+        cpu = wall = 0.0
+        it = examples
+        if progress:
+            from tqdm import tqdm
+
+            it = tqdm(examples, desc=name, unit="mix", leave=False)
+        for ex in it:
+            c0, w0 = time.process_time(), time.perf_counter()
+            y = enh.enhance(ex.noisy)
+            cpu += time.process_time() - c0
+            wall += time.perf_counter() - w0
+            per.setdefault(ex.snr, []).append(_metrics(ex.clean, y, pesq))
+        rows = _rows(per)
+        for row, ref in zip(rows, out["noisy"]):
+            for k in list(row):
+                if k in ("snr_db", "n"):
+                    continue
+                row[f"{k}_delta"] = row[k] - ref[k]
+        out["enhancers"][name] = {"rows": rows, "rtf_cpu": cpu / seconds, "rtf_wall": wall / seconds,
+                                  "identity": enh.identity()}
+    return out
+
+
+def format_enhancer_table(result: dict[str, Any]) -> str:
+    """One Markdown table: per enhancer and SNR, the enhanced scores and their change vs noisy."""
+    has_pesq = "pesq" in (result["noisy"][0] if result["noisy"] else {})
+    head = "| enhancer | SNR (dB) | n | SI-SDR | Δ SI-SDR | STOI | Δ STOI |" + (" PESQ | Δ PESQ |" if has_pesq else "")
+    lines = [head + " RTF (CPU) |", "|---|" + "---:|" * (head.count("|") - 1)]
+
+    def cells(r: dict[str, Any], delta: bool) -> str:
+        s = f"{r['sisdr']:.2f} | {r['sisdr_delta']:+.2f} | {r['stoi']:.3f} | {r['stoi_delta']:+.3f} |" if delta else \
+            f"{r['sisdr']:.2f} | | {r['stoi']:.3f} | |"
+        if has_pesq:
+            s += f" {r['pesq']:.2f} | {r['pesq_delta']:+.2f} |" if delta else f" {r['pesq']:.2f} | |"
+        return s
+
+    for r in result["noisy"]:
+        lines.append(f"| (noisy) | {r['snr_db']:g} | {r['n']} | {cells(r, False)} |")
+    for name, e in result["enhancers"].items():
+        for r in e["rows"]:
+            lines.append(f"| {name} | {r['snr_db']:g} | {r['n']} | {cells(r, True)} {e['rtf_cpu']:.3f} |")
+    return "\n".join(lines)
+
+
 @click.command(name="eval-enhancer")
-@click.option("--enhancer", "-e", required=True, help="Enhancer plugin name.")
-@click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False), help="Weights (enhancers with a checkpoint option).")
-@click.option("--speech", required=True, help="Clean-speech dataset plugin; its held-out *test* speakers are used.")
+@click.option("--enhancer", "-e", "enhancer_names", multiple=True, required=True,
+              help="Enhancer plugin name (repeatable: all are scored on the same mixtures).")
+@click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False),
+              help="Weights for the enhancer(s) that take a checkpoint option.")
+@click.option("--speech", required=True, help="Clean-speech dataset plugin.")
 @click.option("--speech-root", type=click.Path(file_okay=False), help="Shorthand for -o SPEECH.root=PATH.")
+@click.option("--all-speakers", is_flag=True,
+              help="Use every speaker of SPEECH (a corpus no enhancer trained on, e.g. emodb); default: held-out "
+                   "test speakers.")
 @click.option("--noise", required=True, help="Noise source plugin; its *test* part is used.")
 @click.option("--noise-root", type=click.Path(file_okay=False), help="Shorthand for -o NOISE.root=PATH.")
 @click.option("--option", "-o", "options", multiple=True, metavar="PLUGIN.KEY=VALUE", help=OPTION_HELP)
@@ -193,48 +309,75 @@ def enhance(inputs, enhancer, checkpoint, options, out_dir) -> None:
 @click.option("--per-snr", type=int, default=40, show_default=True, help="Utterances per SNR.")
 @click.option("--max-seconds", type=float, default=8.0, show_default=True, help="Crop utterances to this length.")
 @click.option("--seed", type=int, default=1234, show_default=True, help="Mixing seed.")
-@click.option("--json-out", type=click.Path(dir_okay=False), help="Also write the rows as JSON.")
-def eval_enhancer(enhancer, checkpoint, speech, speech_root, noise, noise_root, options, snrs, per_snr, max_seconds,
-                  seed, json_out) -> None:
-    """SI-SDR and STOI of noisy vs enhanced speech on held-out speakers and test-part noise, per SNR.
+@click.option("--pesq/--no-pesq", default=True, show_default=True, help="Also score wide-band PESQ (slow-ish).")
+@click.option("--threads", type=int, default=1, show_default=True,
+              help="torch threads while enhancing (the real-time factor is measured with these).")
+@click.option("--json-out", type=click.Path(dir_okay=False), help="Also write the results as JSON.")
+def eval_enhancer(enhancer_names, checkpoint, speech, speech_root, all_speakers, noise, noise_root, options, snrs,
+                  per_snr, max_seconds, seed, pesq, threads, json_out) -> None:
+    """SI-SDR, STOI and PESQ of noisy vs enhanced speech per SNR, and each enhancer's real-time factor.
 
-    Test speakers are those a checkpoint records as held out (``meta.data.speakers.test``), every
-    speaker of a corpus the checkpoint did not train on, else the default split of ``bench train``.
+    Every enhancer is scored on the same mixtures: utterances of held-out speakers (those every
+    checkpoint records as held out, ``meta.data.speakers.test``, else the default speaker split of
+    ``bench train``; or every speaker with --all-speakers) mixed with the noise source's *test* part.
+    The real-time factor is CPU seconds of this process per second of audio (one core with
+    --threads 1; set OMP_NUM_THREADS=1 too).
     """
-    from .training import EVAL_SNRS, SpeechPool, evaluate_enhancer, fixed_mixtures, format_table, split_speakers
+    import os
+    import platform
+    import sys
+
+    from .training import EVAL_SNRS, SpeechPool, cache_clips, fixed_mixtures
 
     opts = _corpus_options(options, speech, speech_root, noise, noise_root)
     reg = _registry()
-    eopts = dict(opts.get(enhancer, {}))
-    if checkpoint:
-        eopts["checkpoint"] = checkpoint
-    enh = reg.create("enhancer", enhancer, eopts)
-    if enh.requires_training and not enh.is_trained():
-        raise BenchError(getattr(enh, "untrained_message", lambda: f"enhancer {enhancer!r} is not trained")())
-    enh.enhance(np.zeros(1600, np.float32))  # loads weights (and their metadata)
+    names = list(dict.fromkeys(enhancer_names))
+    enhs: dict[str, Any] = {}
+    took_checkpoint = False
+    for name in names:
+        eopts = dict(opts.get(name, {}))
+        if checkpoint and "checkpoint" in reg.get("enhancer", name).Config.model_fields:
+            eopts["checkpoint"] = checkpoint
+            took_checkpoint = True
+        enh = reg.create("enhancer", name, eopts)
+        if enh.requires_training and not enh.is_trained():
+            raise BenchError(getattr(enh, "untrained_message", lambda n=name: f"enhancer {n!r} is not trained")())
+        enh.enhance(np.zeros(1600, np.float32))  # loads weights (and their metadata) outside the timing
+        enhs[name] = enh
+    if checkpoint and not took_checkpoint:
+        raise ConfigError(f"none of {', '.join(names)} takes a checkpoint; drop --checkpoint")
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
     utts = reg.create("dataset", speech, opts.get(speech, {})).utterances()
-    data = (getattr(enh, "meta", None) or {}).get("data", {})
-    trained_on = data.get("speech", {}).get("dataset")
-    if trained_on is not None and trained_on != speech:
-        test = list(utts)  # a corpus the enhancer never trained on: every speaker is held out
-    else:
-        held = data.get("speakers", {}).get("test")
-        test = [u for u in utts if u.speaker in set(held)] if held else split_speakers(utts)["test"]
+    test = _select_speakers(enhs, utts, all_speakers)
     if not test:
-        raise ConfigError("no held-out test speakers found in this corpus")
+        raise ConfigError("no held-out test speakers found in this corpus; with a corpus no enhancer trained on, "
+                          "pass --all-speakers")
     ns = reg.create("noise_source", noise, opts.get(noise, {}))
-    from .training import cache_clips
-
     pool = SpeechPool.load(test)
-    exs = fixed_mixtures(pool, cache_clips(ns.clips("test")), list(snrs) or list(EVAL_SNRS), seed=seed,
-                         source=ns.name, per_snr=per_snr, max_seconds=max_seconds)
-    rows = evaluate_enhancer(enh.enhance, exs, progress=True)
-    click.echo(f"{enhancer}: {len(pool.ids)} utterances of {len(set(pool.speakers))} held-out speakers, "
-               f"{ns.name} test part, seed {seed}")
-    click.echo(format_table(rows))
+    snr_list = list(snrs) or list(EVAL_SNRS)
+    exs = fixed_mixtures(pool, cache_clips(ns.clips("test")), snr_list, seed=seed, source=ns.name,
+                         per_snr=per_snr, max_seconds=max_seconds)
+    result = evaluate_enhancers(enhs, exs, pesq=pesq, progress=True)
+    click.echo(f"{', '.join(names)}: {len(exs) // len(snr_list)} utterances per SNR from {len(pool.ids)} "
+               f"({len(set(pool.speakers))} speakers) of {speech}, {ns.name} test part, seed {seed}")
+    click.echo(format_enhancer_table(result))
     if json_out:
-        Path(json_out).write_text(json.dumps({"rows": rows, "speakers": sorted(set(pool.speakers)),
-                                              "utterances": len(pool.ids), "seed": seed}, indent=2))
+        load = os.getloadavg() if hasattr(os, "getloadavg") else None
+        doc = {
+            "speech": {"dataset": speech, "all_speakers": all_speakers, "speakers": sorted(set(pool.speakers)),
+                       "utterances_per_snr": len(exs) // len(snr_list), "max_seconds": max_seconds,
+                       "utterances": sorted({ex.speech_id for ex in exs})},
+            "noise_clips": sorted({ex.clip_id for ex in exs}),
+            "noise": {"source": ns.name, "part": "test", "options": ns.identity()["config"]},
+            "snrs": snr_list, "seed": seed, "metrics": ["sisdr", "stoi"] + (["pesq"] if pesq else []),
+            "rtf": {"definition": "enhancer CPU seconds (this process) per second of audio", "threads": threads,
+                    "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+                    "load_average": [round(v, 2) for v in load] if load else None,
+                    "machine": platform.machine(), "processor": platform.processor() or platform.machine()},
+            **result,
+        }
+        Path(json_out).write_text(json.dumps(doc, indent=2, default=str))
 
 
 @click.group()

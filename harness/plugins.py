@@ -25,6 +25,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "plugins.generic",
     "plugins.rescnn",
     "plugins.guarded",
+    "plugins.pretrained",
     "plugins.speech_corpora",
     "plugins.audioset",
     "plugins.audformat_db",
