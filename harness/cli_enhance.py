@@ -68,6 +68,8 @@ OPTION_HELP = "Plugin option PLUGIN.KEY=VALUE (repeatable; value parsed as JSON 
 @click.option("--option", "-o", "options", multiple=True, metavar="PLUGIN.KEY=VALUE", help=OPTION_HELP)
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Checkpoint file to write.")
 @click.option("--resume", type=click.Path(dir_okay=False, exists=True), help="Continue from this checkpoint.")
+@click.option("--init", "init_from", type=click.Path(exists=True, dir_okay=False),
+              help="Warm start: weights and normalisation from this checkpoint, a fresh optimizer and budget.")
 @click.option("--model", type=click.Choice(["dense", "paper"]), help="rescnn: dense (default) or paper (per-frame).")
 @click.option("--width", help="rescnn: feature maps, e.g. 16,32,64,128 (CPU) or 64,128,256,512 (paper).")
 @click.option("--steps", type=int, help="Training steps (budget; with --minutes, whichever ends first).")
@@ -88,7 +90,7 @@ OPTION_HELP = "Plugin option PLUGIN.KEY=VALUE (repeatable; value parsed as JSON 
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--threads", type=int, help="torch threads (default: torch's choice).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def train(enhancer, speech, speech_root, noise, noise_root, options, out, resume, model, width, steps, minutes,
+def train(enhancer, speech, speech_root, noise, noise_root, options, out, resume, init_from, model, width, steps, minutes,
           batch, lr, optimizer, schedule, snrs, p_clean, crop_frames, loss, valid_fraction, test_fraction, valid_every,
           seed, threads, quiet) -> None:
     """Train ENHANCER on clean SPEECH mixed on the fly with NOISE; write a checkpoint.
@@ -109,7 +111,7 @@ def train(enhancer, speech, speech_root, noise, noise_root, options, out, resume
     kwargs: dict[str, Any] = {"seed": seed}
     for k, v in {"steps": steps, "minutes": minutes, "batch": batch, "lr": lr, "optimizer": optimizer,
                  "schedule": schedule, "snrs": _floats(snrs), "p_clean": p_clean, "crop_frames": crop_frames,
-                 "loss": loss, "valid_fraction": valid_fraction, "test_fraction": test_fraction,
+                 "loss": loss, "init": init_from, "valid_fraction": valid_fraction, "test_fraction": test_fraction,
                  "valid_every": valid_every, "threads": threads}.items():
         if v is not None:
             kwargs[k] = v

@@ -160,8 +160,11 @@ def _interp_rows(dist: np.ndarray, w_grid: np.ndarray, w: np.ndarray) -> np.ndar
     return dist[rows, idx] * (1 - t) + dist[rows, idx + 1] * t
 
 
-def fit_ramp(scores: dict[str, Any], estimators: Sequence[str], grid: Sequence[float] | None = None) -> dict[str, Any]:
-    """The (estimator, lo, hi) minimising the summed log distance ratio (output vs noisy input)."""
+def fit_ramp(scores: dict[str, Any], estimators: Sequence[str], grid: Sequence[float] | None = None,
+             harm_weight: float = 0.0) -> dict[str, Any]:
+    """The (estimator, lo, hi) minimising the mean log distance ratio (output vs noisy input),
+    plus ``harm_weight`` times the mean of its positive part (mixtures made worse than the noisy
+    input count extra: the guard's first duty is not to hurt)."""
     dist = np.maximum(np.asarray(scores["dist"]), 1e-9)
     w_grid = np.asarray(scores["w_grid"], np.float64)
     base = dist[:, 0]  # w = 0: the noisy input
@@ -174,7 +177,8 @@ def fit_ramp(scores: dict[str, Any], estimators: Sequence[str], grid: Sequence[f
         for i, lo in enumerate(grid):
             for hi in grid[i + 1 :]:
                 w = ramp(e, lo, hi)
-                cost = float(np.mean(np.log(_interp_rows(dist, w_grid, w) / base)))
+                lr = np.log(_interp_rows(dist, w_grid, w) / base)
+                cost = float(np.mean(lr + harm_weight * np.maximum(lr, 0.0)))
                 if best is None or cost < best["cost"] - 1e-12:
                     best = {"estimator": name, "lo": float(lo), "hi": float(hi), "cost": cost}
     if best is None:

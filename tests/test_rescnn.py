@@ -348,3 +348,19 @@ def test_split_speakers_without_test_part():
     assert len({u.speaker for u in parts["train"]}) == 9
     assert split_speakers(utts)["test"]  # the default still holds speakers out
 
+
+
+def test_warm_start_takes_weights_and_norm_but_a_fresh_run(tmp_path):
+    base = TrainSettings(model="dense", widths=TINY, steps=4, batch=2, crop_frames=40, optimizer="adam", lr=3e-3,
+                         valid_every=4, valid_mixtures=4, snrs=(0, 10), seed=0)
+    train(_utterances(), TinyNoise(), tmp_path / "a.pt", base, progress=False, log=lambda *_: None)
+    a = M.load_checkpoint(tmp_path / "a.pt")
+    warm = TrainSettings(**{**base.__dict__, "steps": 0, "init": str(tmp_path / "a.pt"), "loss": "compressed"})
+    meta = train(_utterances(), TinyNoise(), tmp_path / "b.pt", warm, progress=False, log=lambda *_: None)
+    b = M.load_checkpoint(tmp_path / "b.pt")
+    assert meta["steps"] == 0 and meta["state"]["init"]["steps"] == 4  # a new run, its origin recorded
+    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+    assert torch.equal(a["norm"]["mu"], b["norm"]["mu"])
+    with pytest.raises(ValueError, match="dense"):
+        train(_utterances(), TinyNoise(), tmp_path / "c.pt", TrainSettings(**{**warm.__dict__, "model": "paper"}),
+              progress=False, log=lambda *_: None)

@@ -58,6 +58,7 @@ class TrainSettings:
     valid_fraction: float = 0.1
     test_fraction: float = 0.2
     threads: int | None = None
+    init: str | None = None  # start from this checkpoint's weights and normalisation (fresh optimizer)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def resolved_widths(self) -> tuple[int, int, int, int]:
@@ -149,6 +150,16 @@ def train(speech: Sequence[Utterance], noise: NoiseSource, out: str | Path, sett
         net = M.model_from_checkpoint(blob)
         norm = {k: v.numpy() for k, v in blob["norm"].items()}
         state = blob["meta"].get("state", {})
+    elif s.init:  # warm start: weights and normalisation of another checkpoint, a fresh run otherwise
+        init = M.load_checkpoint(s.init)
+        arch = M.Arch.from_dict(init["arch"])
+        if (arch.time_padding == "valid") != dense:
+            raise ValueError(f"{s.init} holds a {'dense' if arch.time_padding == 'valid' else 'paper'} model, "
+                             f"not a {s.model!r} one")
+        net = M.model_from_checkpoint(init)
+        norm = {k: v.numpy() for k, v in init["norm"].items()}
+        state = {"init": {"checkpoint": Path(s.init).name, "steps": init["meta"].get("steps"),
+                          "speakers": init["meta"].get("data", {}).get("speakers")}}
     else:
         arch = M.Arch(widths=s.resolved_widths(), time_padding="valid" if dense else "same")
         net = M.ResCNN(arch)
@@ -158,6 +169,7 @@ def train(speech: Sequence[Utterance], noise: NoiseSource, out: str | Path, sett
     opt = M.make_optimizer(net, s.optimizer, s.lr)
     if blob is not None and "optimizer" in blob:
         opt.load_state_dict(blob["optimizer"])
+    init_info = state.get("init")  # the warm start's origin (kept across resumes)
     step, elapsed = int(state.get("step", 0)), float(state.get("elapsed_s", 0.0))
     examples_seen, frames_seen = int(state.get("examples", 0)), int(state.get("frames", 0))
     history: list[dict[str, Any]] = list(state.get("history", []))
@@ -192,7 +204,7 @@ def train(speech: Sequence[Utterance], noise: NoiseSource, out: str | Path, sett
 
     def save(final: bool = False) -> dict[str, Any]:
         meta = {**meta_base, "state": {"step": step, "elapsed_s": round(elapsed, 1), "examples": examples_seen,
-                                       "frames": frames_seen, "history": history},
+                                       "frames": frames_seen, "history": history, "init": init_info},
                 "steps": step, "wall_s": round(elapsed, 1), "final": final,
                 "valid": history[-1] if history else None}
         M.save_checkpoint(out, net, norm, meta, optimizer=opt)
