@@ -23,7 +23,9 @@ source's *train* part (never its test part, which SER evaluation uses), at -5..3
 mixture it scores ``w`` on a grid by a clean-reference criterion that tracks feature-based SER:
 the distance of the eGeMAPS functionals of the output to those of the clean speech (squared
 z-scores, features scaled by their spread over all calibration signals), as a log ratio to the
-distance of the noisy input. ``(estimator, lo, hi)`` minimise the summed log ratio.
+distance of the noisy input. ``(estimator, lo, hi)`` minimise the mean log ratio plus
+``harm_weight`` (default 1) times the mean of its positive part: making a mixture worse than
+the noisy input costs double, since the guard's first duty is not to hurt.
 
 The calibration is keyed by the inner enhancer's identity (weights digest included), the
 calibration data recipe and the options (:meth:`GuardedEnhancer.calibration_key`) and stored:
@@ -231,6 +233,7 @@ class GuardedEnhancer(Enhancer):
         per_snr: int = Field(16, ge=1, description="calibration utterances per SNR")
         max_seconds: float = Field(3.0, gt=0, description="utterances are cropped to this length")
         seed: int = 4242
+        harm_weight: float = Field(1.0, ge=0, description="extra cost of mixtures made worse than the noisy input")
         calibration_dir: Path | None = Field(None, description="artefact cache (default $BENCH_CACHE/.bench-cache)")
 
     # ------------------------------------------------------------------ binding
@@ -311,15 +314,24 @@ class GuardedEnhancer(Enhancer):
         _, clips = split_clips(cache_clips(noise.clips("train")))  # as the rescnn trainer splits them
         return utts, clips, noise.name
 
-    def calibrate_on(self, utterances, clips: Sequence[NoiseClip], source: str) -> dict[str, Any]:
-        """Calibrate on these utterances and clips (which must hold no SER test data)."""
+    def calibration_mixtures(self, utterances, clips: Sequence[NoiseClip], source: str):
+        """(speech pool, mixtures) of the calibration recipe."""
         from harness.training import SpeechPool, fixed_mixtures
 
         c = self.config
         pool = SpeechPool.load(utterances)
-        exs = fixed_mixtures(pool, clips, c.snrs, seed=c.seed, source=source, per_snr=c.per_snr,
-                             max_seconds=c.max_seconds)
-        fit = fit_ramp(score_mixtures(self.inner, exs), self.estimators())
+        return pool, fixed_mixtures(pool, clips, c.snrs, seed=c.seed, source=source, per_snr=c.per_snr,
+                                    max_seconds=c.max_seconds)
+
+    def calibrate_on(self, utterances, clips: Sequence[NoiseClip], source: str, scores=None) -> dict[str, Any]:
+        """Calibrate on these utterances and clips (which must hold no SER test data). ``scores``:
+        :func:`score_mixtures` of exactly these mixtures, if already computed."""
+        pool, exs = self.calibration_mixtures(utterances, clips, source)
+        if scores is None:
+            scores = score_mixtures(self.inner, exs)
+        elif len(scores["snrs"]) != len(exs):
+            raise ConfigError(f"scores of {len(scores['snrs'])} mixtures given for {len(exs)}")
+        fit = fit_ramp(scores, self.estimators(), harm_weight=self.config.harm_weight)
         fit.update({"key": self.calibration_key(), "inner": self.inner_name, "recipe": self._recipe(),
                     "utterances": sorted(set(pool.ids)), "speakers": sorted(set(pool.speakers)),
                     "noise_clips": sorted({e.clip_id for e in exs}), "n_mixtures": len(exs)})
@@ -422,6 +434,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE",
                    help="guarded option (JSON value), e.g. inner={\"checkpoint\": \"x.pt\"}")
     p.add_argument("--store", action="store_true", help=f"add the result to {STORE_FILE.name}")
+    p.add_argument("--scores", help="a pickle of score_mixtures() for exactly these mixtures (skips the scoring)")
     p.add_argument("--threads", type=int, default=1)
     a = ap.parse_args(argv)
     try:
@@ -440,7 +453,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         except json.JSONDecodeError:
             opts[k] = v
     enh = default_registry().create("enhancer", PREFIX + a.inner, opts)
-    cal = enh.calibrate_on(*enh.calibration_data())
+    scores = None
+    if a.scores:
+        import pickle
+
+        with open(a.scores, "rb") as f:
+            scores = pickle.load(f)
+    cal = enh.calibrate_on(*enh.calibration_data(), scores=scores)
     print(json.dumps({k: v for k, v in cal.items() if k not in ("utterances", "noise_clips")}, indent=1))
     if a.store:
         save_to_store(cal)
