@@ -24,8 +24,9 @@ mixture it scores ``w`` on a grid by a clean-reference criterion that tracks fea
 the distance of the eGeMAPS functionals of the output to those of the clean speech (squared
 z-scores, features scaled by their spread over all calibration signals), as a log ratio to the
 distance of the noisy input. ``(estimator, lo, hi)`` minimise the mean log ratio plus
-``harm_weight`` (default 1) times the mean of its positive part: making a mixture worse than
-the noisy input costs double, since the guard's first duty is not to hurt.
+``harm_weight`` (default 3) times the mean of its positive part: making a mixture worse than
+the noisy input costs four times as much, since the guard's first duty is not to hurt (and the
+feature distance is optimistic about harm: it rates full Wiener filtering at 20 dB as harmless).
 
 The calibration is keyed by the inner enhancer's identity (weights digest included), the
 calibration data recipe and the options (:meth:`GuardedEnhancer.calibration_key`) and stored:
@@ -233,7 +234,7 @@ class GuardedEnhancer(Enhancer):
         per_snr: int = Field(16, ge=1, description="calibration utterances per SNR")
         max_seconds: float = Field(3.0, gt=0, description="utterances are cropped to this length")
         seed: int = 4242
-        harm_weight: float = Field(1.0, ge=0, description="extra cost of mixtures made worse than the noisy input")
+        harm_weight: float = Field(3.0, ge=0, description="extra cost of mixtures made worse than the noisy input")
         calibration_dir: Path | None = Field(None, description="artefact cache (default $BENCH_CACHE/.bench-cache)")
 
     # ------------------------------------------------------------------ binding
@@ -271,7 +272,7 @@ class GuardedEnhancer(Enhancer):
                 "noise_clips": "split_clips valid", "snrs": list(c.snrs), "per_snr": c.per_snr,
                 "max_seconds": c.max_seconds, "seed": c.seed, "w_grid": list(W_GRID),
                 "criterion": "eGeMAPSv02 functionals, mean squared z distance to clean, log ratio to noisy",
-                "estimator": c.estimator}
+                "estimator": c.estimator, "harm_weight": c.harm_weight}
 
     def calibration_key(self) -> str:
         """Inner identity (weights included) + calibration data recipe + options."""

@@ -290,7 +290,7 @@ def test_calibration_is_cached_and_keyed(spy_registry, tmp_path):
     assert b.calibration() == cal and not LOG  # from the cache: nothing loaded
     assert b.identity() == a.identity()  # where the data lies is not part of it
     assert a.identity()["calibration"] == a.calibration_key() == cal["key"]
-    for change in ({"per_snr": 3}, {"estimator": "removed"}, {"seed": 1}):
+    for change in ({"per_snr": 3}, {"estimator": "removed"}, {"seed": 1}, {"harm_weight": 0.5}):
         assert spy_registry.create("enhancer", "guarded-lowpass", {**opts, **change}).calibration_key() != cal["key"]
     w1 = spy_registry.create("enhancer", "guarded-wiener", opts)
     w2 = spy_registry.create("enhancer", "guarded-wiener", {**opts, "inner": {"gain_floor_db": -20}})
