@@ -364,3 +364,15 @@ def test_warm_start_takes_weights_and_norm_but_a_fresh_run(tmp_path):
     with pytest.raises(ValueError, match="dense"):
         train(_utterances(), TinyNoise(), tmp_path / "c.pt", TrainSettings(**{**warm.__dict__, "model": "paper"}),
               progress=False, log=lambda *_: None)
+
+
+def test_tune_offset_keeps_high_snr_safe():
+    from plugins.rescnn.validate import tune_offset
+
+    table = {"0.0": {"-5.0": 3.0, "0.0": 3.0, "15.0": -1.0, "20.0": -2.0},
+             "4.0": {"-5.0": 2.5, "0.0": 2.4, "15.0": 0.1, "20.0": -0.2},
+             "6.0": {"-5.0": 2.0, "0.0": 1.8, "15.0": 0.3, "20.0": 0.1},
+             "8.0": {"-5.0": 1.0, "0.0": 0.5, "15.0": 0.2, "20.0": 0.1}}
+    assert tune_offset(table) == 6.0  # the best of those losing nothing at 15-20 dB
+    assert tune_offset(table, max_loss_db=0.5) == 4.0
+    assert tune_offset({"0.0": {"20.0": -2.0}, "2.0": {"20.0": -1.0}}) == 2.0  # none safe: the least loss

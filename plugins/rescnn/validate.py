@@ -85,6 +85,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--offsets", default="0")
     ap.add_argument("--per-snr", type=int, default=8)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--speakers-from", help="take the validation speakers from this checkpoint (default: the first)")
     a = ap.parse_args(argv)
     import torch
 
@@ -93,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     exs = None
     for ck in a.checkpoint:
         if exs is None:  # every checkpoint of one comparison shares its validation split
-            exs = validation_mixtures(ck, a.speech_root, a.noise_root, per_snr=a.per_snr)
+            exs = validation_mixtures(a.speakers_from or ck, a.speech_root, a.noise_root, per_snr=a.per_snr)
         table = sisdr_table(ck, exs, offsets)
         print(json.dumps({"checkpoint": ck, "delta_sisdr_db": table, "best_offset": tune_offset(table)}))
 
