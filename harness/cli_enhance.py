@@ -68,6 +68,8 @@ OPTION_HELP = "Plugin option PLUGIN.KEY=VALUE (repeatable; value parsed as JSON 
 @click.option("--option", "-o", "options", multiple=True, metavar="PLUGIN.KEY=VALUE", help=OPTION_HELP)
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Checkpoint file to write.")
 @click.option("--resume", type=click.Path(dir_okay=False, exists=True), help="Continue from this checkpoint.")
+@click.option("--init", "init_from", type=click.Path(exists=True, dir_okay=False),
+              help="Warm start: weights and normalisation from this checkpoint, a fresh optimizer and budget.")
 @click.option("--model", type=click.Choice(["dense", "paper"]), help="rescnn: dense (default) or paper (per-frame).")
 @click.option("--width", help="rescnn: feature maps, e.g. 16,32,64,128 (CPU) or 64,128,256,512 (paper).")
 @click.option("--steps", type=int, help="Training steps (budget; with --minutes, whichever ends first).")
@@ -79,12 +81,18 @@ OPTION_HELP = "Plugin option PLUGIN.KEY=VALUE (repeatable; value parsed as JSON 
 @click.option("--snrs", help="Training SNRs in dB, comma-separated (paper: 0,5,10,15,20,25).")
 @click.option("--p-clean", type=float, help="Share of near-clean (60 dB) examples.")
 @click.option("--crop-frames", type=int, help="rescnn dense: frames per training crop.")
+@click.option("--loss", type=click.Choice(["logmag", "compressed"]),
+              help="rescnn: log-magnitude MSE (paper) or compressed-magnitude MSE.")
+@click.option("--valid-fraction", type=float, help="Share of speakers held out for validation (default 0.1).")
+@click.option("--test-fraction", type=float,
+              help="Share of speakers held out for testing (default 0.2; 0: evaluate on another corpus).")
 @click.option("--valid-every", type=int, help="Validate and checkpoint every N steps.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--threads", type=int, help="torch threads (default: torch's choice).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def train(enhancer, speech, speech_root, noise, noise_root, options, out, resume, model, width, steps, minutes,
-          batch, lr, optimizer, schedule, snrs, p_clean, crop_frames, valid_every, seed, threads, quiet) -> None:
+def train(enhancer, speech, speech_root, noise, noise_root, options, out, resume, init_from, model, width, steps, minutes,
+          batch, lr, optimizer, schedule, snrs, p_clean, crop_frames, loss, valid_fraction, test_fraction, valid_every,
+          seed, threads, quiet) -> None:
     """Train ENHANCER on clean SPEECH mixed on the fly with NOISE; write a checkpoint.
 
     Speakers are split train / valid / test (held out); validation mixtures use held-out
@@ -103,6 +111,7 @@ def train(enhancer, speech, speech_root, noise, noise_root, options, out, resume
     kwargs: dict[str, Any] = {"seed": seed}
     for k, v in {"steps": steps, "minutes": minutes, "batch": batch, "lr": lr, "optimizer": optimizer,
                  "schedule": schedule, "snrs": _floats(snrs), "p_clean": p_clean, "crop_frames": crop_frames,
+                 "loss": loss, "init": init_from, "valid_fraction": valid_fraction, "test_fraction": test_fraction,
                  "valid_every": valid_every, "threads": threads}.items():
         if v is not None:
             kwargs[k] = v

@@ -24,6 +24,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "plugins.ravdess",
     "plugins.generic",
     "plugins.rescnn",
+    "plugins.guarded",
     "plugins.pretrained",
     "plugins.speech_corpora",
     "plugins.audioset",

@@ -160,6 +160,8 @@ class Registry:
 
     def entry(self, kind: str, name: str) -> Entry:
         table = self._entries[kind]
+        if name not in table and (wrapped := self._wrapped(kind, name)) is not None:
+            return wrapped
         if name not in table:
             close = difflib.get_close_matches(name, list(table), n=3, cutoff=0.5)
             hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
@@ -178,6 +180,27 @@ class Registry:
             hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
             raise UnknownPluginError(f"unknown plugin {name!r}.{hint} `bench plugins` lists them all.")
         return hits
+
+    def _wrapped(self, kind: str, name: str) -> Entry | None:
+        """``PREFIX-NAME`` for a pattern entry ``PREFIX-*`` (a wrapper plugin) and a registered NAME.
+
+        The pattern's class must offer ``wrap(inner_name, inner_class)`` returning the class bound
+        to NAME (e.g. ``guarded-*`` makes ``guarded-wiener``). Built on each lookup, never stored,
+        so the registry stays frozen and picklable.
+        """
+        for pattern, e in self._entries[kind].items():
+            prefix = pattern[:-1]
+            if not pattern.endswith("*") or not name.startswith(prefix) or len(name) == len(prefix):
+                continue
+            inner = self.entry(kind, name[len(prefix):])  # unknown inner: its own error, with suggestions
+            base = e.resolve()
+            wrap = getattr(base, "wrap", None)
+            if wrap is None:
+                raise PluginError(f"{LABEL[kind]} pattern {pattern!r} from {e.plugin} has no wrap() classmethod")
+            return Entry(kind=kind, name=name, target=wrap(inner.name, inner.resolve()), plugin=e.plugin,
+                         dist=e.dist, dist_version=e.dist_version,
+                         description=f"{inner.name}, wrapped by {pattern}: {e.describe()}")
+        return None
 
     def get(self, kind: str, name: str) -> type[Plugin]:
         """The class registered under ``name`` (raises UnknownPluginError with suggestions)."""

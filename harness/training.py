@@ -44,13 +44,16 @@ def split_speakers(
 
     Speakers are ordered by a stable hash of their id (independent of listing order); the first
     ``round(test_fraction * n)`` go to test, the next ``round(valid_fraction * n)`` to valid
-    (each at least one; with only two speakers, test is empty), the rest to train.
+    (each at least one; with only two speakers, or ``test_fraction=0``, test is empty), the rest
+    to train. ``test_fraction=0`` trains on every speaker but the validation ones (the held-out
+    evaluation then uses another corpus).
     """
     speakers = sorted({u.speaker for u in utterances}, key=lambda s: _rank(s, salt))
     n = len(speakers)
     if n < 2:
         raise ConfigError(f"need at least 2 speakers for a train/valid split by speaker, got {n}")
-    n_test = max(1, round(test_fraction * n)) if n >= 3 else 0  # 2 speakers: train + valid only
+    # 2 speakers (or test_fraction 0): train + valid only
+    n_test = max(1, round(test_fraction * n)) if n >= 3 and test_fraction > 0 else 0
     n_valid = max(1, round(valid_fraction * n))
     if n_test + n_valid >= n:
         raise ConfigError(f"{n} speakers leave none for training (valid {n_valid}, test {n_test})")

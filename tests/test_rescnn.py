@@ -307,3 +307,72 @@ def test_conformance_trained_from_scratch(tmp_path):
     check_enhancer(ResCNNEnhancer, options={"width": TINY}, train=True,
                    train_kwargs={"out": tmp_path / "ck.pt", "steps": 2, "batch": 2, "crop_frames": 40,
                                  "optimizer": "adam", "lr": 1e-3, "valid_every": 2, "progress": False})
+
+
+# ----------------------------------------------------------------------- losses, splits, held-out corpus
+
+
+def test_compressed_loss_is_level_free_and_zero_at_the_ideal_mask():
+    rng = np.random.default_rng(0)
+    clean = torch.as_tensor(rng.normal(-3, 1, (2, 10, 201)), dtype=torch.float32)
+    noisy = clean + torch.as_tensor(rng.uniform(0, 2, (2, 10, 201)), dtype=torch.float32)
+    ideal = clean - noisy
+    assert float(M.loss_fn(noisy, ideal, clean, "compressed")) < 1e-10
+    zero = torch.zeros_like(noisy)
+    a = float(M.loss_fn(noisy, zero, clean, "compressed"))
+    b = float(M.loss_fn(noisy + 3.0, zero, clean + 3.0, "compressed"))  # every level x e^3
+    assert a > 0.01 and b == pytest.approx(a, rel=1e-4)
+    assert float(M.loss_fn(noisy + 3.0, zero, clean + 3.0, "logmag")) == pytest.approx(
+        float(M.loss_fn(noisy, zero, clean, "logmag")), rel=1e-5)
+    with pytest.raises(ValueError, match="loss must be"):
+        M.loss_fn(noisy, zero, clean, "l1")
+
+
+def test_training_with_compressed_loss_beats_identity(tmp_path):
+    settings = TrainSettings(model="dense", widths=TINY, steps=24, batch=2, crop_frames=40, optimizer="adam",
+                             lr=3e-3, valid_every=24, valid_mixtures=6, snrs=(0, 10), seed=0, loss="compressed",
+                             test_fraction=0.0)
+    meta = train(_utterances(), TinyNoise(), tmp_path / "c.pt", settings, progress=False, log=lambda *_: None)
+    last = meta["state"]["history"][-1]
+    assert last["valid_loss"] == last["valid_losses"]["compressed"]
+    assert last["valid_loss"] < meta["valid_losses_noisy"]["compressed"]  # learns on held-out speakers
+    assert meta["data"]["speakers"]["test"] == [] and len(meta["data"]["speakers"]["train"]) == 4
+
+
+def test_split_speakers_without_test_part():
+    from harness.training import split_speakers
+
+    utts = _utterances(10)
+    parts = split_speakers(utts, valid_fraction=0.1, test_fraction=0.0)
+    assert parts["test"] == [] and len({u.speaker for u in parts["valid"]}) == 1
+    assert len({u.speaker for u in parts["train"]}) == 9
+    assert split_speakers(utts)["test"]  # the default still holds speakers out
+
+
+
+def test_warm_start_takes_weights_and_norm_but_a_fresh_run(tmp_path):
+    base = TrainSettings(model="dense", widths=TINY, steps=4, batch=2, crop_frames=40, optimizer="adam", lr=3e-3,
+                         valid_every=4, valid_mixtures=4, snrs=(0, 10), seed=0)
+    train(_utterances(), TinyNoise(), tmp_path / "a.pt", base, progress=False, log=lambda *_: None)
+    a = M.load_checkpoint(tmp_path / "a.pt")
+    warm = TrainSettings(**{**base.__dict__, "steps": 0, "init": str(tmp_path / "a.pt"), "loss": "compressed"})
+    meta = train(_utterances(), TinyNoise(), tmp_path / "b.pt", warm, progress=False, log=lambda *_: None)
+    b = M.load_checkpoint(tmp_path / "b.pt")
+    assert meta["steps"] == 0 and meta["state"]["init"]["steps"] == 4  # a new run, its origin recorded
+    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+    assert torch.equal(a["norm"]["mu"], b["norm"]["mu"])
+    with pytest.raises(ValueError, match="dense"):
+        train(_utterances(), TinyNoise(), tmp_path / "c.pt", TrainSettings(**{**warm.__dict__, "model": "paper"}),
+              progress=False, log=lambda *_: None)
+
+
+def test_tune_offset_keeps_high_snr_safe():
+    from plugins.rescnn.validate import tune_offset
+
+    table = {"0.0": {"-5.0": 3.0, "0.0": 3.0, "15.0": -1.0, "20.0": -2.0},
+             "4.0": {"-5.0": 2.5, "0.0": 2.4, "15.0": 0.1, "20.0": -0.2},
+             "6.0": {"-5.0": 2.0, "0.0": 1.8, "15.0": 0.3, "20.0": 0.1},
+             "8.0": {"-5.0": 1.0, "0.0": 0.5, "15.0": 0.2, "20.0": 0.1}}
+    assert tune_offset(table) == 6.0  # the best of those losing nothing at 15-20 dB
+    assert tune_offset(table, max_loss_db=0.5) == 4.0
+    assert tune_offset({"0.0": {"20.0": -2.0}, "2.0": {"20.0": -1.0}}) == 2.0  # none safe: the least loss

@@ -305,13 +305,36 @@ def make_optimizer(model: ResCNN, name: str, lr: float) -> torch.optim.Optimizer
     raise ValueError(f"optimizer must be 'sgd' or 'adam', not {name!r}")
 
 
-def train_step(model: ResCNN, opt: torch.optim.Optimizer, x, noisy, clean) -> float:
-    """One MSE step. Dense: x (B, T+R-1, bins), noisy/clean (B, T, bins) log-magnitudes.
-    Paper: x (B, 35, bins), noisy/clean (B, bins) for the centre frames."""
+LOSSES = ("logmag", "compressed")
+#: Exponent of the compressed-magnitude loss (|X|^0.3, as in many DNS-challenge systems).
+COMPRESSION = 0.3
+
+
+def loss_fn(noisy: torch.Tensor, mask: torch.Tensor, clean: torch.Tensor, loss: str = "logmag") -> torch.Tensor:
+    """Training loss between the masked noisy and the clean log-magnitudes.
+
+    * ``"logmag"`` (the paper): MSE of the log-magnitudes, every bin weighted alike.
+    * ``"compressed"``: MSE of the power-law compressed magnitudes ``|X|^0.3`` (``exp(0.3 L)``),
+      divided per example by the clean's mean compressed power, so it is level-free and weights
+      bins by their (compressed) energy: quiet, noise-dominated bins matter less than speech.
+    """
+    if loss == "logmag":
+        return F.mse_loss(noisy + mask, clean)
+    if loss == "compressed":
+        est, ref = torch.exp(COMPRESSION * (noisy + mask)), torch.exp(COMPRESSION * clean)
+        dims = tuple(range(1, ref.dim()))
+        per = ((est - ref) ** 2).mean(dims) / (ref**2).mean(dims).clamp_min(1e-12)
+        return per.mean()
+    raise ValueError(f"loss must be one of {LOSSES}, not {loss!r}")
+
+
+def train_step(model: ResCNN, opt: torch.optim.Optimizer, x, noisy, clean, loss: str = "logmag") -> float:
+    """One step. Dense: x (B, T+R-1, bins), noisy/clean (B, T, bins) log-magnitudes.
+    Paper: x (B, 35, bins), noisy/clean (B, bins) for the centre frames. ``loss``: see :func:`loss_fn`."""
     model.train()
     x, noisy, clean = (torch.as_tensor(a, dtype=torch.float32) for a in (x, noisy, clean))
     mask = model(x)
-    loss = F.mse_loss(noisy + mask, clean)
+    loss = loss_fn(noisy, mask, clean, loss)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
@@ -319,16 +342,42 @@ def train_step(model: ResCNN, opt: torch.optim.Optimizer, x, noisy, clean) -> fl
 
 
 @torch.inference_mode()
-def eval_loss(model: ResCNN, batches) -> float:
-    """Mean MSE over ``(x, noisy, clean)`` batches, in eval mode."""
+def eval_losses(model: ResCNN, batches) -> dict[str, float]:
+    """Every loss of :data:`LOSSES` over ``(x, noisy, clean)`` batches, in eval mode, from one
+    forward pass (log-magnitude MSE: weighted by each batch's number of bins; others: mean over
+    batches)."""
     model.eval()
-    tot, n = 0.0, 0
+    sums = dict.fromkeys(LOSSES, 0.0)
+    n_bins = n_batches = 0
     for x, noisy, clean in batches:
         x, noisy, clean = (torch.as_tensor(a, dtype=torch.float32) for a in (x, noisy, clean))
-        err = (noisy + model(x) - clean) ** 2
-        tot += float(err.sum())
-        n += err.numel()
-    return tot / max(n, 1)
+        mask = model(x)
+        sums["logmag"] += float(((noisy + mask - clean) ** 2).sum())
+        n_bins += clean.numel()
+        for name in LOSSES[1:]:
+            sums[name] += float(loss_fn(noisy, mask, clean, name))
+        n_batches += 1
+    return {k: v / max(n_bins if k == "logmag" else n_batches, 1) for k, v in sums.items()}
+
+
+def identity_losses(batches) -> dict[str, float]:
+    """Every loss of :data:`LOSSES` for the noisy input itself (mask 0): what a model must beat."""
+    sums = dict.fromkeys(LOSSES, 0.0)
+    n_bins = n_batches = 0
+    for _, noisy, clean in batches:
+        noisy, clean = (torch.as_tensor(a, dtype=torch.float32) for a in (noisy, clean))
+        zero = torch.zeros_like(noisy)
+        sums["logmag"] += float(((noisy - clean) ** 2).sum())
+        n_bins += clean.numel()
+        for name in LOSSES[1:]:
+            sums[name] += float(loss_fn(noisy, zero, clean, name))
+        n_batches += 1
+    return {k: v / max(n_bins if k == "logmag" else n_batches, 1) for k, v in sums.items()}
+
+
+def eval_loss(model: ResCNN, batches, loss: str = "logmag") -> float:
+    """Mean ``loss`` over ``(x, noisy, clean)`` batches, in eval mode."""
+    return eval_losses(model, batches)[loss]
 
 
 def set_threads(n: int | None) -> None:
@@ -341,6 +390,7 @@ def seed_all(seed: int) -> None:
 
 
 __all__ = [
-    "Arch", "CPU_WIDTHS", "N_BINS", "PAPER_CONTEXT", "PAPER_WIDTHS", "ResCNN", "Runner", "load_checkpoint",
-    "macs_per_frame", "make_optimizer", "model_from_checkpoint", "n_parameters", "save_checkpoint", "train_step",
+    "Arch", "CPU_WIDTHS", "LOSSES", "N_BINS", "PAPER_CONTEXT", "PAPER_WIDTHS", "ResCNN", "Runner", "eval_loss",
+    "eval_losses", "identity_losses", "load_checkpoint", "loss_fn", "macs_per_frame", "make_optimizer",
+    "model_from_checkpoint", "n_parameters", "save_checkpoint", "train_step",
 ]

@@ -46,6 +46,7 @@ class TrainSettings:
     crop_frames: int = 200  # dense: frames per training crop
     frames_per_mix: int = 8  # paper: windows taken from each mixture
     optimizer: str = "sgd"
+    loss: str = "logmag"  # "logmag" (the paper) or "compressed" (see model.loss_fn)
     lr: float = 0.01
     schedule: str = "constant"  # or "cosine" (decays to lr_final_fraction * lr over the budget)
     lr_final_fraction: float = 0.05
@@ -57,6 +58,7 @@ class TrainSettings:
     valid_fraction: float = 0.1
     test_fraction: float = 0.2
     threads: int | None = None
+    init: str | None = None  # start from this checkpoint's weights and normalisation (fresh optimizer)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def resolved_widths(self) -> tuple[int, int, int, int]:
@@ -148,6 +150,16 @@ def train(speech: Sequence[Utterance], noise: NoiseSource, out: str | Path, sett
         net = M.model_from_checkpoint(blob)
         norm = {k: v.numpy() for k, v in blob["norm"].items()}
         state = blob["meta"].get("state", {})
+    elif s.init:  # warm start: weights and normalisation of another checkpoint, a fresh run otherwise
+        init = M.load_checkpoint(s.init)
+        arch = M.Arch.from_dict(init["arch"])
+        if (arch.time_padding == "valid") != dense:
+            raise ValueError(f"{s.init} holds a {'dense' if arch.time_padding == 'valid' else 'paper'} model, "
+                             f"not a {s.model!r} one")
+        net = M.model_from_checkpoint(init)
+        norm = {k: v.numpy() for k, v in init["norm"].items()}
+        state = {"init": {"checkpoint": Path(s.init).name, "steps": init["meta"].get("steps"),
+                          "speakers": init["meta"].get("data", {}).get("speakers")}}
     else:
         arch = M.Arch(widths=s.resolved_widths(), time_padding="valid" if dense else "same")
         net = M.ResCNN(arch)
@@ -157,6 +169,7 @@ def train(speech: Sequence[Utterance], noise: NoiseSource, out: str | Path, sett
     opt = M.make_optimizer(net, s.optimizer, s.lr)
     if blob is not None and "optimizer" in blob:
         opt.load_state_dict(blob["optimizer"])
+    init_info = state.get("init")  # the warm start's origin (kept across resumes)
     step, elapsed = int(state.get("step", 0)), float(state.get("elapsed_s", 0.0))
     examples_seen, frames_seen = int(state.get("examples", 0)), int(state.get("frames", 0))
     history: list[dict[str, Any]] = list(state.get("history", []))
@@ -166,8 +179,9 @@ def train(speech: Sequence[Utterance], noise: NoiseSource, out: str | Path, sett
     vrng = np.random.default_rng([s.seed, 7])
     vbatches = ([make_batch([e], net, norm) for e in vex] if dense else
                 [make_window_batch([e], net, norm, 16, vrng) for e in vex])
-    identity_loss = noisy_validation_loss(vbatches)
-    log(f"validation: {len(vex)} mixtures; loss of the noisy input (mask 0): {identity_loss:.4f}")
+    identity = M.identity_losses(vbatches)
+    identity_loss = identity[s.loss]
+    log(f"validation: {len(vex)} mixtures; {s.loss} loss of the noisy input (mask 0): {identity_loss:.4f}")
     batch = s.resolved_batch()
     per_step = batch if dense else max(1, batch // s.frames_per_mix)
 
@@ -183,13 +197,14 @@ def train(speech: Sequence[Utterance], noise: NoiseSource, out: str | Path, sett
             "mixing": mixer.describe(),
         },
         "valid_loss_noisy": round(identity_loss, 5),
+        "valid_losses_noisy": {k: round(v, 5) for k, v in identity.items()},
         "normalisation": "input = (max(L, log 1e-4) - mean over the utterance - mu[f]) / sigma[f]; "
                          "L = log(|STFT| + 1e-8); mu, sigma from 64 training mixtures",
     }
 
     def save(final: bool = False) -> dict[str, Any]:
         meta = {**meta_base, "state": {"step": step, "elapsed_s": round(elapsed, 1), "examples": examples_seen,
-                                       "frames": frames_seen, "history": history},
+                                       "frames": frames_seen, "history": history, "init": init_info},
                 "steps": step, "wall_s": round(elapsed, 1), "final": final,
                 "valid": history[-1] if history else None}
         M.save_checkpoint(out, net, norm, meta, optimizer=opt)
@@ -221,7 +236,7 @@ def train(speech: Sequence[Utterance], noise: NoiseSource, out: str | Path, sett
             x, n, c = make_window_batch(exs, net, norm, s.frames_per_mix, np.random.default_rng([s.seed, step]))
         for g in opt.param_groups:
             g["lr"] = _lr(s, budget_progress())
-        loss = M.train_step(net, opt, x, n, c)
+        loss = M.train_step(net, opt, x, n, c, s.loss)
         if not math.isfinite(loss):
             raise FloatingPointError(f"training diverged at step {step} (loss {loss}); lower the learning rate")
         frames_seen += int(np.prod(n.shape[:2])) if dense else len(n)
@@ -233,9 +248,11 @@ def train(speech: Sequence[Utterance], noise: NoiseSource, out: str | Path, sett
             bar.set_postfix(loss=f"{ema:.4f}", lr=f"{opt.param_groups[0]['lr']:.2g}", min=f"{elapsed / 60:.1f}")
         if step - last_valid >= s.valid_every or done():
             t1 = time.perf_counter()
-            vl = M.eval_loss(net, vbatches)
+            vls = M.eval_losses(net, vbatches)
+            vl = vls[s.loss]
             elapsed += time.perf_counter() - t1
             history.append({"step": step, "train_loss_ema": round(ema, 5), "valid_loss": round(vl, 5),
+                            "valid_losses": {k: round(v, 5) for k, v in vls.items()},
                             "elapsed_s": round(elapsed, 1), "frames": frames_seen})
             last_valid = step
             save()
@@ -246,13 +263,11 @@ def train(speech: Sequence[Utterance], noise: NoiseSource, out: str | Path, sett
     return save(final=True)
 
 
-def noisy_validation_loss(vbatches) -> float:
-    """MSE of the identity (mask 0): the reference a trained model must beat."""
-    tot, n = 0.0, 0
-    for _, noisy, clean in vbatches:
-        tot += float(((noisy - clean) ** 2).sum())
-        n += noisy.size
-    return tot / max(n, 1)
+def noisy_validation_loss(vbatches, loss: str = "logmag") -> float:
+    """The loss of the identity (mask 0): the reference a trained model must beat."""
+    from . import model as M
+
+    return M.identity_losses(vbatches)[loss]
 
 
 def export(src: str | Path, dst: str | Path, extra_meta: dict[str, Any] | None = None) -> None:

@@ -1,0 +1,319 @@
+"""guarded-NAME: registry prefix, blind estimates, calibration (never on SER/test data), caching."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from harness import Dataset, Enhancer, NoiseClip, NoiseSource, PluginConfig, Utterance, hookimpl
+from harness.errors import ConfigError, UnknownPluginError
+from harness.testing import add_white_noise, check_enhancer, speech_like
+from plugins import guarded as G
+from plugins.classic import Wiener
+
+SR = 16_000
+
+# --------------------------------------------------------------------------- spies
+
+LOG: list[tuple] = []  # (what, id, calibrating)
+STATE = {"calibrating": False}
+
+
+def _voice(seed: int, f0: float, seconds: float = 1.0) -> np.ndarray:
+    """Harmonic speech-like signal with energy up to 4 kHz (what a low-pass removes)."""
+    t = np.arange(int(seconds * SR)) / SR
+    rng = np.random.default_rng(seed)
+    x = sum(np.sin(2 * np.pi * f0 * h * t + rng.uniform(0, 6)) / h**0.5 for h in range(1, int(4000 / f0)))
+    env = np.clip(np.sin(2 * np.pi * 3 * t + rng.uniform(0, 6)), 0, None) ** 2  # syllables
+    return (0.1 * x * env / np.max(np.abs(x * env))).astype(np.float32)
+
+
+class SpySpeech(Dataset):
+    """Calibration speech: 10 speakers x 2 utterances; every load is logged."""
+
+    name = "spy-speech"
+
+    class Config(PluginConfig):
+        root: str | None = None
+
+    def load_utterances(self):
+        out = []
+        for s in range(10):
+            for i in range(2):
+                uid = f"c{s}_{i}"
+                out.append(Utterance(id=uid, speaker=f"c{s}", label="speech", fingerprint=uid,
+                                     loader=lambda uid=uid, s=s, i=i: (LOG.append(("speech", uid, STATE["calibrating"]))
+                                                                      or _voice(100 * s + i, 110 + 15 * s))))
+        return out
+
+
+class SpySER(Dataset):
+    """The SER corpus of the run (its folds are the test folds); every load is logged."""
+
+    name = "spy-ser"
+
+    class Config(PluginConfig):
+        root: str | None = None
+
+    def load_utterances(self):
+        out = []
+        for s in range(3):
+            for label, f0 in (("low", 120.0), ("high", 240.0)):
+                for i in range(2):
+                    uid = f"e{s}_{label}_{i}"
+                    out.append(Utterance(id=uid, speaker=f"e{s}", label=label, fingerprint=uid,
+                                         loader=lambda uid=uid, f0=f0, s=s, i=i: (
+                                             LOG.append(("ser", uid, STATE["calibrating"]))
+                                             or _voice(7000 + 10 * s + i, f0 * (1 + 0.02 * s), 0.5))))
+        return out
+
+
+class SpyNoise(NoiseSource):
+    """White noise clips; the first 3 are the test part. Every load is logged with its part."""
+
+    name = "spy-noise"
+
+    class Config(PluginConfig):
+        root: str | None = None
+
+    def load_clips(self):
+        return [NoiseClip(id=f"n{i}", fingerprint=f"n{i}", loader=lambda i=i: (
+            LOG.append(("noise", f"n{i}", STATE["calibrating"]))
+            or np.random.default_rng(i).standard_normal(2 * SR).astype(np.float32))) for i in range(12)]
+
+    def part_of(self, clip):
+        return "test" if clip.id in ("n0", "n1", "n2") else "train"
+
+
+class LowPass(Enhancer):
+    """Keeps < 1 kHz: removes most white noise (helps when very noisy), and the voice's upper
+    harmonics (hurts clean speech). The ideal guard keeps it at low SNR only."""
+
+    name = "lowpass"
+
+    def enhance_signal(self, noisy):
+        spec = np.fft.rfft(noisy)
+        spec[np.fft.rfftfreq(len(noisy), 1 / SR) > 1000] = 0
+        return np.fft.irfft(spec, len(noisy))
+
+
+class SpyPlugin:
+    @hookimpl
+    def register_datasets(self, register):
+        register("spy-speech", SpySpeech)
+        register("spy-ser", SpySER)
+
+    @hookimpl
+    def register_noise_sources(self, register):
+        register("spy-noise", SpyNoise)
+
+    @hookimpl
+    def register_enhancers(self, register):
+        register("lowpass", LowPass)
+
+
+def band_features(x: np.ndarray) -> np.ndarray:
+    """Cheap stand-in for eGeMAPS in unit tests: cube-root energies of 8 bands up to 8 kHz."""
+    p = np.abs(np.fft.rfft(np.asarray(x, np.float64))) ** 2
+    return np.array([b.mean() ** (1 / 3) for b in np.array_split(p, 8)])
+
+
+@pytest.fixture
+def spy_registry(monkeypatch):
+    from harness.plugins import build_registry, make_plugin_manager
+
+    reg = build_registry(make_plugin_manager(entry_points=False, extra=[SpyPlugin()]))
+    monkeypatch.setattr("harness.plugins.default_registry", lambda: reg)
+    monkeypatch.setattr(G, "egemaps", band_features)
+    real = G.GuardedEnhancer.calibration
+
+    def flagged(self, *a, **k):  # marks every load made while calibrating
+        STATE["calibrating"] = True
+        try:
+            return real(self, *a, **k)
+        finally:
+            STATE["calibrating"] = False
+
+    monkeypatch.setattr(G.GuardedEnhancer, "calibration", flagged)
+    LOG.clear()
+    return reg
+
+
+CAL = {"speech": "spy-speech", "speech_root": ".", "noise": "spy-noise", "noise_root": ".",
+       "snrs": [-25, -20, -10, 0, 10, 20, 40, 60], "per_snr": 2, "max_seconds": 1.0}
+
+
+# --------------------------------------------------------------------------- registry
+
+
+def test_prefix_resolves_any_registered_enhancer(spy_registry):
+    reg = spy_registry
+    assert "guarded-*" in reg.names("enhancer")  # what `bench plugins` lists
+    for inner in ("wiener", "none", "lowpass", "rescnn"):
+        cls = reg.get("enhancer", f"guarded-{inner}")
+        assert cls.name == f"guarded-{inner}" and cls.inner_name == inner
+        assert issubclass(cls, G.GuardedEnhancer)
+    assert reg.get("enhancer", "guarded-rescnn").requires_training  # inherits the inner's needs
+    with pytest.raises(UnknownPluginError, match="'wienr'.*Did you mean 'wiener'"):
+        reg.get("enhancer", "guarded-wienr")
+    with pytest.raises(UnknownPluginError):
+        reg.get("enhancer", "guarded-")
+    with pytest.raises(ConfigError, match="pattern"):
+        reg.create("enhancer", "guarded-*")
+
+
+def test_pickles_and_keeps_options(spy_registry):
+    import pickle
+
+    e = spy_registry.create("enhancer", "guarded-wiener",
+                            {"inner": {"gain_floor_db": -20}, "calibration": {"estimator": "wada", "lo": 0, "hi": 20}})
+    e2 = pickle.loads(pickle.dumps(e))
+    assert e2.name == "guarded-wiener" and e2.inner.config.gain_floor_db == -20
+    x = add_white_noise(speech_like(1.0), 0.0)
+    assert np.array_equal(e.enhance(x), e2.enhance(x))
+
+
+# --------------------------------------------------------------------------- estimates and weights
+
+
+def test_wada_snr_is_monotone_in_snr():
+    x = speech_like(2.0)
+    est = [G.wada_snr(add_white_noise(x, snr, seed=1)) for snr in (-5, 0, 10, 20, 40)]
+    assert all(b > a for a, b in zip(est, est[1:])), est
+    assert est[0] < 5 and est[-1] > 25
+
+
+def test_removed_snr():
+    x = speech_like(1.0).astype(np.float64)
+    assert G.removed_snr(x, x) == 100.0
+    assert G.removed_snr(x, 0.5 * x) == pytest.approx(0.0, abs=1e-6)  # kept half, removed half
+
+
+def test_ramp():
+    w = G.ramp(np.array([-20, 0, 5, 10, 40]), 0, 10)
+    assert w.tolist() == [1.0, 1.0, 0.5, 0.0, 0.0]
+
+
+def test_fit_ramp_on_synthetic_scores():
+    # w = 1 is best below 8 dB, w = 0 above: the fitted ramp must switch around there
+    est = np.arange(-10, 40, 2.0)
+    w_grid = np.asarray(G.W_GRID)
+    dist = np.stack([1 + (w_grid - (1.0 if e < 8 else 0.0)) ** 2 for e in est])
+    fit = G.fit_ramp({"dist": dist, "estimates": [{"wada": e} for e in est], "snrs": est.tolist(),
+                      "w_grid": list(w_grid)}, ["wada"])
+    assert G.ramp(-10, fit["lo"], fit["hi"]) == 1.0 and G.ramp(30, fit["lo"], fit["hi"]) == 0.0
+    assert 6 <= fit["lo"] <= fit["hi"] <= 10
+
+
+def test_calibrated_w_is_one_when_very_noisy_and_near_zero_on_clean(spy_registry):
+    enh = spy_registry.create("enhancer", "guarded-lowpass", {**CAL, "estimator": "wada"})
+    cal = enh.calibration()
+    assert cal["estimator"] == "wada"
+    voice = _voice(99, 150, 1.0)  # an unseen voice
+    noisy = add_white_noise(voice, -20, seed=5)
+    out, w_noisy = enh.enhance_with_weight(noisy)
+    assert w_noisy > 0.95
+    assert np.allclose(out, LowPass().enhance(noisy), atol=0.05 * np.abs(noisy).max())
+    out, w_clean = enh.enhance_with_weight(voice)
+    assert w_clean < 0.1
+    assert np.allclose(out, voice, atol=0.1 * np.abs(voice).max())
+    # the guard's criterion: better than the inner enhancer at high SNR, near it at low SNR
+    per = cal["per_snr"]
+    assert per["60"]["log_ratio_guarded"] < per["60"]["log_ratio_inner"] - 0.5
+    assert per["-20"]["log_ratio_guarded"] <= per["-20"]["log_ratio_inner"] + 0.05
+
+
+# --------------------------------------------------------------------------- test data never seen
+
+
+def leaks(log, valid_speakers: set[str]) -> list[tuple]:
+    """Loads made while calibrating that are not validation calibration speech or train-part noise."""
+    bad = []
+    for what, uid, calibrating in log:
+        if not calibrating:
+            continue
+        if what == "ser" or (what == "speech" and uid.split("_")[0] not in valid_speakers):
+            bad.append((what, uid))
+        if what == "noise" and uid in ("n0", "n1", "n2"):
+            bad.append((what, uid))
+    return bad
+
+
+def _run(reg, tmp_path, guard_opts):
+    from harness.config import RunConfig
+    from harness.db import Store
+    from harness.runner import run
+
+    cfg = RunConfig(protocol="mismatched", datasets=["spy-ser"], ser_models=["svm-egemaps"],
+                    enhancers=["guarded-lowpass"], noise_sources=["spy-noise"], snrs=[0.0],
+                    options={"guarded-lowpass": guard_opts})
+    return run(cfg, store=Store(str(tmp_path / "r.db")), registry=reg, executor="inline", progress=False,
+               cache_dir=str(tmp_path / "cache"))
+
+
+def test_calibration_in_a_run_never_touches_ser_or_test_noise(spy_registry, tmp_path, monkeypatch):
+    from harness.training import split_speakers
+
+    monkeypatch.setattr("plugins.opensmile_svm.smile_functionals", lambda a, fs: band_features(a))
+    valid = {u.speaker for u in split_speakers(SpySpeech().utterances(), valid_fraction=0.1, test_fraction=0)["valid"]}
+    s = _run(spy_registry, tmp_path, {**CAL, "calibration_dir": str(tmp_path / "cal")})
+    assert s.n_failed == 0 and s.n_done > 0
+    calib = [e for e in LOG if e[2]]
+    assert {e[0] for e in calib} == {"speech", "noise"}  # the calibration did run, inside the run
+    assert leaks(LOG, valid) == []
+    assert {e[0] for e in LOG if not e[2]} >= {"ser", "noise"}  # the run itself used SER audio + test noise
+    # the check would catch a calibration on the SER corpus (its speakers are the test folds)
+    LOG.clear()
+    (tmp_path / "again").mkdir()
+    _run(spy_registry, tmp_path / "again", {**CAL, "speech": "spy-ser", "calibration_dir": str(tmp_path / "cal2")})
+    assert any(w == "ser" for w, _ in leaks(LOG, valid))
+
+
+def test_calibration_data_is_validation_speech_and_train_noise(spy_registry):
+    enh = spy_registry.create("enhancer", "guarded-lowpass", CAL)
+    utts, clips, source = enh.calibration_data(spy_registry)
+    assert source == "spy-noise"
+    assert {c.id for c in clips}.isdisjoint({"n0", "n1", "n2"}) and clips
+    assert len({u.speaker for u in utts}) == 1  # 10 % of 10 speakers
+    assert not {e[1] for e in LOG if e[0] == "noise"} & {"n0", "n1", "n2"}  # test clips never loaded
+
+
+# --------------------------------------------------------------------------- identity, storage, conformance
+
+
+def test_calibration_is_cached_and_keyed(spy_registry, tmp_path):
+    opts = {**CAL, "calibration_dir": str(tmp_path / "cal")}
+    a = spy_registry.create("enhancer", "guarded-lowpass", opts)
+    cal = a.calibration()
+    assert any(e[2] for e in LOG)
+    LOG.clear()
+    b = spy_registry.create("enhancer", "guarded-lowpass", {**opts, "speech_root": "/elsewhere"})
+    assert b.calibration() == cal and not LOG  # from the cache: nothing loaded
+    assert b.identity() == a.identity()  # where the data lies is not part of it
+    assert a.identity()["calibration"] == a.calibration_key() == cal["key"]
+    for change in ({"per_snr": 3}, {"estimator": "removed"}, {"seed": 1}, {"harm_weight": 0.5}):
+        assert spy_registry.create("enhancer", "guarded-lowpass", {**opts, **change}).calibration_key() != cal["key"]
+    w1 = spy_registry.create("enhancer", "guarded-wiener", opts)
+    w2 = spy_registry.create("enhancer", "guarded-wiener", {**opts, "inner": {"gain_floor_db": -20}})
+    assert w1.calibration_key() != w2.calibration_key()  # the inner enhancer's identity is in the key
+
+
+def test_no_stored_calibration_and_no_data_is_a_clear_error(spy_registry, tmp_path):
+    enh = spy_registry.create("enhancer", "guarded-lowpass", {"calibration_dir": str(tmp_path / "c")})
+    with pytest.raises(ConfigError, match="speech_root=PATH"):
+        enh.enhance(np.zeros(1600, np.float32))
+
+
+def test_committed_store_is_used(spy_registry, tmp_path, monkeypatch):
+    store = tmp_path / "store.json"
+    monkeypatch.setattr(G, "STORE_FILE", store)
+    enh = spy_registry.create("enhancer", "guarded-lowpass", {**CAL, "calibration_dir": str(tmp_path / "c")})
+    key = enh.calibration_key()
+    G.save_to_store({"key": key, "estimator": "wada", "lo": 1.0, "hi": 2.0}, store)
+    monkeypatch.setattr(G, "load_store", lambda path=store: G.json.loads(store.read_text()))
+    assert enh.calibration()["hi"] == 2.0 and not LOG  # nothing computed
+
+
+def test_conformance():
+    cls = G.GuardedEnhancer.wrap("wiener", Wiener)
+    check_enhancer(cls, options={"calibration": {"estimator": "wada", "lo": 0.0, "hi": 20.0}})
+    check_enhancer(cls, options={"calibration": {"estimator": "removed", "lo": 0.0, "hi": 20.0}})
