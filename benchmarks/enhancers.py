@@ -75,7 +75,7 @@ def main() -> None:
     if a.markdown:
         print(markdown(json.loads(Path(a.markdown).read_text())))
         return
-    from harness.cli_enhance import eval_enhancer
+    from ser_bench.cli_enhance import eval_enhancer
 
     args = []
     for name in a.enhancer or ENHANCERS:

@@ -21,9 +21,9 @@ ORDER = ["none", "wiener", "rescnn", "deepfilternet", "rnnoise", "spectral-gatin
 
 
 def collect(db: str, dataset: str, protocol: str, noise: str) -> dict:
-    from harness.db.store import Store
-    from harness.report.build import leaderboard
-    from harness.report.ci import annotate
+    from ser_bench.db.store import Store
+    from ser_bench.report.build import leaderboard
+    from ser_bench.report.ci import annotate
 
     store = Store(db)
     df = store.results_frame()

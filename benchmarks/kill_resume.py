@@ -45,7 +45,7 @@ VOLATILE = {
 
 
 def bench_cmd(args: list[str], db: Path, cache: Path, jobs: int | None) -> list[str]:
-    cmd = [sys.executable, "-c", "from harness.cli import cli; cli()", "run", *args, "-q", "--db", str(db),
+    cmd = [sys.executable, "-c", "from ser_bench.cli import cli; cli()", "run", *args, "-q", "--db", str(db),
            "--cache", str(cache)]
     if jobs:
         cmd += ["-j", str(jobs)]

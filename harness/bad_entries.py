@@ -2,7 +2,7 @@
 
 A loader lists a corpus and meets entries it cannot use: an unreadable or empty file, a label
 outside the option ``classes``, a manifest row without a speaker... It collects them (the
-built-in loaders use :class:`plugins.corpus_utils.BadEntries`) and hands them over with
+built-in loaders use :class:`ser_bench_plugins.corpus_utils.BadEntries`) and hands them over with
 :func:`hand_over` when it has listed everything.
 
 * Used alone (the Python API, ``bench train``): nobody collects, and the loader's own option

@@ -513,5 +513,5 @@ def _load_plugin_commands() -> None:
 _load_plugin_commands()
 
 
-if __name__ == "__main__":  # python -m harness.cli
+if __name__ == "__main__":  # python -m ser_bench.cli
     cli()

@@ -1,6 +1,6 @@
 """``bench train``, ``bench enhance``, ``bench eval-enhancer``: train, apply and score enhancers.
 
-Registered on the ``bench`` group by :mod:`harness.cli` (``cli.add_command(train)`` ...).
+Registered on the ``bench`` group by :mod:`ser_bench.cli` (``cli.add_command(train)`` ...).
 
 \b
   bench train rescnn --speech librispeech --speech-root ../shared/data/librispeech \\
@@ -384,7 +384,7 @@ def eval_enhancer(enhancer_names, checkpoint, speech, speech_root, all_speakers,
 
 @click.group()
 def _main() -> None:
-    """Stand-alone entry for ``python -m harness.cli_enhance`` (the same commands as ``bench``)."""
+    """Stand-alone entry for ``python -m ser_bench.cli_enhance`` (the same commands as ``bench``)."""
 
 
 _main.add_command(train)

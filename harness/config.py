@@ -40,7 +40,7 @@ class RunConfig(BaseModel):
     options: dict[str, dict[str, Any]] = Field(default_factory=dict)
     name: str | None = None  # a label for the suite; not part of the hash
     #: also measure enhancement quality and emotion preservation (PESQ, STOI, SI-SDR, prosody
-    #: fidelity) of every noisy / enhanced condition (harness.quality_runner); off: fast runs
+    #: fidelity) of every noisy / enhanced condition (ser_bench.quality_runner); off: fast runs
     quality: bool = False
     #: a bad utterance (missing, corrupt, empty or truncated file, NaN/inf samples, silent
     #: speech): "fail" stops the run before any cell, listing every bad file and the fix;

@@ -1,7 +1,7 @@
 """The user docs and the example plugin package, found in an installed copy or a source checkout.
 
-``docs/*.md`` and ``examples/`` ship inside the installed package as ``harness/_docs`` and
-``harness/_examples`` (pyproject.toml maps them), so ``bench docs`` works without the source
+``docs/*.md`` and ``examples/`` ship inside the installed package as ``ser_bench/_docs`` and
+``ser_bench/_examples`` (pyproject.toml maps them), so ``bench docs`` works without the source
 tree; in a source checkout they are read from the repository itself.
 """
 from __future__ import annotations

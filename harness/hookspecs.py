@@ -20,7 +20,7 @@ Register = Callable[..., None]
 
 @hookspec
 def register_enhancers(register: Register) -> None:
-    """Offer speech enhancers (subclasses of :class:`harness.Enhancer`).
+    """Offer speech enhancers (subclasses of :class:`ser_bench.Enhancer`).
 
     Call ``register(name, target)`` once per enhancer. ``target`` is the class or a lazy
     ``"package.module:Class"`` string, so heavy imports (torch) happen only when the enhancer is
@@ -32,17 +32,17 @@ def register_enhancers(register: Register) -> None:
 
 @hookspec
 def register_ser_models(register: Register) -> None:
-    """Offer SER models (subclasses of :class:`harness.SERModel`); same rules as enhancers."""
+    """Offer SER models (subclasses of :class:`ser_bench.SERModel`); same rules as enhancers."""
 
 
 @hookspec
 def register_datasets(register: Register) -> None:
-    """Offer datasets (subclasses of :class:`harness.Dataset`); same rules as enhancers."""
+    """Offer datasets (subclasses of :class:`ser_bench.Dataset`); same rules as enhancers."""
 
 
 @hookspec
 def register_noise_sources(register: Register) -> None:
-    """Offer noise sources (subclasses of :class:`harness.NoiseSource`); same rules as enhancers."""
+    """Offer noise sources (subclasses of :class:`ser_bench.NoiseSource`); same rules as enhancers."""
 
 
 @hookspec

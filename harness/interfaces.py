@@ -110,7 +110,7 @@ class Utterance:
         partition: the official partition ("train", "dev", "test") or None.
         path: the audio file, if there is one (used in error messages and fingerprints).
         loader: a zero-argument callable returning mono float32 audio at 16 kHz; if None,
-            :func:`harness.audio.load_audio` reads ``path``.
+            :func:`ser_bench.audio.load_audio` reads ``path``.
         fingerprint: identifies the audio content for cache keys. Defaults to the path, size
             and modification time of ``path``; generated audio should give its generator
             version and parameters.

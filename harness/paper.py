@@ -4,7 +4,7 @@ at hand allows, with the paper's enhancer and the best one available, then the r
 The experiments are the paper suites in ``benchmarks/*.toml`` (one per corpus and protocol);
 this module only picks those whose corpus was given (``--data-root NAME=PATH``), applies the
 command's overrides (enhancers, SNRs, the quick preset, plugin options) and runs them one after
-the other through :func:`harness.runner.run` into one results database. eNTERFACE'05 is played
+the other through :func:`ser_bench.runner.run` into one results database. eNTERFACE'05 is played
 by RAVDESS when only RAVDESS is given. Experiments whose corpus is missing are listed as
 skipped, with the ``--data-root`` that would enable them.
 """

@@ -14,23 +14,23 @@ from .errors import PluginError
 from .registry import HOOKS, Entry, Registry
 
 BUILTIN_PLUGINS: tuple[str, ...] = (
-    "plugins.identity",
-    "plugins.classic",
-    "plugins.opensmile_svm",
-    "plugins.synthetic",
-    "plugins.noise_folder",
-    "plugins.emodb",
-    "plugins.enterface",
-    "plugins.ravdess",
-    "plugins.generic",
-    "plugins.rescnn",
-    "plugins.guarded",
-    "plugins.pretrained",
-    "plugins.speech_corpora",
-    "plugins.audioset",
-    "plugins.audformat_db",
-    "plugins.recola",
-    "plugins.e2e",
+    "ser_bench_plugins.identity",
+    "ser_bench_plugins.classic",
+    "ser_bench_plugins.opensmile_svm",
+    "ser_bench_plugins.synthetic",
+    "ser_bench_plugins.noise_folder",
+    "ser_bench_plugins.emodb",
+    "ser_bench_plugins.enterface",
+    "ser_bench_plugins.ravdess",
+    "ser_bench_plugins.generic",
+    "ser_bench_plugins.rescnn",
+    "ser_bench_plugins.guarded",
+    "ser_bench_plugins.pretrained",
+    "ser_bench_plugins.speech_corpora",
+    "ser_bench_plugins.audioset",
+    "ser_bench_plugins.audformat_db",
+    "ser_bench_plugins.recola",
+    "ser_bench_plugins.e2e",
 )
 ENTRY_POINT_GROUP = "ser_bench"
 #: Comma-separated allow-list of third-party plugins (entry-point names or distribution names).
@@ -117,7 +117,7 @@ def installed_names(exclude: object = None) -> dict[tuple[str, str], str]:
     Ignores ``BENCH_LOAD_PLUGINS`` (a user may load anything installed) and skips plugins that fail
     to import. ``exclude`` (a plugin module or object) and any entry point loading the module of
     the same name are left out, so a package checked while installed does not clash with itself.
-    Used by :func:`harness.testing.check_hooks`.
+    Used by :func:`ser_bench.testing.check_hooks`.
     """
     skip = getattr(exclude, "__name__", None)
     plugins: list[tuple[str, object, str]] = [(n, importlib.import_module(n), "ser-bench") for n in BUILTIN_PLUGINS]

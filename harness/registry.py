@@ -67,7 +67,7 @@ class Entry:
         if not (isinstance(target, type) and issubclass(target, base)):
             raise PluginError(
                 f"{LABEL[self.kind]} {self.name!r} registered by {self.plugin} is {target!r}, "
-                f"not a subclass of harness.{base.__name__}"
+                f"not a subclass of ser_bench.{base.__name__}"
             )
         return target
 
@@ -127,7 +127,7 @@ class Entry:
 
 
 class Registry:
-    """Frozen mapping (kind, name) -> Entry. Built by :func:`harness.plugins.build_registry`."""
+    """Frozen mapping (kind, name) -> Entry. Built by :func:`ser_bench.plugins.build_registry`."""
 
     def __init__(self) -> None:
         self._entries: dict[str, dict[str, Entry]] = {k: {} for k in KINDS}

@@ -80,7 +80,7 @@ class Context:
         """The dataset's usable utterances by id (bad ones left out under ``on_bad_audio = "skip"``).
 
         The entries its loader could not use are kept in :attr:`bad_entries`: the run's policy
-        decides about them (see :mod:`harness.bad_entries`), not the loader.
+        decides about them (see :mod:`ser_bench.bad_entries`), not the loader.
         """
         if dataset not in self._utts:
             drop = self.exclude.get(dataset, frozenset())
@@ -579,7 +579,7 @@ def run(
     Args:
         executor: "process" (a local pool of ``jobs`` workers; ``jobs=1``: in-process),
             "inline", "dask" (``scheduler`` address or a LocalCluster of ``jobs`` workers), or
-            an executor object (see :mod:`harness.executors`), which the run closes.
+            an executor object (see :mod:`ser_bench.executors`), which the run closes.
         registry: a custom registry (tests); it cannot travel to worker processes, so the run
             goes inline. ``extra_plugins`` ("module:attribute" plugin objects added to the default
             registry) can: workers rebuild the same registry from them.

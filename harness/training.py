@@ -3,7 +3,7 @@
 * :func:`split_speakers` -- deterministic train / valid / test split *by speaker*, so held-out
   figures come from voices the enhancer never heard.
 * :class:`SpeechPool`, :func:`cache_clips` -- speech and noise loaded once into memory.
-* :class:`OnTheFlyMixer` -- training examples mixed on the fly with :func:`harness.mixing.mix`:
+* :class:`OnTheFlyMixer` -- training examples mixed on the fly with :func:`ser_bench.mixing.mix`:
   a fresh random speech segment, SNR, noise clip and noise segment per example, all derived
   from ``(seed, example index)`` so a run (or a resumed run) sees the same stream.
 * :func:`fixed_mixtures` -- deterministic whole-utterance mixtures for validation / evaluation.

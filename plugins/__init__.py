@@ -1,1 +1,1 @@
-"""Built-in ser-bench plugins (registered by module path in harness.plugins.BUILTIN_PLUGINS)."""
+"""Built-in ser-bench plugins (registered by module path in ser_bench.plugins.BUILTIN_PLUGINS)."""

@@ -35,10 +35,10 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import Field
 
-from harness.audio import check_signal, resample
-from harness.errors import AudioError, ConfigError
-from harness.hookspecs import hookimpl
-from harness.interfaces import Dataset, Utterance
+from ser_bench.audio import check_signal, resample
+from ser_bench.errors import AudioError, ConfigError
+from ser_bench.hookspecs import hookimpl
+from ser_bench.interfaces import Dataset, Utterance
 
 from .corpus_utils import BadEntries, CorpusConfig, check_classes, probe_audio, require_root
 

@@ -24,10 +24,10 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from harness.audio import load_audio
-from harness.errors import ConfigError
-from harness.hookspecs import hookimpl
-from harness.interfaces import NoiseClip, NoiseSource, PluginConfig, split_part
+from ser_bench.audio import load_audio
+from ser_bench.errors import ConfigError
+from ser_bench.hookspecs import hookimpl
+from ser_bench.interfaces import NoiseClip, NoiseSource, PluginConfig, split_part
 
 log = logging.getLogger("ser_bench.noise")
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from harness import Enhancer, PluginConfig, hookimpl
-from harness.dsp import istft, stft
+from ser_bench import Enhancer, PluginConfig, hookimpl
+from ser_bench.dsp import istft, stft
 
 
 class Wiener(Enhancer):

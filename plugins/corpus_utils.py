@@ -13,8 +13,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
-from harness.errors import ConfigError, PluginError
-from harness.interfaces import PluginConfig
+from ser_bench.errors import ConfigError, PluginError
+from ser_bench.interfaces import PluginConfig
 
 log = logging.getLogger("ser_bench.datasets")
 
@@ -64,8 +64,8 @@ def require_root(root: Path | None, dataset: str, layout: str) -> Path:
 def probe_audio(path: Path) -> tuple[int, int] | str:
     """``(frames, samplerate)`` from the file header, or a string saying why it is unusable
     (in our words; the decoder's own messages stay off the terminal)."""
-    from harness.audio import audio_info
-    from harness.errors import AudioError
+    from ser_bench.audio import audio_info
+    from ser_bench.errors import AudioError
 
     try:
         info = audio_info(path)
@@ -81,7 +81,7 @@ def probe_audio(path: Path) -> tuple[int, int] | str:
 class BadEntries:
     """Collects entries a loader cannot use, then raises or warns once, listing them all.
 
-    Inside ``bench run`` the entries go to the runner instead (:mod:`harness.bad_entries`),
+    Inside ``bench run`` the entries go to the runner instead (:mod:`ser_bench.bad_entries`),
     whose ``on_bad_audio`` policy decides for them together with its own audio checks.
     """
 
@@ -104,7 +104,7 @@ class BadEntries:
         "error"), or log a warning (mode "skip")."""
         if not self.entries:
             return []
-        from harness.bad_entries import BadEntry, hand_over
+        from ser_bench.bad_entries import BadEntry, hand_over
 
         handed = [BadEntry(self.dataset, w, r, utterance_id=uid, skip=self.mode == "skip",
                            path=path if path is not None else (w if Path(w).suffix.lower() in AUDIO_EXTS else None))

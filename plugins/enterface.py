@@ -30,9 +30,9 @@ from typing import ClassVar, Literal
 
 import numpy as np
 
-from harness.errors import AudioError, PluginError
-from harness.hookspecs import hookimpl
-from harness.interfaces import Dataset, Utterance
+from ser_bench.errors import AudioError, PluginError
+from ser_bench.hookspecs import hookimpl
+from ser_bench.interfaces import Dataset, Utterance
 
 from .corpus_utils import BadEntries, CorpusConfig, check_classes, probe_audio, require_root
 
@@ -80,7 +80,7 @@ class AviAudio:
     def __call__(self) -> np.ndarray:
         import tempfile
 
-        from harness.audio import load_audio
+        from ser_bench.audio import load_audio
 
         # Decode to a float WAV at the native rate and channel count, then read it like any other
         # file: the same channel averaging and soxr resampling as every other corpus.

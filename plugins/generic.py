@@ -21,9 +21,9 @@ import re
 from pathlib import Path
 from typing import ClassVar
 
-from harness.errors import ConfigError, PluginError
-from harness.hookspecs import hookimpl
-from harness.interfaces import Dataset, Utterance
+from ser_bench.errors import ConfigError, PluginError
+from ser_bench.hookspecs import hookimpl
+from ser_bench.interfaces import Dataset, Utterance
 
 from .corpus_utils import AUDIO_EXTS, BadEntries, CorpusConfig, probe_audio, require_root
 

@@ -17,7 +17,7 @@ Estimates (``estimator``):
 * ``auto`` (default): calibrate every available estimate and keep the one with the best criterion.
 
 **Calibration** (:func:`calibrate`) never sees SER data: it mixes the *validation* speakers of a
-clean-speech corpus (``librispeech`` by default: the speakers :func:`harness.training.split_speakers`
+clean-speech corpus (``librispeech`` by default: the speakers :func:`ser_bench.training.split_speakers`
 holds out for validation, which rescnn never trains on) with the validation clips of a noise
 source's *train* part (never its test part, which SER evaluation uses), at -5..30 dB. For every
 mixture it scores ``w`` on a grid by a clean-reference criterion that tracks feature-based SER:
@@ -35,7 +35,7 @@ artefact cache (``calibration_dir``, default ``$BENCH_CACHE`` / ``.bench-cache``
 from ``speech_root`` / ``noise_root`` and cached. ``calibration={"estimator": ..., "lo": ...,
 "hi": ...}`` fixes the ramp by hand. Recalibrate and store with::
 
-    python -m plugins.guarded calibrate wiener --speech-root ../shared/data/librispeech \\
+    python -m ser_bench_plugins.guarded calibrate wiener --speech-root ../shared/data/librispeech \\
         --noise-root ../shared/data/noise --store
 """
 from __future__ import annotations
@@ -50,9 +50,9 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field
 
-from harness import Enhancer, PluginConfig, hookimpl
-from harness.errors import ConfigError
-from harness.interfaces import SAMPLE_RATE, NoiseClip, stable_hash
+from ser_bench import Enhancer, PluginConfig, hookimpl
+from ser_bench.errors import ConfigError
+from ser_bench.interfaces import SAMPLE_RATE, NoiseClip, stable_hash
 
 PREFIX = "guarded-"
 STORE_FILE = Path(__file__).resolve().parent / "guarded_calibration.json"
@@ -132,7 +132,7 @@ def enhance_and_estimate(inner: Enhancer, noisy: np.ndarray) -> tuple[np.ndarray
 
 
 def egemaps(x: np.ndarray) -> np.ndarray:
-    from plugins.opensmile_svm import smile_functionals
+    from ser_bench_plugins.opensmile_svm import smile_functionals
 
     return smile_functionals(np.asarray(x, np.float32), "eGeMAPSv02").astype(np.float64)
 
@@ -297,16 +297,16 @@ class GuardedEnhancer(Enhancer):
 
         Only the validation speakers' audio and the noise *train* part are loaded: no test-part
         clip and no other utterance is touched."""
-        from harness.training import cache_clips, split_clips, split_speakers
+        from ser_bench.training import cache_clips, split_clips, split_speakers
 
         c = self.config
         if c.speech_root is None or c.noise_root is None:
             raise ConfigError(
                 f"{self.name}: no stored calibration for this inner enhancer (key {self.calibration_key()}); "
                 f"give the calibration data: -o {self.name}.speech_root=PATH -o {self.name}.noise_root=PATH "
-                f"(or run: python -m plugins.guarded calibrate {self.inner_name} --speech-root PATH --noise-root PATH)")
+                f"(or run: python -m ser_bench_plugins.guarded calibrate {self.inner_name} --speech-root PATH --noise-root PATH)")
         if registry is None:
-            from harness.plugins import default_registry
+            from ser_bench.plugins import default_registry
 
             registry = default_registry()
         speech = registry.create("dataset", c.speech, {**c.speech_options, "root": str(c.speech_root)})
@@ -317,7 +317,7 @@ class GuardedEnhancer(Enhancer):
 
     def calibration_mixtures(self, utterances, clips: Sequence[NoiseClip], source: str):
         """(speech pool, mixtures) of the calibration recipe."""
-        from harness.training import SpeechPool, fixed_mixtures
+        from ser_bench.training import SpeechPool, fixed_mixtures
 
         c = self.config
         pool = SpeechPool.load(utterances)
@@ -339,7 +339,7 @@ class GuardedEnhancer(Enhancer):
         return fit
 
     def _cache(self):
-        from harness.cache import Cache
+        from ser_bench.cache import Cache
 
         return Cache(self.config.calibration_dir)
 
@@ -426,7 +426,7 @@ def register_enhancers(register):
 def main(argv: Sequence[str] | None = None) -> None:
     import argparse
 
-    ap = argparse.ArgumentParser(prog="python -m plugins.guarded", description="Calibrate guarded-NAME.")
+    ap = argparse.ArgumentParser(prog="python -m ser_bench_plugins.guarded", description="Calibrate guarded-NAME.")
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("calibrate", help="calibrate guarded-NAME; print (and with --store, commit) the ramp")
     p.add_argument("inner")
@@ -444,7 +444,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         torch.set_num_threads(a.threads)
     except ImportError:  # pragma: no cover
         pass
-    from harness.plugins import default_registry
+    from ser_bench.plugins import default_registry
 
     opts: dict[str, Any] = {"speech_root": a.speech_root, "noise_root": a.noise_root}
     for kv in a.option:

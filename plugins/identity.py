@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness import Enhancer, hookimpl
+from ser_bench import Enhancer, hookimpl
 
 
 class Identity(Enhancer):

@@ -20,10 +20,10 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from harness import NoiseClip, NoiseSource, PluginConfig, hookimpl
-from harness.audio import SILENCE_PEAK, load_audio
-from harness.errors import ConfigError, PluginError
-from harness.interfaces import split_part
+from ser_bench import NoiseClip, NoiseSource, PluginConfig, hookimpl
+from ser_bench.audio import SILENCE_PEAK, load_audio
+from ser_bench.errors import ConfigError, PluginError
+from ser_bench.interfaces import split_part
 
 AUDIO_EXTS = (".wav", ".flac", ".ogg", ".mp3")
 

@@ -14,9 +14,9 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from harness import FeatureSet, PluginConfig, SERModel, hookimpl
-from harness.interfaces import SAMPLE_RATE
-from harness.metrics import uar
+from ser_bench import FeatureSet, PluginConfig, SERModel, hookimpl
+from ser_bench.interfaces import SAMPLE_RATE
+from ser_bench.metrics import uar
 
 _SMILES: dict[str, object] = {}
 

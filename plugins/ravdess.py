@@ -16,9 +16,9 @@ from __future__ import annotations
 import re
 from typing import ClassVar, Literal
 
-from harness.errors import PluginError
-from harness.hookspecs import hookimpl
-from harness.interfaces import Dataset, Utterance
+from ser_bench.errors import PluginError
+from ser_bench.hookspecs import hookimpl
+from ser_bench.interfaces import Dataset, Utterance
 
 from .corpus_utils import BadEntries, CorpusConfig, check_classes, probe_audio, require_root
 

@@ -7,7 +7,7 @@ Layout (as distributed for the AVEC 2016 challenge)::
     ROOT/ratings_gold_standard/valence/...            (only with dimension="valence")
 
 Each ARFF holds ``Instance_name, frameTime, GoldStandard``, one row per 40 ms from 0 s. Labels
-become :class:`harness.interfaces.TimeSeries` with ``hop_s=0.04``; each recording is one
+become :class:`ser_bench.interfaces.TimeSeries` with ``hop_s=0.04``; each recording is one
 utterance and one speaker (RECOLA has one subject per recording).
 
 Official partitions: train and dev always carry gold standards; the AVEC 2016 test labels were
@@ -18,7 +18,7 @@ models hold out part of train themselves (``SERModel.fit`` gets ``valid=None``).
 
 :func:`write_synthetic_recola` writes a small synthetic corpus in exactly this layout (arousal a
 smooth function of the loudness and pitch of a synthetic voice); tests, suites and benchmarks
-use it because no real RECOLA copy is available. ``python -m plugins.recola DIR`` writes one.
+use it because no real RECOLA copy is available. ``python -m ser_bench_plugins.recola DIR`` writes one.
 """
 from __future__ import annotations
 
@@ -29,9 +29,9 @@ from typing import ClassVar, Literal
 
 import numpy as np
 
-from harness.errors import PluginError
-from harness.hookspecs import hookimpl
-from harness.interfaces import SAMPLE_RATE, Dataset, TimeSeries, Utterance
+from ser_bench.errors import PluginError
+from ser_bench.hookspecs import hookimpl
+from ser_bench.interfaces import SAMPLE_RATE, Dataset, TimeSeries, Utterance
 
 from .corpus_utils import BadEntries, CorpusConfig, probe_audio, require_root
 
@@ -347,7 +347,7 @@ def write_synthetic_recola(
         seed: recordings differ by seed and index; the same arguments write the same files.
         sr: sample rate of the written wavs (the loader resamples to 16 kHz).
     """
-    from harness.audio import write_audio
+    from ser_bench.audio import write_audio
 
     root = Path(root)
     audio_dir = root / "recordings_audio"
@@ -374,10 +374,10 @@ def register_datasets(register) -> None:
     register("recola", RecolaDataset)
 
 
-if __name__ == "__main__":  # python -m plugins.recola DIR [seconds]
+if __name__ == "__main__":  # python -m ser_bench_plugins.recola DIR [seconds]
     import sys
 
     if len(sys.argv) < 2:
-        sys.exit("usage: python -m plugins.recola DIR [SECONDS_PER_RECORDING]")
+        sys.exit("usage: python -m ser_bench_plugins.recola DIR [SECONDS_PER_RECORDING]")
     out = write_synthetic_recola(sys.argv[1], seconds=float(sys.argv[2]) if len(sys.argv) > 2 else 30.0)
     print(f"wrote a synthetic RECOLA (AVEC 2016 layout) to {out}")

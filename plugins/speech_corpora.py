@@ -1,6 +1,6 @@
 """Clean-speech corpora for training enhancers: ``librispeech`` and ``commonvoice``.
 
-They are :class:`~harness.interfaces.Dataset` plugins whose every utterance has the label
+They are :class:`~ser_bench.interfaces.Dataset` plugins whose every utterance has the label
 ``"speech"`` (there are no emotions): enhancer training reads ``utterance.speaker`` to split
 speakers into train / valid / test, and loads the audio.
 
@@ -22,9 +22,9 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from harness.errors import ConfigError
-from harness.hookspecs import hookimpl
-from harness.interfaces import Dataset, Utterance
+from ser_bench.errors import ConfigError
+from ser_bench.hookspecs import hookimpl
+from ser_bench.interfaces import Dataset, Utterance
 
 from .corpus_utils import BadEntries, CorpusConfig, probe_audio, require_root
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import Field
 
-from harness import Dataset, NoiseClip, NoiseSource, PluginConfig, Utterance, hookimpl
-from harness.interfaces import SAMPLE_RATE, stable_hash
+from ser_bench import Dataset, NoiseClip, NoiseSource, PluginConfig, Utterance, hookimpl
+from ser_bench.interfaces import SAMPLE_RATE, stable_hash
 
 GENERATOR_VERSION = "3"
 SR = SAMPLE_RATE
@@ -127,7 +127,7 @@ class SyntheticEmotion(Dataset):
         c = self.config
         bad = [s for s in c.speakers if s not in SPEAKERS] + [e for e in c.classes if e not in STYLES]
         if bad:
-            from harness.errors import ConfigError
+            from ser_bench.errors import ConfigError
 
             raise ConfigError(f"synthetic: unknown speakers/classes {bad} (options synthetic.speakers / synthetic.classes); "
                               f"choose from {list(SPEAKERS)} / {list(STYLES)}")
@@ -213,7 +213,7 @@ class SyntheticNoise(NoiseSource):
         c = self.config
         bad = [k for k in c.kinds if k not in NOISE_TYPES]
         if bad:
-            from harness.errors import ConfigError
+            from ser_bench.errors import ConfigError
 
             raise ConfigError(f"synthetic-noise: unknown kinds {bad} (option synthetic-noise.kinds); choose from {list(NOISE_TYPES)}")
         return [

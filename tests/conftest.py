@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness import Dataset, Enhancer, FeatureSet, NoiseClip, NoiseSource, SERModel, Utterance, hookimpl
+from ser_bench import Dataset, Enhancer, FeatureSet, NoiseClip, NoiseSource, SERModel, Utterance, hookimpl
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -105,14 +105,14 @@ class FakePlugin:
 
 @pytest.fixture
 def registry():
-    from harness.plugins import build_registry, make_plugin_manager
+    from ser_bench.plugins import build_registry, make_plugin_manager
 
     return build_registry(make_plugin_manager(entry_points=False, extra=[FakePlugin()]))
 
 
 @pytest.fixture
 def tiny_config():
-    from harness.config import RunConfig
+    from ser_bench.config import RunConfig
 
     def make(protocol="mismatched", **kw):
         base = dict(protocol=protocol, datasets=["tones"], ser_models=["peak"], enhancers=["none", "half"],

@@ -6,10 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.audio import load_audio, write_audio
-from harness.errors import ConfigError, PluginError
-from harness.testing import check_dataset, speech_like
-from plugins.audformat_db import AudformatDataset
+from ser_bench.audio import load_audio, write_audio
+from ser_bench.errors import ConfigError, PluginError
+from ser_bench.testing import check_dataset, speech_like
+from ser_bench_plugins.audformat_db import AudformatDataset
 
 audformat = pytest.importorskip("audformat")
 # audformat 1.4 calls DataFrame.set_index(inplace=True), deprecated in pandas 3.1.
@@ -197,7 +197,7 @@ def test_continuous_columns_are_refused(db_root):
 
 
 def test_registered_as_a_builtin():
-    from harness.plugins import build_registry, make_plugin_manager
+    from ser_bench.plugins import build_registry, make_plugin_manager
 
     reg = build_registry(make_plugin_manager(entry_points=False))
     entry = reg.entry("dataset", "audformat")
@@ -210,8 +210,8 @@ def test_an_audformat_database_runs_through_a_protocol(tmp_path):
 
     from click.testing import CliRunner
 
-    from harness.cli import cli
-    from harness.db import Store
+    from ser_bench.cli import cli
+    from ser_bench.db import Store
 
     root = make_db(tmp_path / "db", n_speakers=3, per_class=2)
     url = f"sqlite:///{tmp_path / 'results.db'}"

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from harness.errors import ConfigError
-from plugins.audioset import HUMAN_SOUNDS, MUSIC, AudioSetNoise, descendants, load_ontology, read_segments
+from ser_bench.errors import ConfigError
+from ser_bench_plugins.audioset import HUMAN_SOUNDS, MUSIC, AudioSetNoise, descendants, load_ontology, read_segments
 
 REAL_ONTOLOGY = Path(__file__).resolve().parents[2] / "shared" / "data" / "audioset" / "ontology.json"
 

@@ -20,19 +20,19 @@ import pytest
 import soundfile as sf
 from click.testing import CliRunner
 
-from harness import Dataset, NoiseClip, NoiseSource, PluginConfig, hookimpl
-from harness.audio import load_audio
-from harness.cli import cli
-from harness.config import RunConfig, make_config
-from harness.db import Store
-from harness.errors import AudioError, BenchError, ConfigError, PluginError, UnknownPluginError
-from harness.interfaces import Utterance
-from harness.mixing import PEAK_LIMIT, mix, snr_db
-from harness.runner import Context, run
-from harness.testing import speech_like
+from ser_bench import Dataset, NoiseClip, NoiseSource, PluginConfig, hookimpl
+from ser_bench.audio import load_audio
+from ser_bench.cli import cli
+from ser_bench.config import RunConfig, make_config
+from ser_bench.db import Store
+from ser_bench.errors import AudioError, BenchError, ConfigError, PluginError, UnknownPluginError
+from ser_bench.interfaces import Utterance
+from ser_bench.mixing import PEAK_LIMIT, mix, snr_db
+from ser_bench.runner import Context, run
+from ser_bench.testing import speech_like
 
 SR = 16_000
-EXTRA = ["harness.testing:testing_plugin", "test_bad_input:BadInputPlugins"]
+EXTRA = ["ser_bench.testing:testing_plugin", "test_bad_input:BadInputPlugins"]
 
 
 def _tone(freq: float, sr: int = SR, seconds: float = 0.5, amp: float = 0.3) -> np.ndarray:
@@ -70,7 +70,7 @@ MPEG_LIKE = b"\xff\xfb\x90\x64" + np.random.default_rng(0).bytes(6000)
 ], ids=["mpeg-sync-then-random", "random-bytes", "text", "avi"])
 def test_unreadable_file_is_described_in_our_words_and_decoder_noise_stays_off_the_terminal(tmp_path, capfd, content,
                                                                                             why):
-    from plugins.corpus_utils import probe_audio
+    from ser_bench_plugins.corpus_utils import probe_audio
 
     p = tmp_path / "random.wav"
     p.write_bytes(content)
@@ -94,7 +94,7 @@ def test_cli_run_over_an_unreadable_file_prints_our_words_only(tmp_path):
             for k in range(2):
                 sf.write(root / label / f"s{s}" / f"u{k}.wav", speech_like(0.3, f0=120.0 * (1 + ci), seed=s + k), SR)
     (root / "low" / "s0" / "u1.wav").write_bytes(MPEG_LIKE)
-    r = subprocess.run([sys.executable, "-m", "harness.cli", "run", "clean", "--dataset", "folder-dataset",
+    r = subprocess.run([sys.executable, "-m", "ser_bench.cli", "run", "clean", "--dataset", "folder-dataset",
                         "--data-root", f"folder-dataset={root}", "--db", str(tmp_path / "r.db"), "-q", "-j", "1",
                         "--cache", str(tmp_path / "c")], capture_output=True, text=True, cwd=tmp_path,
                        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
@@ -135,7 +135,7 @@ def test_zero_length_audio(tmp_path):
     sf.write(p, np.zeros(0, dtype=np.float32), SR)
     with pytest.raises(AudioError, match=r"zero\.wav: the file holds no samples \(empty or truncated\); re-export it"):
         load_audio(p)
-    from harness.audio import check_signal
+    from ser_bench.audio import check_signal
 
     with pytest.raises(AudioError, match="gen-3: zero-length audio; remove the file or re-export it"):
         check_signal(np.zeros(0), source="gen-3")

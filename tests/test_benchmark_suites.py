@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.config import load_suite, validate_suite
-from harness.errors import ConfigError
-from harness.plugins import build_registry, make_plugin_manager
+from ser_bench.config import load_suite, validate_suite
+from ser_bench.errors import ConfigError
+from ser_bench.plugins import build_registry, make_plugin_manager
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 SUITES = sorted(BENCHMARKS.glob("*.toml"))

@@ -3,8 +3,8 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from harness.cli import cli
-from harness.db import Store
+from ser_bench.cli import cli
+from ser_bench.db import Store
 
 SMALL = ["--snr", "0", "--snr", "20", "-o", "synthetic.per_class=2", "-j", "1", "-q"]
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from harness.cli import cli
-from harness.db import Store
+from ser_bench.cli import cli
+from ser_bench.db import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -130,7 +130,7 @@ def test_sigterm_mid_run_marks_the_run_interrupted(tmp_path, jobs):
 
     db = tmp_path / "r.db"
     env = dict(os.environ, PYTHONPATH=str(ROOT), BENCH_DB=str(db), BENCH_CACHE=str(tmp_path / "cache"))
-    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", "mismatched", "-o", "synthetic.per_class=2",
+    proc = subprocess.Popen([sys.executable, "-m", "ser_bench.cli", "run", "mismatched", "-o", "synthetic.per_class=2",
                              "-j", jobs, "-q"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     try:
@@ -164,8 +164,8 @@ def test_sigterm_mid_run_marks_the_run_interrupted(tmp_path, jobs):
 
 def test_quiet_switch_silences_a_plugins_own_bar():
     pytest.importorskip("torch")
-    from harness.progress import switch
-    from plugins.e2e.model import E2EArousalModel
+    from ser_bench.progress import switch
+    from ser_bench_plugins.e2e.model import E2EArousalModel
 
     model = E2EArousalModel()  # progress=True: its own training bar
     before = dict(os.environ)
@@ -183,7 +183,7 @@ def test_bench_run_quiet_prints_no_bar_of_the_end_to_end_model(tmp_path):
     pytest.importorskip("torch")
     env = dict(os.environ, PYTHONPATH=str(ROOT), BENCH_DB=str(tmp_path / "r.db"), BENCH_CACHE=str(tmp_path / "c"))
     env.pop("TQDM_DISABLE", None)
-    cmd = [sys.executable, "-m", "harness.cli", "run", "clean", "--ser-model", "e2e-cls", "-o", "e2e-cls.epochs=1",
+    cmd = [sys.executable, "-m", "ser_bench.cli", "run", "clean", "--ser-model", "e2e-cls", "-o", "e2e-cls.epochs=1",
            "-o", "e2e-cls.hidden_size=8", "-o", "e2e-cls.n_filters=10", "-o", "synthetic.per_class=1",
            "--cv", "group-kfold", "--cv-folds", "2", "-j", "1", "-q"]
     p = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)

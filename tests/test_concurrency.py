@@ -22,7 +22,7 @@ def _kill_resume():
 
 def _bench(args: list[str], db: Path, cache: Path) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k not in ("BENCH_DB", "BENCH_CACHE")}
-    cmd = [sys.executable, "-c", "from harness.cli import cli; cli()", "run", *args, "-q", "-j", "1",
+    cmd = [sys.executable, "-c", "from ser_bench.cli import cli; cli()", "run", *args, "-q", "-j", "1",
            "--db", str(db), "--cache", str(cache)]
     return subprocess.Popen(cmd, env=env, cwd=str(ROOT), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 

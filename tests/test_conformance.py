@@ -1,4 +1,4 @@
-"""harness.testing: the fakes pass, and deliberately broken plugins fail with clear messages."""
+"""ser_bench.testing: the fakes pass, and deliberately broken plugins fail with clear messages."""
 from __future__ import annotations
 
 import types
@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from pydantic import BaseModel
 
-from harness import Dataset, Enhancer, FeatureSet, NoiseClip, PluginConfig, SERModel, TimeSeries, Utterance, hookimpl
-from harness.audio import write_audio
-from harness.testing import (
+from ser_bench import Dataset, Enhancer, FeatureSet, NoiseClip, PluginConfig, SERModel, TimeSeries, Utterance, hookimpl
+from ser_bench.audio import write_audio
+from ser_bench.testing import (
     CentroidSER,
     ConformanceError,
     FakeNoise,
@@ -208,7 +208,7 @@ class Int16Out(Passthrough):
         (WrongRate, "keeps the sample rate", "a 1000 Hz tone came out with its peak at 2000 Hz"),
         (Stateful, "is deterministic", "keep no state between signals"),
         (BadName, "has a valid name", "'My Enhancer'"),
-        (LooseConfig, "has a strict Config", "must subclass harness.PluginConfig"),
+        (LooseConfig, "has a strict Config", "must subclass ser_bench.PluginConfig"),
         (NeedsTraining, "is ready to enhance", "is_trained() is False"),
         (Int16Out, "returns float samples", "got dtype int16"),
     ],
@@ -263,7 +263,7 @@ def test_unbuildable_class_says_to_pass_options():
 
 
 def test_wrong_kind_is_rejected():
-    with pytest.raises(ConformanceError, match="does not subclass harness.Enhancer"):
+    with pytest.raises(ConformanceError, match="does not subclass ser_bench.Enhancer"):
         check_enhancer(ToneDataset)
     with pytest.raises(ConformanceError, match="subclasses none of"):
         check_plugin(int)
@@ -506,7 +506,7 @@ def test_check_hooks_catches_a_misspelled_hook():
 def test_check_hooks_catches_a_wrong_base_class_and_a_bad_lazy_target():
     mod = types.ModuleType("wrong_plugin")
     mod.register_enhancers = hookimpl(lambda register: register("tones-as-enhancer", ToneDataset))
-    with pytest.raises(ConformanceError, match="not a subclass of harness.Enhancer"):
+    with pytest.raises(ConformanceError, match="not a subclass of ser_bench.Enhancer"):
         check_hooks(mod)
     mod.register_enhancers = hookimpl(lambda register: register("lazy", "no_such_module_xyz:Thing"))
     with pytest.raises(ConformanceError, match=r"registers importable plugin classes.*No module named 'no_such_module_xyz'"):

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from harness.errors import AudioError, ConfigError, PluginError
-from harness.plugins import build_registry, make_plugin_manager
-from harness.testing import check_dataset
-from plugins import enterface
-from plugins.enterface import EMOTIONS, Enterface, find_ffmpeg
+from ser_bench.errors import AudioError, ConfigError, PluginError
+from ser_bench.plugins import build_registry, make_plugin_manager
+from ser_bench.testing import check_dataset
+from ser_bench_plugins import enterface
+from ser_bench_plugins.enterface import EMOTIONS, Enterface, find_ffmpeg
 
 FFMPEG = find_ffmpeg()
 needs_ffmpeg = pytest.mark.skipif(FFMPEG is None, reason="no ffmpeg: pip install 'ser-bench[enterface]'")

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from harness.errors import ConfigError, PluginError
-from harness.plugins import build_registry, make_plugin_manager
-from harness.testing import check_dataset
-from plugins.generic import FolderDataset, ManifestDataset
+from ser_bench.errors import ConfigError, PluginError
+from ser_bench.plugins import build_registry, make_plugin_manager
+from ser_bench.testing import check_dataset
+from ser_bench_plugins.generic import FolderDataset, ManifestDataset
 
 
 def write_tone(path, seconds=0.1, sr=16000):

@@ -15,9 +15,9 @@ import pytest
 import soundfile as sf
 from click.testing import CliRunner
 
-from harness.cli import cli
-from harness.plugininfo import options
-from harness.plugins import default_registry
+from ser_bench.cli import cli
+from ser_bench.plugininfo import options
+from ser_bench.plugins import default_registry
 
 REPO = Path(__file__).resolve().parents[1]
 HEAVY = ("torch", "scipy", "opensmile", "pandas", "sklearn", "sqlalchemy", "audformat")
@@ -35,7 +35,7 @@ def bench(*args: str, ok: bool = True):
 
 def test_bench_plugins_name_lists_every_option():
     out = bench("plugins", "folder-dataset").output
-    assert "folder-dataset  (dataset; ser-bench" in out and "class plugins.generic.FolderDataset" in out
+    assert "folder-dataset  (dataset; ser-bench" in out and "class ser_bench_plugins.generic.FolderDataset" in out
     assert "-o folder-dataset.KEY=VALUE" in out
     assert "    speaker_regex: str | null = null\n" in out
     assert "Regex searched in the path below the label folder" in out  # from the `#:` comment
@@ -44,7 +44,7 @@ def test_bench_plugins_name_lists_every_option():
     opts = {o["name"]: o for o in wiener[0]["options"]}
     assert opts["gain_floor_db"] == {"name": "gain_floor_db", "type": "float (>= -60, <= 0)", "default": "-15.0",
                                      "description": "lowest gain (dB)"}
-    from plugins.classic import Wiener
+    from ser_bench_plugins.classic import Wiener
 
     assert set(opts) == set(Wiener.Config.model_fields)
 
@@ -124,10 +124,15 @@ def test_package_lists_every_package_folder():
     """pyproject lists packages explicitly (docs/ and examples/ are mapped in): none may be forgotten."""
     cfg = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
     listed = set(cfg["packages"])
-    found = {".".join(p.parent.relative_to(REPO).parts) for top in ("harness", "plugins")
+    # import names are ser-bench's own (no generic top-level `harness` / `plugins` once installed);
+    # the folders keep the layout harness/ and plugins/
+    names = {"harness": "ser_bench", "plugins": "ser_bench_plugins"}
+    found = {".".join((names[top], *p.parent.relative_to(REPO / top).parts)) for top in names
              for p in (REPO / top).rglob("*.py") if "__pycache__" not in p.parts}
     assert found - listed == set(), "add these to [tool.setuptools] packages in pyproject.toml"
-    assert cfg["package-dir"] == {"harness._docs": "docs", "harness._examples": "examples"}
+    assert cfg["package-dir"] == {"ser_bench": "harness", "ser_bench_plugins": "plugins",
+                                  "ser_bench._docs": "docs", "ser_bench._examples": "examples"}
+    assert not {p.split(".")[0] for p in listed} - {"ser_bench", "ser_bench_plugins"}
 
 
 @pytest.mark.skipif(shutil.which("pip") is None and not (Path(sys.executable).parent / "pip").exists(),
@@ -139,20 +144,25 @@ def test_the_wheel_ships_docs_and_example(tmp_path):
         shutil.copytree(REPO / name, src / name, ignore=ignore)
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(REPO / name, src / name)
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+    # build isolation: pip takes setuptools>=68 from the index as `pip install` does (the environment's
+    # own setuptools may be older)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w",
                     str(tmp_path / "dist"), str(src)], check=True, capture_output=True, timeout=300)
     names = set(zipfile.ZipFile(next((tmp_path / "dist").glob("*.whl"))).namelist())
-    assert "harness/_docs/writing-a-plugin.md" in names
-    assert "harness/_examples/ser-bench-example/pyproject.toml" in names
-    assert "harness/_examples/ser-bench-example/src/ser_bench_example/gate.py" in names
-    assert "harness/testing/__init__.py" in names and "harness/docs.py" in names
-    # and `bench docs` finds them there (harness/_docs first), without a source checkout
+    assert "ser_bench/_docs/writing-a-plugin.md" in names
+    assert "ser_bench/_examples/ser-bench-example/pyproject.toml" in names
+    assert "ser_bench/_examples/ser-bench-example/src/ser_bench_example/gate.py" in names
+    assert "ser_bench/testing/__init__.py" in names and "ser_bench/docs.py" in names
+    assert "ser_bench_plugins/rescnn/__init__.py" in names
+    assert not {n.split("/")[0] for n in names if "/" in n} - {"ser_bench", "ser_bench_plugins"} - {
+        n.split("/")[0] for n in names if ".dist-info/" in n}  # no generic top-level import package
+    # and `bench docs` finds them there (ser_bench/_docs first), without a source checkout
     site = tmp_path / "site"
     zipfile.ZipFile(next((tmp_path / "dist").glob("*.whl"))).extractall(site)
-    code = ("import sys; from harness.docs import docs_dir, example_dir; print(docs_dir()); print(example_dir())")
+    code = ("import sys; from ser_bench.docs import docs_dir, example_dir; print(docs_dir()); print(example_dir())")
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONPATH": str(site)}).stdout.split()
-    assert out == [str(site / "harness" / "_docs"), str(site / "harness" / "_examples" / "ser-bench-example")]
+    assert out == [str(site / "ser_bench" / "_docs"), str(site / "ser_bench" / "_examples" / "ser-bench-example")]
 
 
 # --------------------------------------------------------------------------- start-up
@@ -163,7 +173,7 @@ def test_startup_imports_no_heavy_module(args):
     """`bench --help` / `bench plugins` stay fast: torch, scipy, opensmile, pandas... are not imported."""
     code = (
         "import json, sys\n"
-        "from harness.cli import cli\n"
+        "from ser_bench.cli import cli\n"
         "try:\n    cli(json.loads(sys.argv[1]), prog_name='bench')\n"
         "except SystemExit as e:\n    assert not e.code, e.code\n"
         "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in json.loads(sys.argv[2]))))\n"

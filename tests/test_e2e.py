@@ -8,18 +8,18 @@ import sys
 import numpy as np
 import pytest
 
-from harness.errors import ConfigError, PluginError
-from harness.interfaces import FeatureSet, TimeSeries
-from harness.metrics import ccc, uar
-from plugins.e2e.postprocess import PostProcessing, concat_ccc, delay, fit_postprocessing, median_smooth
+from ser_bench.errors import ConfigError, PluginError
+from ser_bench.interfaces import FeatureSet, TimeSeries
+from ser_bench.metrics import ccc, uar
+from ser_bench_plugins.e2e.postprocess import PostProcessing, concat_ccc, delay, fit_postprocessing, median_smooth
 
 torch = pytest.importorskip("torch")
 
-import plugins.e2e as e2e_pkg  # noqa: E402
-from harness.testing import ToneTraceDataset, check_hooks, check_ser_model, make_tone_dataset  # noqa: E402
-from plugins.e2e.model import E2EArousalModel, E2EClassifierModel  # noqa: E402
-from plugins.e2e.network import SameConv1d, build_front_end, ccc_loss, same_pad, E2ERegressor  # noqa: E402
-from plugins.recola import RecolaDataset, write_synthetic_recola  # noqa: E402
+import ser_bench_plugins.e2e as e2e_pkg  # noqa: E402
+from ser_bench.testing import ToneTraceDataset, check_hooks, check_ser_model, make_tone_dataset  # noqa: E402
+from ser_bench_plugins.e2e.model import E2EArousalModel, E2EClassifierModel  # noqa: E402
+from ser_bench_plugins.e2e.network import SameConv1d, build_front_end, ccc_loss, same_pad, E2ERegressor  # noqa: E402
+from ser_bench_plugins.recola import RecolaDataset, write_synthetic_recola  # noqa: E402
 
 #: A tiny configuration: fast on one CPU core, still learns the synthetic corpus.
 TINY = dict(n_filters=10, channel_pool=10, hidden_size=16, lr=3e-3, batch_size=8, chunk_seconds=3.0,
@@ -68,7 +68,7 @@ def test_registers_both_models_lazily():
 
 
 def test_package_and_postprocess_do_not_import_torch():
-    code = "import sys, plugins.e2e, plugins.e2e.postprocess; print('torch' in sys.modules)"
+    code = "import sys, ser_bench_plugins.e2e, ser_bench_plugins.e2e.postprocess; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -314,7 +314,7 @@ def test_classifier_conforms_and_pools_long_utterances():
 
 
 def test_cpu_fast_recipe_fills_the_options_not_given():
-    from plugins.e2e.model import CPU_FAST
+    from ser_bench_plugins.e2e.model import CPU_FAST
 
     m = E2EArousalModel(recipe="cpu-fast", epochs=3)
     assert m.config.epochs == 3  # given explicitly: kept

@@ -23,7 +23,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "ser-bench-example"
 DIST, VERSION = "ser-bench-example", "0.1.0"
-BENCH = "import sys; from harness.cli import cli; sys.argv[0] = 'bench'; cli()"
+BENCH = "import sys; from ser_bench.cli import cli; sys.argv[0] = 'bench'; cli()"
 
 #: In one process (each `bench` start costs seconds): `bench plugins`, then `bench plugins --json`
 #: once per BENCH_LOAD_PLUGINS value (None: unset), `bench run --dry-run` with the example left
@@ -31,8 +31,8 @@ BENCH = "import sys; from harness.cli import cli; sys.argv[0] = 'bench'; cli()"
 PROBE = """
 import json, sys
 from click.testing import CliRunner
-from harness.cli import cli
-from harness.plugins import default_registry
+from ser_bench.cli import cli
+from ser_bench.plugins import default_registry
 out = {"plugins": {}}
 res = CliRunner().invoke(cli, ["plugins"], env={"BENCH_LOAD_PLUGINS": None}, catch_exceptions=False)
 out["text"] = [res.exit_code, res.output]
@@ -135,7 +135,7 @@ def test_example_runs_a_protocol(env, tmp_path):
     )
     assert "0 failed" in res.stdout, res.stdout + res.stderr
 
-    from harness.db import Store
+    from ser_bench.db import Store
 
     store = Store(f"sqlite:///{db}")
     run = store.runs_frame().iloc[-1]
@@ -154,7 +154,7 @@ def test_example_runs_a_protocol(env, tmp_path):
 
 
 def test_example_package_own_tests_pass(env):
-    """The package's own tests (harness.testing conformance checks) pass against the installed copy."""
+    """The package's own tests (ser_bench.testing conformance checks) pass against the installed copy."""
     res = env.run("-m", "pytest", "-q", "-p", "no:cacheprovider", str(env.src / "tests"), check=False)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "5 passed" in res.stdout

@@ -18,15 +18,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness import hookimpl
-from harness.config import RunConfig
-from harness.db import Store
-from harness.errors import ConfigError
-from harness.executors import (
+from ser_bench import hookimpl
+from ser_bench.config import RunConfig
+from ser_bench.db import Store
+from ser_bench.errors import ConfigError
+from ser_bench.executors import (
     DaskExecutor, InlineExecutor, PoolExecutor, WorkerLostError, make_executor, usable_cores,
 )
-from harness.runner import run
-from harness.testing import CentroidSER
+from ser_bench.runner import run
+from ser_bench.testing import CentroidSER
 
 from executor_jobs import die_once, poison, settings, sleepy, square
 
@@ -111,7 +111,7 @@ def test_pool_workers_exit_when_the_driver_is_sigkilled(tmp_path):
     driver = textwrap.dedent(f"""
         import os, sys, time
         sys.path.insert(0, {str(Path(__file__).parent)!r})
-        from harness.executors import PoolExecutor
+        from ser_bench.executors import PoolExecutor
         import executor_jobs as J
         if __name__ == "__main__":
             ex = PoolExecutor(2)
@@ -195,7 +195,7 @@ class ExtraPlugins:
         register("raiser", RaiseSER)
 
 
-EXTRA = ["harness.testing:testing_plugin", "test_executors:ExtraPlugins"]
+EXTRA = ["ser_bench.testing:testing_plugin", "test_executors:ExtraPlugins"]
 
 
 def _config(**kw) -> RunConfig:
@@ -369,7 +369,7 @@ def dask_cluster(tmp_path):
 
 
 def _bench(*args: str, cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "harness.cli", *args], cwd=cwd, env=_env(),
+    return subprocess.Popen([sys.executable, "-m", "ser_bench.cli", *args], cwd=cwd, env=_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 
@@ -400,7 +400,7 @@ def test_bench_run_on_a_separately_started_cluster_survives_a_killed_worker(tmp_
     assert "Remove worker" in dask_cluster.log("scheduler")  # the scheduler saw it go
     ref = tmp_path / "inline"
     ref.mkdir()
-    r = subprocess.run([sys.executable, "-m", "harness.cli", *args, "--executor", "inline", "--db", "inline.db",
+    r = subprocess.run([sys.executable, "-m", "ser_bench.cli", *args, "--executor", "inline", "--db", "inline.db",
                         "--cache", "cache"], cwd=ref, env=_env(), capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr
     dask_store, inline_store = Store(str(drv / "dask.db")), Store(str(ref / "inline.db"))
@@ -471,7 +471,7 @@ def test_relative_paths_reach_workers_started_elsewhere(tmp_path, monkeypatch):
     Dask workers that run in another working directory."""
     import soundfile as sf
 
-    from harness.testing import speech_like
+    from ser_bench.testing import speech_like
 
     drv = tmp_path / "driver"
     for s in range(2):
@@ -484,14 +484,14 @@ def test_relative_paths_reach_workers_started_elsewhere(tmp_path, monkeypatch):
     cfg = RunConfig(protocol="clean", datasets=["folder-dataset"], ser_models=["centroid"], enhancers=["none"],
                     noise_sources=["fake-noise"], snrs=[0.0], options={"folder-dataset": {"root": "corpus"}})
     inline = Store(str(tmp_path / "inline.db"))
-    run(cfg, store=inline, executor="inline", extra_plugins=["harness.testing:testing_plugin"], progress=False,
+    run(cfg, store=inline, executor="inline", extra_plugins=["ser_bench.testing:testing_plugin"], progress=False,
         cache_dir="cache-inline")
     cluster = LocalhostCluster(tmp_path / "cluster")
     try:
         cluster.up(n_workers=1)
         store = Store(str(tmp_path / "dask.db"))
         s = run(cfg, store=store, executor="dask", scheduler=cluster.address, progress=False, cache_dir="cache",
-                extra_plugins=["harness.testing:testing_plugin"])
+                extra_plugins=["ser_bench.testing:testing_plugin"])
     finally:
         cluster.down()
     assert (s.n_cells, s.n_done, s.n_failed) == (2, 2, 0), store.cells_frame().error.tolist()

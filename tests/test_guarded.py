@@ -4,11 +4,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness import Dataset, Enhancer, NoiseClip, NoiseSource, PluginConfig, Utterance, hookimpl
-from harness.errors import ConfigError, UnknownPluginError
-from harness.testing import add_white_noise, check_enhancer, speech_like
-from plugins import guarded as G
-from plugins.classic import Wiener
+from ser_bench import Dataset, Enhancer, NoiseClip, NoiseSource, PluginConfig, Utterance, hookimpl
+from ser_bench.errors import ConfigError, UnknownPluginError
+from ser_bench.testing import add_white_noise, check_enhancer, speech_like
+from ser_bench_plugins import guarded as G
+from ser_bench_plugins.classic import Wiener
 
 SR = 16_000
 
@@ -119,10 +119,10 @@ def band_features(x: np.ndarray) -> np.ndarray:
 
 @pytest.fixture
 def spy_registry(monkeypatch):
-    from harness.plugins import build_registry, make_plugin_manager
+    from ser_bench.plugins import build_registry, make_plugin_manager
 
     reg = build_registry(make_plugin_manager(entry_points=False, extra=[SpyPlugin()]))
-    monkeypatch.setattr("harness.plugins.default_registry", lambda: reg)
+    monkeypatch.setattr("ser_bench.plugins.default_registry", lambda: reg)
     monkeypatch.setattr(G, "egemaps", band_features)
     real = G.GuardedEnhancer.calibration
 
@@ -239,9 +239,9 @@ def leaks(log, valid_speakers: set[str]) -> list[tuple]:
 
 
 def _run(reg, tmp_path, guard_opts):
-    from harness.config import RunConfig
-    from harness.db import Store
-    from harness.runner import run
+    from ser_bench.config import RunConfig
+    from ser_bench.db import Store
+    from ser_bench.runner import run
 
     cfg = RunConfig(protocol="mismatched", datasets=["spy-ser"], ser_models=["svm-egemaps"],
                     enhancers=["guarded-lowpass"], noise_sources=["spy-noise"], snrs=[0.0],
@@ -251,9 +251,9 @@ def _run(reg, tmp_path, guard_opts):
 
 
 def test_calibration_in_a_run_never_touches_ser_or_test_noise(spy_registry, tmp_path, monkeypatch):
-    from harness.training import split_speakers
+    from ser_bench.training import split_speakers
 
-    monkeypatch.setattr("plugins.opensmile_svm.smile_functionals", lambda a, fs: band_features(a))
+    monkeypatch.setattr("ser_bench_plugins.opensmile_svm.smile_functionals", lambda a, fs: band_features(a))
     valid = {u.speaker for u in split_speakers(SpySpeech().utterances(), valid_fraction=0.1, test_fraction=0)["valid"]}
     s = _run(spy_registry, tmp_path, {**CAL, "calibration_dir": str(tmp_path / "cal")})
     assert s.n_failed == 0 and s.n_done > 0

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from plugins.emodb import EmoDB
-from plugins.ravdess import Ravdess
+from ser_bench_plugins.emodb import EmoDB
+from ser_bench_plugins.ravdess import Ravdess
 
 pytestmark = pytest.mark.integration
 
@@ -50,9 +50,9 @@ def test_emodb_clean_suite_end_to_end(tmp_path):
     """The Table 2 suite, clean protocol, eGeMAPS only: runs, stores, and shows in the paper view."""
     from click.testing import CliRunner
 
-    from harness.cli import cli
-    from harness.db import Store
-    from harness.report.paper import section
+    from ser_bench.cli import cli
+    from ser_bench.db import Store
+    from ser_bench.report.paper import section
 
     suite = Path(__file__).resolve().parents[1] / "benchmarks" / "emodb_mismatched.toml"
     db = str(tmp_path / "r.db")

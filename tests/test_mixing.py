@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from harness.errors import AudioError
-from harness.interfaces import NoiseClip
-from harness.mixing import mix, snr_db
+from ser_bench.errors import AudioError
+from ser_bench.interfaces import NoiseClip
+from ser_bench.mixing import mix, snr_db
 
 from conftest import tone
 
@@ -54,7 +54,7 @@ def test_noise_identity_tracks_clip_content(tmp_path):
     """Adding a clip to a folder noise source changes its identity (so cached mixtures are not reused)."""
     import soundfile as sf
 
-    from plugins.noise_folder import FolderNoise
+    from ser_bench_plugins.noise_folder import FolderNoise
 
     for i in range(2):
         sf.write(tmp_path / f"n{i}.wav", np.random.default_rng(i).standard_normal(8000) * 0.1, 16000)

@@ -10,19 +10,19 @@ import pytest
 import soundfile as sf
 from click.testing import CliRunner
 
-from harness.cli import cli
-from harness.config import RunConfig
-from harness.db import Store
-from harness.errors import ConfigError, PluginError
-from harness.interfaces import split_part, stable_hash
-from harness.mixing import mix
-from harness.protocols import Condition
-from harness.runner import Context, registry_for, run
-from harness.testing import check_noise_source
-from plugins.noise_folder import FolderNoise
+from ser_bench.cli import cli
+from ser_bench.config import RunConfig
+from ser_bench.db import Store
+from ser_bench.errors import ConfigError, PluginError
+from ser_bench.interfaces import split_part, stable_hash
+from ser_bench.mixing import mix
+from ser_bench.protocols import Condition
+from ser_bench.runner import Context, registry_for, run
+from ser_bench.testing import check_noise_source
+from ser_bench_plugins.noise_folder import FolderNoise
 
 SR = 16_000
-EXTRA = ["harness.testing:testing_plugin"]
+EXTRA = ["ser_bench.testing:testing_plugin"]
 N_CLIPS = 16
 
 

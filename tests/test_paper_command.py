@@ -7,10 +7,10 @@ import pytest
 import soundfile as sf
 from click.testing import CliRunner
 
-from harness import Enhancer, hookimpl
-from harness.cli import cli
-from harness.errors import ConfigError
-from harness.paper import EXPERIMENTS, best_enhancer, make_plan
+from ser_bench import Enhancer, hookimpl
+from ser_bench.cli import cli
+from ser_bench.errors import ConfigError
+from ser_bench.paper import EXPERIMENTS, best_enhancer, make_plan
 
 
 def write_tone(path, seconds=0.3, freq=220.0, sr=16000):
@@ -23,7 +23,7 @@ def write_tone(path, seconds=0.3, freq=220.0, sr=16000):
 def roots(tmp_path_factory):
     """Tiny corpora in the layouts of EMO-DB (3 speakers x 6 classes), RAVDESS (2 actors) and
     RECOLA (synthetic, 2/1/1 recordings of 8 s), and a noise folder."""
-    from plugins.recola import write_synthetic_recola
+    from ser_bench_plugins.recola import write_synthetic_recola
 
     base = tmp_path_factory.mktemp("paper")
     for i, spk in enumerate(["03", "08", "16"]):
@@ -42,9 +42,9 @@ def roots(tmp_path_factory):
 
 def registry(*extra, pretrained: bool = False):
     """Built-ins (without the pretrained enhancers unless asked: the tests bring their own) + ``extra``."""
-    from harness import plugins as P
+    from ser_bench import plugins as P
 
-    builtins = [b for b in P.BUILTIN_PLUGINS if pretrained or b != "plugins.pretrained"]
+    builtins = [b for b in P.BUILTIN_PLUGINS if pretrained or b != "ser_bench_plugins.pretrained"]
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(P, "BUILTIN_PLUGINS", builtins)
         return P.build_registry(P.make_plugin_manager(entry_points=False, extra=list(extra)))

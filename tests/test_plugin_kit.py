@@ -1,4 +1,4 @@
-"""The plugin kit (harness.testing, the registry's checks) and its docs agree with each other."""
+"""The plugin kit (ser_bench.testing, the registry's checks) and its docs agree with each other."""
 from __future__ import annotations
 
 import ast
@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from harness import Enhancer, PluginError, hookimpl
-from harness.plugins import build_registry, make_plugin_manager
-from harness.testing import RULES, ConformanceError, check_enhancer, check_hooks
+from ser_bench import Enhancer, PluginError, hookimpl
+from ser_bench.plugins import build_registry, make_plugin_manager
+from ser_bench.testing import RULES, ConformanceError, check_enhancer, check_hooks
 
 REPO = Path(__file__).resolve().parents[1]
 GUIDE = REPO / "docs" / "writing-a-plugin.md"
@@ -50,7 +50,7 @@ def lazy_module(tmp_path, monkeypatch):
 
 
 GATE_SOURCE = """
-    from harness import Enhancer
+    from ser_bench import Enhancer
 
     class LazyGate(Enhancer):
         name = "{name}"
@@ -130,9 +130,9 @@ def test_registry_and_bench_plugins_refuse_a_renamed_class(lazy_module, monkeypa
     with pytest.raises(PluginError, match="whose name is 'inner-name'"):
         reg.get("enhancer", "outer-name")
 
-    from harness.cli import cli
+    from ser_bench.cli import cli
 
-    monkeypatch.setattr("harness.plugins.default_registry", lambda: reg)
+    monkeypatch.setattr("ser_bench.plugins.default_registry", lambda: reg)
     res = CliRunner().invoke(cli, ["plugins"])
     assert res.exit_code == 1
     rows = {ln.split()[1]: ln for ln in res.output.splitlines() if ln.startswith("enhancer")}
@@ -141,17 +141,17 @@ def test_registry_and_bench_plugins_refuse_a_renamed_class(lazy_module, monkeypa
 
 
 def test_bench_plugins_shows_the_class_version():
-    from harness.cli import cli
+    from ser_bench.cli import cli
 
     res = CliRunner().invoke(cli, ["plugins"], catch_exceptions=False)
     assert res.exit_code == 0, res.output
     lines = [ln.split() for ln in res.output.splitlines()]
     assert lines[0][:5] == ["KIND", "NAME", "DISTRIBUTION", "VERSION", "CLASS-VERSION"]
-    from plugins.synthetic import SyntheticEmotion
+    from ser_bench_plugins.synthetic import SyntheticEmotion
 
     assert ["dataset", "synthetic", "ser-bench", "0.1.0", SyntheticEmotion.version] in [ln[:5] for ln in lines]
     rows = json.loads(CliRunner().invoke(cli, ["plugins", "--json"], catch_exceptions=False).output)
-    from harness.plugins import default_registry
+    from ser_bench.plugins import default_registry
 
     want = {(e.kind, e.name): e.resolve().version for e in default_registry().entries()}
     assert {(r["kind"], r["name"]): r["class_version"] for r in rows} == want
@@ -220,9 +220,9 @@ def test_the_example_failures_in_the_docs_are_real():
     guide = GUIDE.read_text()
     example = guide[guide.index("An example failure:"):].split("\n\n")[1]
     assert _normalise(example) == _shortening("ser_bench_mygate.gate", "mygate", "MyGate")
-    import harness.testing
+    import ser_bench.testing
 
-    doc = harness.testing.__doc__
+    doc = ser_bench.testing.__doc__
     example = doc[doc.index("rule it breaks"):].split("::\n\n")[1].split("\n\n")[0]
     assert _normalise(example) == _shortening("mypkg", "shortener", "Shortener")
 
@@ -233,13 +233,13 @@ def test_the_guide_says_what_an_offline_plugin_install_needs():
     toml = toml[: toml.index("```", 3)]
     assert "[build-system]" in toml and "[project.entry-points.ser_bench]" in toml
     assert "--no-build-isolation" in guide
-    assert "from harness.testing import ConformanceError" in guide
+    assert "from ser_bench.testing import ConformanceError" in guide
     assert 'description="' in guide[guide.index("## 2. Hooks"):guide.index("## 3.")]
     assert "bench plugins mygate" in guide
 
 
 def test_testing_is_a_readable_package():
-    import harness.testing as kit
+    import ser_bench.testing as kit
 
     assert Path(kit.__file__).name == "__init__.py"
     sizes = {p.name: len(p.read_text().splitlines()) for p in Path(kit.__file__).parent.glob("*.py")}

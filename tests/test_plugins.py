@@ -3,9 +3,9 @@ import types
 
 import pytest
 
-from harness import Enhancer, hookimpl
-from harness.errors import PluginError, UnknownPluginError
-from harness.plugins import build_registry, make_plugin_manager
+from ser_bench import Enhancer, hookimpl
+from ser_bench.errors import PluginError, UnknownPluginError
+from ser_bench.plugins import build_registry, make_plugin_manager
 
 
 def test_builtins_registered():
@@ -14,7 +14,7 @@ def test_builtins_registered():
     assert {"svm-egemaps", "svm-compare"} <= set(reg.names("ser_model"))
     assert "synthetic" in reg.names("dataset") and "synthetic-noise" in reg.names("noise_source")
     e = reg.entry("enhancer", "wiener")
-    assert e.dist == "ser-bench" and e.plugin == "plugins.classic"
+    assert e.dist == "ser-bench" and e.plugin == "ser_bench_plugins.classic"
 
 
 def test_unknown_name_suggests(registry):
@@ -51,7 +51,7 @@ def test_wrong_base_class_is_rejected():
             register("notanenhancer", dict)
 
     reg = build_registry(make_plugin_manager(entry_points=False, extra=[Wrong()]))
-    with pytest.raises(PluginError, match="not a subclass of harness.Enhancer"):
+    with pytest.raises(PluginError, match="not a subclass of ser_bench.Enhancer"):
         reg.get("enhancer", "notanenhancer")
 
 
@@ -116,7 +116,7 @@ def test_entry_point_import_failure_names_the_plugin(monkeypatch):
 
 
 def test_plugin_options_validated_by_pydantic(registry):
-    from harness.errors import ConfigError
+    from ser_bench.errors import ConfigError
 
     with pytest.raises(ConfigError, match="gain_floor_db.*Allowed options"):
         build_registry(make_plugin_manager(entry_points=False)).create("enhancer", "wiener", {"gain_floor_db": 5})

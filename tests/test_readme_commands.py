@@ -21,8 +21,8 @@ import pytest
 import soundfile as sf
 from click.testing import CliRunner
 
-from harness.cli import cli
-from harness.db import Store
+from ser_bench.cli import cli
+from ser_bench.db import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -137,7 +137,7 @@ def test_command_runs_as_written(source, command, tmp_path, monkeypatch):
     with cmd.make_context(" ".join(["bench", *path]), list(rest)):  # options and arguments parse
         pass
     if path[0] == "train":  # everything up to the training loop (options, budget, corpora); the loop is slow
-        from harness.plugins import default_registry
+        from ser_bench.plugins import default_registry
 
         started = []
         monkeypatch.setattr(default_registry().get("enhancer", rest[0]), "train",

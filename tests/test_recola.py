@@ -7,11 +7,11 @@ import shutil
 import numpy as np
 import pytest
 
-import plugins.recola as recola
-from harness.errors import BenchError, ConfigError, PluginError
-from harness.interfaces import TimeSeries
-from harness.testing import check_dataset, check_hooks
-from plugins.recola import (
+import ser_bench_plugins.recola as recola
+from ser_bench.errors import BenchError, ConfigError, PluginError
+from ser_bench.interfaces import TimeSeries
+from ser_bench.testing import check_dataset, check_hooks
+from ser_bench_plugins.recola import (
     DEV_AS_TEST_NOTE,
     LabelFileError,
     RecolaDataset,

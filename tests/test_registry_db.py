@@ -15,15 +15,15 @@ from click.testing import CliRunner
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
 
-from harness.cli import cli
-from harness.config import RunConfig
-from harness.db import Store
-from harness.db.migrations import MIGRATIONS, m0001_initial, schema_version
-from harness.db.schema import Base
-from harness.runner import run
+from ser_bench.cli import cli
+from ser_bench.config import RunConfig
+from ser_bench.db import Store
+from ser_bench.db.migrations import MIGRATIONS, m0001_initial, schema_version
+from ser_bench.db.schema import Base
+from ser_bench.runner import run
 
 PG_URL = os.environ.get("BENCH_TEST_PG_URL")
-EXTRA = ["harness.testing:testing_plugin"]
+EXTRA = ["ser_bench.testing:testing_plugin"]
 COORDS = dict(dataset="d", ser_model="m", enhancer="none", noise="-", protocol="clean", train_condition="clean",
               train_snr=None, test_condition="clean", test_snr=None, fold="f")
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.config import RunConfig
-from harness.db import Store
-from harness.runner import run
+from ser_bench.config import RunConfig
+from ser_bench.db import Store
+from ser_bench.runner import run
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["mismatched", "--snr", "0", "-o", "synthetic.per_class=1", "-o", 'synthetic.speakers=["f1","m1","f2"]']
@@ -93,7 +93,7 @@ def test_compare_detects_a_missing_row_and_a_damaged_cache_entry(tmp_path):
 
 # ----------------------------------------------------------------------------- in-process checks (fast)
 
-EXTRA = ["harness.testing:testing_plugin"]
+EXTRA = ["ser_bench.testing:testing_plugin"]
 
 
 def _config(**kw) -> RunConfig:

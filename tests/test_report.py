@@ -3,9 +3,9 @@ from html.parser import HTMLParser
 
 import numpy as np
 
-from harness.db import Store
-from harness.report.build import build_report
-from harness.runner import run
+from ser_bench.db import Store
+from ser_bench.report.build import build_report
+from ser_bench.runner import run
 
 
 class Cells(HTMLParser):

@@ -169,8 +169,8 @@ def png_info(png: bytes) -> tuple[int, int, int]:
 
 @pytest.fixture(scope="module")
 def page(tmp_path_factory):
-    from harness.db import Store
-    from harness.report.build import build_report
+    from ser_bench.db import Store
+    from ser_bench.report.build import build_report
 
     tmp = tmp_path_factory.mktemp("browser")
     trap = Trap()

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from harness.report.ci import (
+from ser_bench.report.ci import (
     FoldDetail, bootstrap_ci, mean_ci, paired_delta_ci, parse_detail, significance,
 )
 
@@ -90,9 +90,9 @@ def test_mean_ci():
 
 
 def test_report_shows_cis_and_significance_markers(registry, tiny_config, tmp_path):
-    from harness.db import Store
-    from harness.report.build import build_report, collect
-    from harness.runner import run
+    from ser_bench.db import Store
+    from ser_bench.report.build import build_report, collect
+    from ser_bench.runner import run
 
     store = Store()
     run(tiny_config("mismatched"), store=store, registry=registry, progress=False)

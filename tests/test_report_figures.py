@@ -15,8 +15,8 @@ from html.parser import HTMLParser
 import pytest
 from report_data import fill_store, poisoned_names
 
-from harness.db import Store
-from harness.report.build import build_report
+from ser_bench.db import Store
+from ser_bench.report.build import build_report
 
 # ----------------------------------------------------------------------------- helpers
 
@@ -167,7 +167,7 @@ def test_no_signed_zero_in_any_table(tmp_path):
 
 
 def test_no_signed_zero_formatting():
-    from harness.report.fmt import no_signed_zero, num
+    from ser_bench.report.fmt import no_signed_zero, num
 
     assert [num(v, s) for v, s in [(-0.003, ".2f"), (-0.04, "+.1f"), (0.0, "+.1f"), (-0.0, "g"), (-1e-9, ".3g")]] == \
         ["0.00", "0.0", "0.0", "0", "-1e-09"]
@@ -203,7 +203,7 @@ def test_identical_results_give_a_byte_identical_report(tmp_path, monkeypatch):
 
 
 def test_bad_source_date_epoch_is_a_clear_error(tmp_path, monkeypatch):
-    from harness.errors import BenchError
+    from ser_bench.errors import BenchError
 
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "yesterday")
     with pytest.raises(BenchError, match="SOURCE_DATE_EPOCH='yesterday'"):
@@ -211,7 +211,7 @@ def test_bad_source_date_epoch_is_a_clear_error(tmp_path, monkeypatch):
 
 
 def test_bench_help_does_not_import_matplotlib():
-    code = ("import sys\nfrom click.testing import CliRunner\nfrom harness.cli import cli\n"
+    code = ("import sys\nfrom click.testing import CliRunner\nfrom ser_bench.cli import cli\n"
             "r = CliRunner().invoke(cli, ['--help'])\nassert r.exit_code == 0, r.output\n"
             "print('matplotlib' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
@@ -222,7 +222,7 @@ def test_bench_help_does_not_import_matplotlib():
 
 
 def test_snr_figure_paper_style_reference_and_clamp():
-    from harness.report.figures import Reference, Series, snr_figure
+    from ser_bench.report.figures import Reference, Series, snr_figure
 
     snrs = [-5, 0, 5, 10, 15, 20]
     svg = snr_figure([Series("ours", snrs, [0.5, 0.6, 0.7, 0.8, 0.9, 0.98], [0.45, 0.55, 0.65, 0.75, 0.85, 0.93],
@@ -247,7 +247,7 @@ def test_snr_figure_paper_style_reference_and_clamp():
     ("uar", [0.18, 0.39, 0.61, 0.82, 1.0], 0.0, 100.0),
 ])
 def test_snr_figure_keeps_the_y_range_inside_the_metric(metric, values, lo, hi):
-    from harness.report.figures import Series, snr_figure
+    from ser_bench.report.figures import Series, snr_figure
 
     xs = list(range(len(values)))
     f = ET.fromstring(snr_figure([Series("s", xs, values, [max(0.0, v - 0.05) for v in values],
@@ -262,7 +262,7 @@ def test_snr_figure_keeps_the_y_range_inside_the_metric(metric, values, lo, hi):
 
 
 def test_figures_escape_text_and_are_deterministic():
-    from harness.report.figures import Point, Series, scatter_figure, snr_figure
+    from ser_bench.report.figures import Point, Series, scatter_figure, snr_figure
 
     evil = '<script>alert(1)</script> & $x^2$ "q"'
     a = snr_figure([Series(evil, [0, 10], [0.3, 0.4])], metric="uar", title=evil)

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.report.paper import (PAPER_TABLES, CorpusFacts, gap_share, latest, load_paper_tables, paper_table,
+from ser_bench.report.paper import (PAPER_TABLES, CorpusFacts, gap_share, latest, load_paper_tables, paper_table,
                                   paper_view, render, text)  # fmt: skip
 
 SHARED_TABLES = Path(__file__).resolve().parents[1].parent / "shared" / "paper" / "tables.json"
@@ -92,11 +92,11 @@ def test_every_number_matches_the_shared_transcription():
 
 
 def test_the_data_ships_inside_the_package():
-    import harness
+    import ser_bench
 
-    assert PAPER_TABLES.is_relative_to(Path(harness.__file__).parent)
+    assert PAPER_TABLES.is_relative_to(Path(ser_bench.__file__).parent)
     pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
-    assert re.search(r'harness = \[[^\]]*"data/\*"', pyproject)
+    assert re.search(r'ser_bench = \[[^\]]*"data/\*"', pyproject)
 
 
 # ----------------------------------------------------------------------------- constructed results
@@ -220,7 +220,7 @@ def test_data_notes_and_no_notes_about_how_the_package_was_built():
 
 def test_cis_from_stored_predictions(tmp_path):
     """Ours carries a 95 % bootstrap interval around the value; the means over SNRs too."""
-    from harness.db import Store
+    from ser_bench.db import Store
 
     store = Store(str(tmp_path / "r.db"))
     run_id = store.start_run(config_json=json.dumps({"datasets": ["emodb"], "options": {}}), config_hash="h",
@@ -241,7 +241,7 @@ def test_cis_from_stored_predictions(tmp_path):
                               noise="-" if cond == "clean" else "folder", test_condition=cond, test_snr=snr,
                               fold=f"spk:{spk}"), status="done", metrics={"uar": float(uar)}, predictions=preds)
     store.finish_run(run_id, "done", wall_s=9.0)
-    from harness.report.paper import tables_from_store
+    from ser_bench.report.paper import tables_from_store
 
     tables = tables_from_store(store, figures=True)
     (t5,) = by_label(tables, "Table 5")
@@ -338,7 +338,7 @@ def test_render_escapes():
 
 
 def test_paper_models_and_datasets_are_registered():
-    from harness.plugins import build_registry, make_plugin_manager
+    from ser_bench.plugins import build_registry, make_plugin_manager
 
     reg = build_registry(make_plugin_manager(entry_points=False))
     assert set(PAPER["datasets"]) <= set(reg.names("dataset"))
@@ -347,8 +347,8 @@ def test_paper_models_and_datasets_are_registered():
 
 
 def test_bench_report_includes_the_paper_view(tmp_path):
-    from harness.db import Store
-    from harness.report.build import build_report
+    from ser_bench.db import Store
+    from ser_bench.report.build import build_report
 
     store = Store(str(tmp_path / "r.db"))
     run_id = store.start_run(config_json=json.dumps({"datasets": ["emodb"], "options": {}}), config_hash="h1",
@@ -370,7 +370,7 @@ def test_bench_report_includes_the_paper_view(tmp_path):
 
 
 def test_no_paper_section_without_paper_corpora(tmp_path):
-    from harness.db import Store
-    from harness.report.paper import section
+    from ser_bench.db import Store
+    from ser_bench.report.paper import section
 
     assert section(Store(str(tmp_path / "empty.db"))) is None

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from harness import Dataset, Utterance, hookimpl
-from harness.db import Store
-from harness.metrics import uar
-from harness.plugins import build_registry, make_plugin_manager
-from harness.report.build import build_report, collect
-from harness.runner import run
+from ser_bench import Dataset, Utterance, hookimpl
+from ser_bench.db import Store
+from ser_bench.metrics import uar
+from ser_bench.plugins import build_registry, make_plugin_manager
+from ser_bench.report.build import build_report, collect
+from ser_bench.runner import run
 
 from conftest import FakePlugin, tone
 
@@ -105,7 +105,7 @@ def test_same_results_stored_in_another_order_give_the_same_report(tmp_path):
 
 
 def test_bootstrap_ci_does_not_depend_on_the_order_of_folds():
-    from harness.report.ci import bootstrap_ci, paired_delta_ci, parse_detail
+    from ser_bench.report.ci import bootstrap_ci, paired_delta_ci, parse_detail
 
     details = [parse_detail(c["coords"]["fold"], json.dumps(c["predictions"])) for c in _results()
                if c["coords"]["test_condition"] == "noisy"]

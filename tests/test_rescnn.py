@@ -11,11 +11,11 @@ torch = pytest.importorskip("torch")
 
 from click.testing import CliRunner  # noqa: E402
 
-from harness.errors import BenchError, ConfigError  # noqa: E402
-from harness.interfaces import NoiseClip, NoiseSource, Utterance  # noqa: E402
-from plugins.rescnn import model as M  # noqa: E402
-from plugins.rescnn.enhancer import DEFAULT_CHECKPOINT, ResCNNEnhancer  # noqa: E402
-from plugins.rescnn.trainer import TrainSettings, export, train  # noqa: E402
+from ser_bench.errors import BenchError, ConfigError  # noqa: E402
+from ser_bench.interfaces import NoiseClip, NoiseSource, Utterance  # noqa: E402
+from ser_bench_plugins.rescnn import model as M  # noqa: E402
+from ser_bench_plugins.rescnn.enhancer import DEFAULT_CHECKPOINT, ResCNNEnhancer  # noqa: E402
+from ser_bench_plugins.rescnn.trainer import TrainSettings, export, train  # noqa: E402
 
 TINY = (4, 4, 8, 8)
 
@@ -243,7 +243,7 @@ def test_shipped_checkpoint_loads_and_is_small():
 
 
 def test_cli_enhance_keeps_rate_channels_length(tmp_path, tiny_checkpoint):
-    from harness.cli_enhance import enhance
+    from ser_bench.cli_enhance import enhance
 
     src = tmp_path / "in" / "stereo.wav"
     src.parent.mkdir()
@@ -265,7 +265,7 @@ def test_cli_enhance_keeps_rate_channels_length(tmp_path, tiny_checkpoint):
 
 
 def test_cli_train_on_fixture_corpora(tmp_path):
-    from harness.cli_enhance import train as train_cmd
+    from ser_bench.cli_enhance import train as train_cmd
 
     libri = tmp_path / "libri" / "train-clean-5"
     for s in range(5):
@@ -294,7 +294,7 @@ def test_cli_train_on_fixture_corpora(tmp_path):
 
 
 def test_conformance_shipped_checkpoint():
-    from harness.testing import check_enhancer
+    from ser_bench.testing import check_enhancer
 
     if not DEFAULT_CHECKPOINT.exists():
         pytest.skip("no shipped checkpoint in this checkout")
@@ -302,7 +302,7 @@ def test_conformance_shipped_checkpoint():
 
 
 def test_conformance_trained_from_scratch(tmp_path):
-    from harness.testing import check_enhancer
+    from ser_bench.testing import check_enhancer
 
     check_enhancer(ResCNNEnhancer, options={"width": TINY}, train=True,
                    train_kwargs={"out": tmp_path / "ck.pt", "steps": 2, "batch": 2, "crop_frames": 40,
@@ -340,7 +340,7 @@ def test_training_with_compressed_loss_beats_identity(tmp_path):
 
 
 def test_split_speakers_without_test_part():
-    from harness.training import split_speakers
+    from ser_bench.training import split_speakers
 
     utts = _utterances(10)
     parts = split_speakers(utts, valid_fraction=0.1, test_fraction=0.0)
@@ -367,7 +367,7 @@ def test_warm_start_takes_weights_and_norm_but_a_fresh_run(tmp_path):
 
 
 def test_tune_offset_keeps_high_snr_safe():
-    from plugins.rescnn.validate import tune_offset
+    from ser_bench_plugins.rescnn.validate import tune_offset
 
     table = {"0.0": {"-5.0": 3.0, "0.0": 3.0, "15.0": -1.0, "20.0": -2.0},
              "4.0": {"-5.0": 2.5, "0.0": 2.4, "15.0": 0.1, "20.0": -0.2},

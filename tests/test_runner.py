@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from harness.db import Store
-from harness.runner import run
+from ser_bench.db import Store
+from ser_bench.runner import run
 
 
 def test_mismatched_run_stores_every_cell(registry, tiny_config, tmp_path):
@@ -30,7 +30,7 @@ def test_rerun_adds_no_rows_and_recomputes_nothing(registry, tiny_config):
 
 
 def test_resume_after_interruption(registry, tiny_config, monkeypatch):
-    import harness.runner as R
+    import ser_bench.runner as R
 
     store = Store()
     cfg = tiny_config("mismatched")

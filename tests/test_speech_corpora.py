@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from harness.errors import ConfigError, PluginError
-from harness.training import split_speakers
-from plugins.speech_corpora import CommonVoice, LibriSpeech
+from ser_bench.errors import ConfigError, PluginError
+from ser_bench.training import split_speakers
+from ser_bench_plugins.speech_corpora import CommonVoice, LibriSpeech
 
 SHARED_LIBRI = Path(__file__).resolve().parents[2] / "shared" / "data" / "librispeech"
 

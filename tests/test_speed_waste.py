@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from conftest import FakePlugin, PeakModel, ToneDataset
-from harness import hookimpl
-from harness.db import Store
-from harness.runner import run
+from ser_bench import hookimpl
+from ser_bench.db import Store
+from ser_bench.runner import run
 
 CALLS = {"fit": 0, "featurize": 0}
 
@@ -61,7 +61,7 @@ class Extra(FakePlugin):
 
 @pytest.fixture
 def reg():
-    from harness.plugins import build_registry, make_plugin_manager
+    from ser_bench.plugins import build_registry, make_plugin_manager
 
     CALLS.update(fit=0, featurize=0)
     return build_registry(make_plugin_manager(entry_points=False, extra=[Extra()]))
@@ -121,8 +121,8 @@ def test_the_fit_key_changes_with_everything_that_changes_the_fit(reg, tiny_conf
 
 
 def test_the_fit_key_covers_labels_and_the_seed(reg, tiny_config):
-    from harness.protocols import CLEAN, Cell, Fold
-    from harness.runner import Context, fit_key
+    from ser_bench.protocols import CLEAN, Cell, Fold
+    from ser_bench.runner import Context, fit_key
 
     ctx = Context(_cfg(tiny_config, "clean"), reg, None)
     utts = ctx.utterances("tones")
@@ -156,7 +156,7 @@ def test_loso_still_prepares_every_utterance_under_every_test_condition(reg, tin
 
 def test_two_feature_sets_share_one_mixture_and_enhancement(reg, tiny_config, tmp_path, monkeypatch):
     from conftest import HalfGain
-    from harness.cache import Cache
+    from ser_bench.cache import Cache
 
     enhanced = {"n": 0}
     audio_reads = {"n": 0}
@@ -181,8 +181,8 @@ def test_two_feature_sets_share_one_mixture_and_enhancement(reg, tiny_config, tm
 
 
 def test_svm_fit_pickles_without_its_training_matrix_and_predicts_the_same():
-    from harness import FeatureSet
-    from plugins.opensmile_svm import SVMeGeMAPS
+    from ser_bench import FeatureSet
+    from ser_bench_plugins.opensmile_svm import SVMeGeMAPS
 
     rng = np.random.default_rng(0)
     X = [rng.normal(size=40) + (3 if i % 2 else 0) for i in range(60)]
@@ -202,7 +202,7 @@ def test_svm_fit_pickles_without_its_training_matrix_and_predicts_the_same():
 
 
 def test_an_in_process_run_uses_one_library_thread_and_restores_the_setting(reg, tiny_config, monkeypatch):
-    import harness.runner as R
+    import ser_bench.runner as R
 
     torch = pytest.importorskip("torch")
     seen = []
@@ -238,7 +238,7 @@ def test_a_damaged_cached_fit_is_refitted_not_used(reg, tiny_config, tmp_path):
 def test_opensmile_functionals_equal_process_signal(feature_set):
     opensmile = pytest.importorskip("opensmile")
     from conftest import tone
-    from plugins.opensmile_svm import smile_functionals
+    from ser_bench_plugins.opensmile_svm import smile_functionals
 
     x = tone(300.0, seconds=1.0) + tone(1200.0, seconds=1.0, amp=0.05, seed=3)
     ref = opensmile.Smile(feature_set=getattr(opensmile.FeatureSet, feature_set),
@@ -248,8 +248,8 @@ def test_opensmile_functionals_equal_process_signal(feature_set):
 
 
 def test_a_run_on_a_warm_cache_starts_no_workers(reg, tiny_config, tmp_path, monkeypatch):
-    import harness.runner as R
-    from harness.executors import PoolExecutor
+    import ser_bench.runner as R
+    from ser_bench.executors import PoolExecutor
 
     run(_cfg(tiny_config, "mismatched"), store=Store(), registry=reg, progress=False)
     CALLS.update(fit=0, featurize=0)
@@ -275,9 +275,9 @@ def test_a_run_on_a_warm_cache_starts_no_workers(reg, tiny_config, tmp_path, mon
 def test_recola_mismatched_after_clean_trains_nothing_and_mixes_only_test_recordings(tmp_path, monkeypatch):
     """The issue's case: an end-to-end model on a RECOLA-layout corpus (official partitions)."""
     pytest.importorskip("torch")
-    from harness.config import RunConfig
-    from plugins.e2e.model import E2EArousalModel
-    from plugins.recola import write_synthetic_recola
+    from ser_bench.config import RunConfig
+    from ser_bench_plugins.e2e.model import E2EArousalModel
+    from ser_bench_plugins.recola import write_synthetic_recola
 
     root = write_synthetic_recola(tmp_path / "recola", n_train=2, n_dev=1, n_test=2, seconds=8.0)
     fits = {"n": 0}

@@ -1,9 +1,9 @@
 import pytest
 from sqlalchemy import inspect
 
-from harness.db import Store
-from harness.db.migrations import MIGRATIONS, schema_version
-from harness.db.schema import Base
+from ser_bench.db import Store
+from ser_bench.db.migrations import MIGRATIONS, schema_version
+from ser_bench.db.schema import Base
 
 
 def test_migrating_blank_db_matches_orm(tmp_path):

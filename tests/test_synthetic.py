@@ -1,11 +1,11 @@
 """The embedded corpus is learnable by a real SER model, and noise hurts it."""
 import numpy as np
 
-from harness.config import RunConfig
-from harness.db import Store
-from harness.plugins import build_registry, make_plugin_manager
-from harness.runner import run
-from plugins.synthetic import NOISE_TYPES, SyntheticEmotion, SyntheticNoise, synth_noise, synth_utterance
+from ser_bench.config import RunConfig
+from ser_bench.db import Store
+from ser_bench.plugins import build_registry, make_plugin_manager
+from ser_bench.runner import run
+from ser_bench_plugins.synthetic import NOISE_TYPES, SyntheticEmotion, SyntheticNoise, synth_noise, synth_utterance
 
 
 def test_generation_is_deterministic_and_sane():

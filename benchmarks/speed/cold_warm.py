@@ -26,10 +26,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         env = dict(os.environ, BENCH_DB=os.path.join(tmp, "registry.db"), BENCH_CACHE=os.path.join(tmp, "cache"))
         os.environ.update(env)
-        cmd = [sys.executable, "-m", "harness.cli", "run", protocol, "-q", *extra]
+        cmd = [sys.executable, "-m", "ser_bench.cli", "run", protocol, "-q", *extra]
         cold = timed(cmd, tmp)
         warm = timed(cmd, tmp)
-        from harness.db import Store
+        from ser_bench.db import Store
 
         rows = Store(env["BENCH_DB"]).count("results")
         warm2 = timed(cmd, tmp)

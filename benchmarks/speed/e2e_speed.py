@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import torch  # noqa: E402
 
-from plugins.e2e.network import E2ERegressor, build_front_end, ccc_loss  # noqa: E402
+from ser_bench_plugins.e2e.network import E2ERegressor, build_front_end, ccc_loss  # noqa: E402
 
 SR = 16_000
 

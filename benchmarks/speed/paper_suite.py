@@ -33,7 +33,7 @@ TARGET_COLD_S, TARGET_WARM_S = 15 * 60, 60
 def commands(a: argparse.Namespace, db: Path, cache: Path) -> list[list[str]]:
     out = []
     for suite in ("emodb_matched.toml", "emodb_mismatched.toml"):
-        cmd = [sys.executable, "-m", "harness.cli", "run", "--suite", str(ROOT / "benchmarks" / suite),
+        cmd = [sys.executable, "-m", "ser_bench.cli", "run", "--suite", str(ROOT / "benchmarks" / suite),
                "--data-root", f"emodb={a.root}", "-o", f"folder.root={a.noise}", "--enhancer", "rescnn",
                "--db", str(db), "--cache", str(cache), "-q", "-j", str(a.jobs)]
         for s in a.snrs:

@@ -47,7 +47,7 @@ STAGES = {
 
 
 def suite_config(protocol: str, snrs: list[float], root: str, noise: str):
-    from harness.config import RunConfig
+    from ser_bench.config import RunConfig
 
     return RunConfig(protocol=protocol, datasets=["emodb"], ser_models=["svm-egemaps", "svm-compare"],
                      enhancers=["none", "rescnn"], noise_sources=["folder"], snrs=snrs, cv="loso",
@@ -98,9 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     prof = cProfile.Profile()
     t0 = time.perf_counter()
     prof.enable()
-    from harness.db import Store
-    from harness.executors import InlineExecutor
-    from harness.runner import run
+    from ser_bench.db import Store
+    from ser_bench.executors import InlineExecutor
+    from ser_bench.runner import run
 
     t_import = time.perf_counter() - t0
     walls = {}

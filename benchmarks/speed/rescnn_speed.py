@@ -23,13 +23,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from plugins.rescnn import features as fe  # noqa: E402
-from plugins.rescnn import model as M  # noqa: E402
+from ser_bench_plugins.rescnn import features as fe  # noqa: E402
+from ser_bench_plugins.rescnn import model as M  # noqa: E402
 
 
 def rtf(net: M.ResCNN, audio: np.ndarray, device: str, repeats: int = 1) -> float:
     """Seconds of compute per second of audio for the full enhance path (STFT -> mask -> iSTFT)."""
-    from harness.dsp import from_log_magnitude, log_magnitude
+    from ser_bench.dsp import from_log_magnitude, log_magnitude
 
     runner = M.Runner(net, device=device)
     norm = {"mu": np.zeros(201, np.float32), "sigma": np.ones(201, np.float32)}

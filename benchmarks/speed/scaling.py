@@ -35,10 +35,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from harness.config import RunConfig  # noqa: E402
-from harness.db import Store  # noqa: E402
-from harness.executors import DaskExecutor, InlineExecutor, PoolExecutor, usable_cores  # noqa: E402
-from harness.runner import run  # noqa: E402
+from ser_bench.config import RunConfig  # noqa: E402
+from ser_bench.db import Store  # noqa: E402
+from ser_bench.executors import DaskExecutor, InlineExecutor, PoolExecutor, usable_cores  # noqa: E402
+from ser_bench.runner import run  # noqa: E402
 
 
 def _children_cpu() -> float:

@@ -31,7 +31,7 @@ ENTRY = (
     "import sys, json, atexit\n"
     "atexit.register(lambda: print('HEAVY=' + json.dumps(sorted({m.split('.')[0] for m in sys.modules} & set(%r))),"
     " file=sys.stderr))\n"
-    "from harness.cli import cli\n"
+    "from ser_bench.cli import cli\n"
     "sys.exit(cli(sys.argv[1:], prog_name='bench'))\n" % (HEAVY,)
 )
 

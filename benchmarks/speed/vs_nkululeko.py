@@ -59,7 +59,7 @@ def ensure_nkululeko(venv: Path, log) -> Path:  # noqa: ANN001
 
 def write_nk_experiment(work: Path, root: str, feature_set: str, jobs: int) -> Path:
     """nkululeko's data CSV (the utterances ser-bench uses) and an experiment INI; returns the INI."""
-    from plugins.emodb import EmoDB
+    from ser_bench_plugins.emodb import EmoDB
 
     utts = EmoDB(root=root).utterances()
     csv = work / "emodb.csv"
@@ -110,7 +110,7 @@ def run_nk(py: Path, ini: Path) -> tuple[float, float | None, str]:
 
 
 def run_ours(root: str, model: str, db: Path, cache: Path, jobs: int | None) -> float:
-    cmd = [sys.executable, "-m", "harness.cli", "run", "clean", "--dataset", "emodb", "--data-root", f"emodb={root}",
+    cmd = [sys.executable, "-m", "ser_bench.cli", "run", "clean", "--dataset", "emodb", "--data-root", f"emodb={root}",
            "--ser-model", model, "--db", str(db), "--cache", str(cache), "-q"]
     if jobs:
         cmd += ["-j", str(jobs)]
@@ -120,8 +120,8 @@ def run_ours(root: str, model: str, db: Path, cache: Path, jobs: int | None) -> 
 
 
 def our_uar(db: Path) -> dict[str, float]:
-    from harness.db import Store
-    from harness.metrics import uar
+    from ser_bench.db import Store
+    from ser_bench.metrics import uar
 
     store = Store(str(db))
     df = store.results_frame()

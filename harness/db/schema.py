@@ -1,6 +1,6 @@
 """ORM view of the current schema (what code reads and writes).
 
-The tables are *created* only by the migrations in :mod:`harness.db.migrations`, never by
+The tables are *created* only by the migrations in :mod:`ser_bench.db.migrations`, never by
 ``metadata.create_all``; a test checks that migrating a blank database yields these columns.
 """
 from __future__ import annotations

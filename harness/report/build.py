@@ -2,7 +2,7 @@
 
 Per dataset x protocol x noise source: a leaderboard shaped like the paper's tables (rows SER
 model x enhancer; columns clean, then noisy / enhanced per SNR; mean +- std over folds), a
-figure of the metric against SNR with CI bands (:mod:`harness.report.figures`, matplotlib drawn to
+figure of the metric against SNR with CI bands (:mod:`ser_bench.report.figures`, matplotlib drawn to
 inline SVG), and a footer tracing every number to its runs.
 Everything is escaped (Jinja2 autoescape); data is embedded as JSON with ``<`` escaped. The page's
 Content-Security-Policy lets only its own inline script run, by hash (:func:`script_hash`).
@@ -45,7 +45,7 @@ class Value:
     n_folds: int
     runs: list[int]
     cell_ids: list[int] = field(default_factory=list)
-    #: filled by harness.report.ci.annotate: bootstrap CI over utterances, and on enhanced
+    #: filled by ser_bench.report.ci.annotate: bootstrap CI over utterances, and on enhanced
     #: columns the paired enhanced - noisy difference with its CI and significance
     ci: tuple[float, float] | None = None
     ci_stat: str = ""
@@ -123,7 +123,7 @@ def leaderboard(df: pd.DataFrame, dataset: str, protocol: str, noise: str) -> Ta
 def mark_best(t: Table) -> None:
     """Set each row's ``best`` flags: per column, the best value among the rows that own it (a
     clean / noisy value repeated on an enhancer's row does not compete again), unless that value
-    is significantly worse than noisy (▼). Needs :func:`harness.report.ci.annotate` to have run."""
+    is significantly worse than noisy (▼). Needs :func:`ser_bench.report.ci.annotate` to have run."""
     higher = HIGHER_IS_BETTER.get(t.metric, True)
     for r in t.rows:
         r["best"] = [False] * len(t.columns)
@@ -161,7 +161,7 @@ def multi_snr_matrices(df: pd.DataFrame, dataset: str, noise: str) -> list[Table
 def chart(t: Table) -> str:
     """The leaderboard's figure(s): the metric against SNR, one figure per SER model (matplotlib,
     inline SVG): noisy and each enhancer as lines with their 95 % bootstrap CI bands (from
-    :func:`harness.report.ci.annotate`), clean as a dashed horizontal line with its band."""
+    :func:`ser_bench.report.ci.annotate`), clean as a dashed horizontal line with its band."""
     from .figures import PALETTE, Reference, Series, snr_figure
 
     if not t.snrs:
@@ -219,7 +219,7 @@ def build_report(store: Store, out: Path) -> Path:
     """Write ``out/index.html`` atomically; nothing else in ``out`` is touched."""
     data = collect(store)
     env = environment()
-    script = (files("harness") / "report" / "templates" / "sort.js").read_text(encoding="utf-8")
+    script = (files("ser_bench") / "report" / "templates" / "sort.js").read_text(encoding="utf-8")
     # cells by their content key and in coordinate order, not by row id: the same results give
     # the same page whichever order (or registry) they were stored in
     cols = ["dataset", "protocol", "ser_model", "enhancer", "noise", "train_condition", "train_snr", "test_condition",
@@ -310,4 +310,4 @@ def _extra_sections(store: Store) -> list[dict[str, str]]:
 
 
 #: Report modules that add sections; each defines ``section(store)``.
-EXTRA_SECTION_MODULES: list[str] = ["harness.report.paper", "harness.report.quality"]
+EXTRA_SECTION_MODULES: list[str] = ["ser_bench.report.paper", "ser_bench.report.quality"]

@@ -31,5 +31,5 @@ def environment() -> Any:
     """The report's Jinja2 environment: package templates, autoescape, strict, no signed zeros."""
     from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-    return Environment(loader=PackageLoader("harness", "report/templates"), autoescape=select_autoescape(["html"]),
+    return Environment(loader=PackageLoader("ser_bench", "report/templates"), autoescape=select_autoescape(["html"]),
                        undefined=StrictUndefined, finalize=no_signed_zero)

@@ -6,7 +6,7 @@ datasets that plays one of its corpora (RAVDESS stands in for eNTERFACE) the vie
 row (feature set x SNR x condition):
 
 * the paper's value, ours (mean over folds; for the tables of means, also over our SNRs) with
-  its 95 % bootstrap interval over utterances (:mod:`harness.report.ci`), and ours - paper;
+  its 95 % bootstrap interval over utterances (:mod:`ser_bench.report.ci`), and ours - paper;
 * on every enhanced row the share of the clean - noisy gap that enhancement recovers,
   ``(enhanced - noisy) / (clean - noisy)``, for the paper and for us.
 
@@ -711,7 +711,7 @@ def text(tables: list[PaperTable]) -> str:
 
 
 def section(store: Any) -> dict[str, str] | None:
-    """The report section (``harness.report.build`` calls it): None when no paper corpus has results."""
+    """The report section (``ser_bench.report.build`` calls it): None when no paper corpus has results."""
     tables = tables_from_store(store, figures=True)
     if not tables:
         return None

@@ -6,7 +6,7 @@ For every dataset x noise source with quality cells (``bench run ... --quality``
   measures (PESQ, STOI, SI-SDR, SNR and their improvements), the preservation measures (F0 /
   loudness / HNR / alpha-ratio contour fidelity, eGeMAPS distance), the failure count, and the
   SER score (and its change over noisy) of every SER model x protocol at that condition;
-* figures (:mod:`harness.report.figures`): each measure (with its 95 % bootstrap CI band over
+* figures (:mod:`ser_bench.report.figures`): each measure (with its 95 % bootstrap CI band over
   utterances) and each SER score (UAR in %) against SNR, one line per enhancer.
 
 Then the trade-off over every (dataset, noise, SNR, enhancer, SER model) point: the SER change
@@ -359,7 +359,7 @@ def closing_note(trade: list[dict[str, Any]]) -> list[str]:
 
 
 def section(store: Any) -> dict[str, str] | None:
-    """The report section (``harness.report.build`` calls it): None without quality cells."""
+    """The report section (``ser_bench.report.build`` calls it): None without quality cells."""
     results = store.results_frame()
     if results.empty or "quality" not in set(results.kind):
         return None

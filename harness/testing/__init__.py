@@ -2,7 +2,7 @@
 
 Call the checks from your plugin package's own tests, like scikit-learn's ``check_estimator``::
 
-    from harness.testing import ConformanceError, check_dataset, check_enhancer, check_hooks
+    from ser_bench.testing import ConformanceError, check_dataset, check_enhancer, check_hooks
 
     def test_my_hooks():
         assert ("enhancer", "my-gate") in check_hooks(my_package)   # the module your entry point names

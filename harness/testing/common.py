@@ -64,7 +64,7 @@ class ConformanceError(AssertionError):
 
     def __init__(self, plugin: str, rule: str, detail: str) -> None:
         if rule not in _ALL_RULES:  # a bug in the kit, not in the plugin: every rule is listed in RULES
-            raise ValueError(f"unknown conformance rule {rule!r} (add it to harness.testing.RULES and the docs)")
+            raise ValueError(f"unknown conformance rule {rule!r} (add it to ser_bench.testing.RULES and the docs)")
         self.plugin, self.rule, self.detail = plugin, rule, detail
         super().__init__(f"{plugin} breaks rule {rule!r}: {detail}")
 
@@ -79,7 +79,7 @@ def _instantiate(obj: Any, kind: str, options: dict[str, Any] | None) -> Plugin:
     base = KINDS[kind]
     if isinstance(obj, type):
         if not issubclass(obj, base):
-            raise ConformanceError(repr(obj), "is the right kind of plugin", f"it does not subclass harness.{base.__name__}")
+            raise ConformanceError(repr(obj), "is the right kind of plugin", f"it does not subclass ser_bench.{base.__name__}")
         try:
             return obj(**(options or {}))
         except Exception as exc:
@@ -89,7 +89,7 @@ def _instantiate(obj: Any, kind: str, options: dict[str, Any] | None) -> Plugin:
                 f"{obj.__name__}(**{options or {}!r}) raised {type(exc).__name__}: {exc}.{hint}",
             ) from exc
     if not isinstance(obj, base):
-        raise ConformanceError(repr(obj), "is the right kind of plugin", f"got a {type(obj).__name__}, not a harness.{base.__name__}")
+        raise ConformanceError(repr(obj), "is the right kind of plugin", f"got a {type(obj).__name__}, not a ser_bench.{base.__name__}")
     if options:
         raise TypeError("options= is only for plugin classes; configure the instance instead")
     return obj
@@ -117,13 +117,13 @@ def check_metadata(obj: Plugin | type[Plugin], kind: str) -> None:
     if not (isinstance(cls.Config, type) and issubclass(cls.Config, PluginConfig)):
         raise ConformanceError(
             who, "has a strict Config",
-            f"{cls.__name__}.Config must subclass harness.PluginConfig (pydantic, extra='forbid')",
+            f"{cls.__name__}.Config must subclass ser_bench.PluginConfig (pydantic, extra='forbid')",
         )
     if cls.Config.model_config.get("extra") != "forbid":
         raise ConformanceError(
             who, "has a strict Config",
             f"{cls.__name__}.Config accepts unknown options (extra={cls.Config.model_config.get('extra')!r}); "
-            "subclass harness.PluginConfig and keep extra='forbid' so that typos in options are errors",
+            "subclass ser_bench.PluginConfig and keep extra='forbid' so that typos in options are errors",
         )
 
 

@@ -1,4 +1,4 @@
-"""``check_dataset``: the :class:`harness.Dataset` contract."""
+"""``check_dataset``: the :class:`ser_bench.Dataset` contract."""
 from __future__ import annotations
 
 from typing import Any
@@ -36,11 +36,11 @@ def check_dataset(
     utts = _call(who, "lists utterances", "load_utterances()", inst.load_utterances)
     if not isinstance(utts, list) or not utts:
         raise ConformanceError(who, "lists utterances", f"load_utterances() returned {type(utts).__name__} "
-                               f"{'(empty)' if not utts else ''}; return a non-empty list of harness.Utterance")
+                               f"{'(empty)' if not utts else ''}; return a non-empty list of ser_bench.Utterance")
     seen: set[str] = set()
     for u in utts:
         if not isinstance(u, Utterance):
-            raise ConformanceError(who, "lists utterances", f"got a {type(u).__name__}; return harness.Utterance objects")
+            raise ConformanceError(who, "lists utterances", f"got a {type(u).__name__}; return ser_bench.Utterance objects")
         if not isinstance(u.id, str) or not u.id:
             raise ConformanceError(who, "has unique ids", f"utterance id {u.id!r}; use a non-empty string")
         if u.id in seen:

@@ -1,4 +1,4 @@
-"""``check_enhancer``: the :class:`harness.Enhancer` contract."""
+"""``check_enhancer``: the :class:`ser_bench.Enhancer` contract."""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -22,7 +22,7 @@ def check_enhancer(
     atol: float = 1e-5,
     max_lag_ms: float = 20.0,
 ) -> Enhancer:
-    """Check an enhancer against the :class:`harness.Enhancer` contract.
+    """Check an enhancer against the :class:`ser_bench.Enhancer` contract.
 
     Rules: valid metadata and a strict ``Config``; trained (or trainable with ``train=True``)
     before use; for speech-like, noisy, silent and short inputs (``short_lengths`` samples)

@@ -192,7 +192,7 @@ def make_tone_dataset(**options: Any) -> ToneDataset:
 class _TestingPlugin:
     """Registers the fakes under their names: tones, tone-traces, fake-noise, centroid."""
 
-    __name__ = "harness.testing"
+    __name__ = "ser_bench.testing"
 
     @hookimpl
     def register_datasets(self, register: Callable[..., None]) -> None:

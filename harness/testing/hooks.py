@@ -56,7 +56,7 @@ def check_hooks(plugin: object, *, installed: bool = True) -> dict[tuple[str, st
         entries: list[Entry] = []
 
         def register(name: str, target: object, description: str = "", _k: str = kind) -> None:
-            """The same signature as the registry's ``register`` (harness.plugins.build_registry)."""
+            """The same signature as the registry's ``register`` (ser_bench.plugins.build_registry)."""
             entries.append(Entry(kind=_k, name=name, target=target, plugin="checked", dist="?", dist_version="?",
                                  description=description))
 

@@ -1,4 +1,4 @@
-"""``check_noise_source``: the :class:`harness.NoiseSource` contract (disjoint train/test parts)."""
+"""``check_noise_source``: the :class:`ser_bench.NoiseSource` contract (disjoint train/test parts)."""
 from __future__ import annotations
 
 import hashlib
@@ -31,7 +31,7 @@ def check_noise_source(
     _check_identity(inst, who)
     clips = _call(who, "lists clips", "load_clips()", inst.load_clips)
     if not isinstance(clips, list) or not clips or not all(isinstance(c, NoiseClip) for c in clips):
-        raise ConformanceError(who, "lists clips", "load_clips() must return a non-empty list of harness.NoiseClip")
+        raise ConformanceError(who, "lists clips", "load_clips() must return a non-empty list of ser_bench.NoiseClip")
     ids = [c.id for c in clips]
     if len(set(ids)) != len(ids):
         raise ConformanceError(who, "has unique clip ids", f"clip id {next(i for i in ids if ids.count(i) > 1)!r} occurs twice")

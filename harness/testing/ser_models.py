@@ -1,4 +1,4 @@
-"""``check_ser_model``: the :class:`harness.SERModel` contract, fitted on the tiny tone corpus."""
+"""``check_ser_model``: the :class:`ser_bench.SERModel` contract, fitted on the tiny tone corpus."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence

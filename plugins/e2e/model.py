@@ -3,7 +3,7 @@
 ``e2e-arousal`` (Trigeorgis et al. 2016): raw 16 kHz audio cut into chunks (6 s), one arousal
 value per 40 ms, trained with the CCC loss (1 - ρc); the epoch with the best validation ρc is
 kept, then post-processing (median filter, centring, scaling, time shift; see
-:mod:`plugins.e2e.postprocess`) is fitted on the validation partition and applied to test.
+:mod:`ser_bench_plugins.e2e.postprocess`) is fitted on the validation partition and applied to test.
 
 ``e2e-cls`` (beyond the paper): the same network with the LSTM outputs mean-pooled over each
 utterance, softmax and cross-entropy, for categorical corpora (EMO-DB, RAVDESS); the epoch with
@@ -35,8 +35,8 @@ import numpy as np
 import torch
 from pydantic import Field, model_validator
 
-from harness.errors import PluginError
-from harness.interfaces import FeatureSet, PluginConfig, SERModel, TimeSeries
+from ser_bench.errors import PluginError
+from ser_bench.interfaces import FeatureSet, PluginConfig, SERModel, TimeSeries
 
 from .network import SAMPLES_PER_FRAME, E2EClassifier, E2ERegressor, build_front_end, ccc_loss
 from .postprocess import DEFAULT_WINDOWS, PostProcessing, concat_ccc, fit_postprocessing
@@ -214,7 +214,7 @@ class _E2EBase(SERModel):
 
     def _progress(self, steps_per_epoch: int):
         """A progress bar over all training steps (epochs x batches)."""
-        from harness.progress import bar  # off while the run is quiet (bench run -q)
+        from ser_bench.progress import bar  # off while the run is quiet (bench run -q)
 
         return bar(total=self.config.epochs * steps_per_epoch, desc=f"{self.name} fit", leave=False, unit="step",
                    disable=not self.config.progress)
@@ -621,7 +621,7 @@ class E2EClassifierModel(_E2EBase):
         return torch.from_numpy(x).to(device) * self.input_gain_, torch.from_numpy(m).to(device)
 
     def fit(self, train: FeatureSet, valid: FeatureSet | None = None) -> E2EClassifierModel:
-        from harness.metrics import uar
+        from ser_bench.metrics import uar
 
         cfg = self.config
         t0 = time.perf_counter()

@@ -9,7 +9,7 @@ from types import ModuleType
 
 import numpy as np
 
-from harness.errors import PluginError
+from ser_bench.errors import PluginError
 
 EXTRA = "enhancers"
 INSTALL = "pip install 'ser-bench[enhancers]'"

@@ -47,8 +47,8 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import Field
 
-from harness.errors import PluginError
-from harness.interfaces import SAMPLE_RATE, Enhancer, PluginConfig
+from ser_bench.errors import PluginError
+from ser_bench.interfaces import SAMPLE_RATE, Enhancer, PluginConfig
 
 from .common import MODEL_RATE, down, file_sha256, require, up
 

@@ -23,8 +23,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from harness.errors import PluginError
-from harness.interfaces import SAMPLE_RATE, Enhancer
+from ser_bench.errors import PluginError
+from ser_bench.interfaces import SAMPLE_RATE, Enhancer
 
 from .common import down, file_sha256, require, up
 

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import Field
 
-from harness.interfaces import SAMPLE_RATE, Enhancer, PluginConfig
+from ser_bench.interfaces import SAMPLE_RATE, Enhancer, PluginConfig
 
 from .common import require
 

@@ -6,14 +6,14 @@ module of this package that imports it). A CPU checkpoint (reduced widths, dense
 """
 from __future__ import annotations
 
-from harness import hookimpl
+from ser_bench import hookimpl
 
 
 @hookimpl
 def register_enhancers(register):
     register(
         "rescnn",
-        "plugins.rescnn.enhancer:ResCNNEnhancer",
+        "ser_bench_plugins.rescnn.enhancer:ResCNNEnhancer",
         description="The paper's residual CNN (additive log-magnitude mask); dense CPU checkpoint shipped, "
         "paper-exact 35-frame model trainable with `bench train rescnn`",
     )

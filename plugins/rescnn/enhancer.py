@@ -1,4 +1,4 @@
-"""The ``rescnn`` enhancer plugin: the paper's residual CNN as an :class:`~harness.Enhancer`.
+"""The ``rescnn`` enhancer plugin: the paper's residual CNN as an :class:`~ser_bench.Enhancer`.
 
 Options (``--option rescnn.KEY=VALUE``):
 
@@ -35,8 +35,8 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field
 
-from harness.errors import BenchError, ConfigError
-from harness.interfaces import Enhancer, PluginConfig
+from ser_bench.errors import BenchError, ConfigError
+from ser_bench.interfaces import Enhancer, PluginConfig
 
 CHECKPOINT_DIR = Path(__file__).resolve().parent / "checkpoints"
 #: The shipped CPU checkpoint (dense model, widths 16-32-64-128, fp16).
@@ -171,7 +171,7 @@ class ResCNNEnhancer(Enhancer):
         return float(self.meta.get("inference", {}).get("mask_offset_db", 0.0))
 
     def enhance_signal(self, noisy: np.ndarray) -> np.ndarray:
-        from harness.dsp import from_log_magnitude, log_magnitude
+        from ser_bench.dsp import from_log_magnitude, log_magnitude
 
         spec, mask = self.masks(noisy)
         offset = self.mask_offset_db()
@@ -184,10 +184,10 @@ class ResCNNEnhancer(Enhancer):
 
     # ------------------------------------------------------------------ training
     def train(self, speech, noise, **kwargs: Any) -> dict[str, Any]:
-        """Train on ``speech`` (utterances) + ``noise`` (train part); see :mod:`plugins.rescnn.trainer`.
+        """Train on ``speech`` (utterances) + ``noise`` (train part); see :mod:`ser_bench_plugins.rescnn.trainer`.
 
         Keyword arguments: ``out`` (checkpoint path, required), ``resume`` and any
-        :class:`~plugins.rescnn.trainer.TrainSettings` field. The trained checkpoint becomes this
+        :class:`~ser_bench_plugins.rescnn.trainer.TrainSettings` field. The trained checkpoint becomes this
         enhancer's weights.
         """
         from . import trainer

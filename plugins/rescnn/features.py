@@ -1,6 +1,6 @@
 """Log-magnitude features and their normalisation (numpy; shared by training and inference).
 
-Representation: ``L = log(|STFT| + 1e-8)`` of :mod:`harness.dsp` (25 ms Hann, 10 ms hop,
+Representation: ``L = log(|STFT| + 1e-8)`` of :mod:`ser_bench.dsp` (25 ms Hann, 10 ms hop,
 201 bins). For the loss and the network input, ``L`` is floored at :data:`LOG_FLOOR`
 (``log 1e-4``, about 80 dB below a loud bin) so that digitally silent bins, whose log is -18,
 do not dominate the MSE.
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.dsp import log_magnitude, stft
+from ser_bench.dsp import log_magnitude, stft
 
 LOG_FLOOR = float(np.log(1e-4))
 

@@ -1,6 +1,6 @@
-"""Training loop for rescnn (torch reached only through :mod:`plugins.rescnn.model`).
+"""Training loop for rescnn (torch reached only through :mod:`ser_bench_plugins.rescnn.model`).
 
-Data: clean speech split by speaker (train / valid / test, :func:`harness.training.split_speakers`),
+Data: clean speech split by speaker (train / valid / test, :func:`ser_bench.training.split_speakers`),
 mixed on the fly with the *train* part of a noise source (itself split into clips to train on and
 clips to validate on), a fresh random SNR, noise clip and noise segment per example, all derived
 from ``(seed, example index)`` so a resumed run continues the same stream.
@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from harness.interfaces import NoiseSource, Utterance
-from harness.training import (
+from ser_bench.interfaces import NoiseSource, Utterance
+from ser_bench.training import (
     OnTheFlyMixer, SpeechPool, cache_clips, fixed_mixtures, split_clips, split_speakers,
 )
 

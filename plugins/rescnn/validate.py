@@ -2,11 +2,11 @@
 
 Uses only what the checkpoint records as *validation* data: its validation speakers
 (``meta.data.speakers.valid``) mixed with the validation clips of the noise source's *train*
-part (:func:`harness.training.split_clips`), never its test speakers nor the noise test part.
+part (:func:`ser_bench.training.split_clips`), never its test speakers nor the noise test part.
 Recipes with different losses are compared on this SI-SDR table (their losses are not
 comparable), and :func:`tune_offset` picks ``mask_offset_db`` from it.
 
-    python -m plugins.rescnn.validate CKPT --speech-root ../shared/data/librispeech \\
+    python -m ser_bench_plugins.rescnn.validate CKPT --speech-root ../shared/data/librispeech \\
         --noise-root ../shared/data/noise [--offsets 0,2,4,6] [--per-snr 8]
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.training import SpeechPool, cache_clips, fixed_mixtures, si_sdr, split_clips
+from ser_bench.training import SpeechPool, cache_clips, fixed_mixtures, si_sdr, split_clips
 
 VALID_SNRS: tuple[float, ...] = (-5, 0, 5, 10, 15, 20)
 
@@ -28,8 +28,8 @@ def validation_mixtures(checkpoint: str | Path, speech_root: str | Path, noise_r
                         snrs: Sequence[float] = VALID_SNRS, per_snr: int = 8, max_seconds: float = 6.0,
                         seed: int = 4321):
     """Whole-utterance mixtures of the checkpoint's validation speakers and validation noise clips."""
-    from plugins.noise_folder import FolderNoise
-    from plugins.speech_corpora import LibriSpeech
+    from ser_bench_plugins.noise_folder import FolderNoise
+    from ser_bench_plugins.speech_corpora import LibriSpeech
 
     from . import model as M
 
@@ -45,7 +45,7 @@ def validation_mixtures(checkpoint: str | Path, speech_root: str | Path, noise_r
 def sisdr_table(checkpoint: str | Path, examples, offsets: Sequence[float] = (0.0,),
                 max_gain_db: float | None = 0.0) -> dict[str, Any]:
     """Mean SI-SDR improvement per SNR for each mask offset (the masks are computed once)."""
-    from harness.dsp import from_log_magnitude, log_magnitude
+    from ser_bench.dsp import from_log_magnitude, log_magnitude
 
     from .enhancer import DB_PER_NEPER, ResCNNEnhancer
 

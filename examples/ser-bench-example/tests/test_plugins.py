@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import ser_bench_example
-from harness.testing import add_white_noise, check_dataset, check_enhancer, check_hooks, speech_like
+from ser_bench.testing import add_white_noise, check_dataset, check_enhancer, check_hooks, speech_like
 from ser_bench_example.gate import SpectralGate
 from ser_bench_example.tones import ToneCorpus
 

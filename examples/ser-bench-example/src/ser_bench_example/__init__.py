@@ -9,7 +9,7 @@ cheap (a plugin with torch models would import torch only when the model is sele
 """
 from __future__ import annotations
 
-from harness import hookimpl
+from ser_bench import hookimpl
 
 __version__ = "0.1.0"
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from harness import Enhancer, PluginConfig
-from harness.dsp import istft, stft
+from ser_bench import Enhancer, PluginConfig
+from ser_bench.dsp import istft, stft
 
 
 class SpectralGate(Enhancer):

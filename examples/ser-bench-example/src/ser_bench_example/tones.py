@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from harness import Dataset, PluginConfig, Utterance
+from ser_bench import Dataset, PluginConfig, Utterance
 
 SR = 16_000
 #: class -> (pitch multiplier, peak level, harmonic roll-off)
