@@ -230,10 +230,10 @@ class GuardedEnhancer(Enhancer):
         noise_root: Path | None = Field(None, description="its root (needed only to calibrate)")
         speech_options: dict[str, Any] = Field(default_factory=dict, description="more options of the speech corpus")
         noise_options: dict[str, Any] = Field(default_factory=dict, description="more options of the noise source")
-        snrs: tuple[float, ...] = CALIB_SNRS
+        snrs: tuple[float, ...] = Field(CALIB_SNRS, description="SNRs (dB) of the calibration mixtures")
         per_snr: int = Field(16, ge=1, description="calibration utterances per SNR")
         max_seconds: float = Field(3.0, gt=0, description="utterances are cropped to this length")
-        seed: int = 4242
+        seed: int = Field(4242, description="seed of the calibration mixtures")
         harm_weight: float = Field(3.0, ge=0, description="extra cost of mixtures made worse than the noisy input")
         calibration_dir: Path | None = Field(None, description="artefact cache (default $BENCH_CACHE/.bench-cache)")
 

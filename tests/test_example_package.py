@@ -85,7 +85,9 @@ def env(tmp_path_factory) -> Env:
     # The venv sees this environment's packages (numpy, pluggy, pip, setuptools...) after its own.
     outer = [p for p in sys.path if p and Path(p).is_dir() and Path(p).resolve() != REPO]
     outer.append(sysconfig.get_paths()["purelib"])
-    (site / "_outer_environment.pth").write_text("\n".join(dict.fromkeys(outer)) + "\n")
+    # ... and its .pth hooks too (an editable ser-bench maps its import names onto harness/ and plugins/)
+    hook = f"import site; site.addsitedir({sysconfig.get_paths()['purelib']!r})"
+    (site / "_outer_environment.pth").write_text("\n".join([*dict.fromkeys(outer), hook]) + "\n")
     # Build from a copy, so that no build/ or *.egg-info lands in the repository.
     src = root / "src"
     shutil.copytree(EXAMPLE, src, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__", ".pytest_cache"))

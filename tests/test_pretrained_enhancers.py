@@ -311,11 +311,11 @@ def test_missing_extra_cli_error_is_one_line(monkeypatch, tmp_path):
         if mod == "noisereduce" or mod.startswith("noisereduce."):
             monkeypatch.delitem(sys.modules, mod)
     monkeypatch.setitem(sys.modules, "noisereduce", None)
-    ser_bench_plugins.default_registry.cache_clear()
+    plugins.default_registry.cache_clear()
     try:
         res = CliRunner().invoke(cli, ["enhance", "-e", "spectral-gating", str(wav), "--out", str(tmp_path / "o")])
     finally:
-        ser_bench_plugins.default_registry.cache_clear()
+        plugins.default_registry.cache_clear()
     assert res.exit_code != 0
     assert "pip install 'ser-bench[enhancers]'" in res.output and "Traceback" not in res.output
 
