@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from paper_suite import speaker_subset  # noqa: E402  (a sibling script: benchmarks/speed/ is on sys.path)
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 CLASSES = ["anger", "boredom", "fear", "joy", "sadness", "neutral"]
@@ -63,17 +64,6 @@ def stage_times(stats: pstats.Stats) -> dict[str, float]:
                 tot += ct
         out[stage] = round(tot, 2)
     return out
-
-
-def speaker_subset(root: Path, n: int, dest: Path) -> Path:
-    """An EMO-DB folder holding (links to) the files of the first ``n`` speakers only."""
-    files = sorted((root / "wav").glob("*.wav"))
-    keep = sorted({f.name[:2] for f in files})[:n]
-    (dest / "wav").mkdir(parents=True, exist_ok=True)
-    for f in files:
-        if f.name[:2] in keep:
-            (dest / "wav" / f.name).symlink_to(f.resolve())
-    return dest
 
 
 def main(argv: list[str] | None = None) -> int:
