@@ -20,7 +20,7 @@ from ser_bench.plugininfo import options
 from ser_bench.plugins import default_registry
 
 REPO = Path(__file__).resolve().parents[1]
-HEAVY = ("torch", "scipy", "opensmile", "pandas", "sklearn", "sqlalchemy", "audformat")
+HEAVY = ("torch", "scipy", "opensmile", "pandas", "sklearn", "sqlalchemy", "audformat", "matplotlib")
 
 
 def bench(*args: str, ok: bool = True):

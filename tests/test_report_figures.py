@@ -7,8 +7,6 @@ import base64
 import hashlib
 import math
 import re
-import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
 
@@ -208,14 +206,6 @@ def test_bad_source_date_epoch_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "yesterday")
     with pytest.raises(BenchError, match="SOURCE_DATE_EPOCH='yesterday'"):
         build_report(Store(f"sqlite:///{tmp_path / 'r.db'}"), tmp_path / "rep")
-
-
-def test_bench_help_does_not_import_matplotlib():
-    code = ("import sys\nfrom click.testing import CliRunner\nfrom ser_bench.cli import cli\n"
-            "r = CliRunner().invoke(cli, ['--help'])\nassert r.exit_code == 0, r.output\n"
-            "print('matplotlib' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "False"
 
 
 # ----------------------------------------------------------------------------- the figures API
