@@ -30,13 +30,13 @@ log = logging.getLogger("ser_bench.audio")
 SILENCE_PEAK = 1e-5
 
 
-def resample(x: np.ndarray, sr_in: int, sr_out: int = SAMPLE_RATE) -> np.ndarray:
-    """Band-limited resampling (soxr, very-high quality)."""
+def resample(x: np.ndarray, sr_in: int, sr_out: int = SAMPLE_RATE, quality: str = "VHQ") -> np.ndarray:
+    """Band-limited, linear-phase resampling (soxr; ``quality`` one of its presets, very high by default)."""
     if sr_in == sr_out:
         return x
     import soxr
 
-    return soxr.resample(x, sr_in, sr_out, quality="VHQ").astype(np.float32)
+    return soxr.resample(x, sr_in, sr_out, quality=quality).astype(np.float32, copy=False)
 
 
 def check_signal(x: np.ndarray, source: str, *, allow_silence: bool = True) -> np.ndarray:

@@ -9,6 +9,7 @@ from types import ModuleType
 
 import numpy as np
 
+from ser_bench.audio import resample
 from ser_bench.errors import PluginError
 
 EXTRA = "enhancers"
@@ -32,20 +33,13 @@ def require(module: str, *, enhancer: str, dist: str) -> ModuleType:
 
 
 def up(x: np.ndarray, sr: int) -> np.ndarray:
-    """``x`` (mono float32 at ``sr``) resampled to 48 kHz with soxr (linear phase: no delay)."""
-    import soxr
-
-    if sr == MODEL_RATE:
-        return np.ascontiguousarray(x, dtype=np.float32)
-    return soxr.resample(x, sr, MODEL_RATE, quality="HQ").astype(np.float32, copy=False)
+    """``x`` (mono float32 at ``sr``) resampled to 48 kHz (soxr, linear phase: no delay)."""
+    return np.ascontiguousarray(resample(x, sr, MODEL_RATE, quality="HQ"), dtype=np.float32)
 
 
 def down(y: np.ndarray, sr: int, n: int) -> np.ndarray:
     """48 kHz ``y`` back at ``sr``, exactly ``n`` samples (padded / cut by at most a sample)."""
-    import soxr
-
-    out = y if sr == MODEL_RATE else soxr.resample(y, MODEL_RATE, sr, quality="HQ")
-    out = np.asarray(out, dtype=np.float32)
+    out = np.asarray(resample(y, MODEL_RATE, sr, quality="HQ"), dtype=np.float32)
     if len(out) >= n:
         return np.ascontiguousarray(out[:n])
     return np.concatenate([out, np.zeros(n - len(out), np.float32)])
