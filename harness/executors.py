@@ -112,10 +112,36 @@ def _watch_parent() -> None:
 def _init_worker(env: dict[str, str]) -> None:
     os.environ.update(env)
     _watch_parent()
+    one_thread()  # libraries imported already (normally none yet; then the env above applies)
+
+
+def one_thread() -> Callable[[], None]:
+    """Limit this process's numeric libraries (torch, OpenMP, BLAS) to one thread, as in every pool
+    worker; returns the undo. For in-process runs (``-j 1``, inline): the work is many small
+    independent jobs (enhancing one utterance, one SVM fit), where a library's own threads gain
+    little and, on a busy machine, spin-wait: rescnn took 7x the CPU time per utterance with 2
+    torch threads under load. Plugins that want threads set them (e.g. ``e2e-arousal.num_threads``)."""
     import sys
 
-    if "torch" in sys.modules:  # normally not imported yet; then OMP_NUM_THREADS above applies
-        sys.modules["torch"].set_num_threads(1)
+    undo: list[Callable[[], None]] = []
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.get_num_threads() != 1:
+        before = torch.get_num_threads()
+        torch.set_num_threads(1)
+        undo.append(lambda: torch.set_num_threads(before))
+    try:
+        from threadpoolctl import threadpool_limits
+
+        limits = threadpool_limits(limits=1)
+        undo.append(limits.restore_original_limits)
+    except ImportError:  # pragma: no cover - a scikit-learn dependency
+        pass
+
+    def restore() -> None:
+        for u in reversed(undo):
+            u()
+
+    return restore
 
 
 class PoolExecutor:

@@ -31,7 +31,7 @@ from .db import Store
 from .audio import SILENCE_PEAK, is_silent
 from .bad_entries import BadEntry, collecting
 from .errors import AudioError, BenchError, PluginError
-from .executors import Executor, InlineExecutor, make_executor, usable_cores
+from .executors import Executor, InlineExecutor, make_executor, one_thread, usable_cores
 from .interfaces import FeatureSet, TimeSeries, Utterance, stable_hash
 from .metrics import accuracy, ccc, uar
 from .mixing import MIXING_VERSION, SNR_DEFINITION, mix
@@ -599,35 +599,6 @@ def run(
         for undo in restore:
             undo()
         ex.close()
-
-
-def one_thread() -> Callable[[], None]:
-    """Limit this process's numeric libraries (torch, OpenMP, BLAS) to one thread, as in every pool
-    worker; returns the undo. For in-process runs (``-j 1``, inline): the work is many small
-    independent jobs (enhancing one utterance, one SVM fit), where a library's own threads gain
-    little and, on a busy machine, spin-wait: rescnn took 7x the CPU time per utterance with 2
-    torch threads under load. Plugins that want threads set them (e.g. ``e2e-arousal.num_threads``)."""
-    import sys
-
-    undo: list[Callable[[], None]] = []
-    torch = sys.modules.get("torch")
-    if torch is not None and torch.get_num_threads() != 1:
-        before = torch.get_num_threads()
-        torch.set_num_threads(1)
-        undo.append(lambda: torch.set_num_threads(before))
-    try:
-        from threadpoolctl import threadpool_limits
-
-        limits = threadpool_limits(limits=1)
-        undo.append(limits.restore_original_limits)
-    except ImportError:  # pragma: no cover - a scikit-learn dependency
-        pass
-
-    def restore() -> None:
-        for u in reversed(undo):
-            u()
-
-    return restore
 
 
 def _audit(ctx: Context, ex: Executor, base: dict, progress: bool) -> list[dict[str, Any]]:
