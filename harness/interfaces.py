@@ -266,12 +266,36 @@ class Enhancer(Plugin, ABC):
     def enhance_signal(self, noisy: np.ndarray) -> np.ndarray:
         """Enhance one mono float32 signal at 16 kHz; return an array of the same length."""
 
-    def enhance(self, noisy: np.ndarray) -> np.ndarray:
-        """Template method: :meth:`enhance_signal` with the output contract checked."""
+    #: A *wrapper* enhancer (e.g. ``guarded-NAME``) sets ``inner`` to the enhancer whose output
+    #: it derives its own from, and implements :meth:`enhance_from_inner`. The runner then takes
+    #: the inner output from the audio cache (computing and caching it at most once, shared with
+    #: runs of the inner enhancer itself) instead of running the inner enhancer again.
+    inner: Enhancer | None = None
+
+    def enhance_from_inner(self, noisy: np.ndarray,
+                           inner_output: Callable[[bool], tuple[np.ndarray, float | None]]) -> np.ndarray:
+        """Wrappers only: the output of :meth:`enhance_signal`, given ``inner_output(want_snr)``,
+        which returns the inner enhancer's output for ``noisy`` and, if ``want_snr``, the mean of
+        its own SNR estimate (``enhance_with_snr``; else None)."""
+        raise NotImplementedError(f"enhancer {self.name!r} is not a wrapper")
+
+    def run_inner(self, noisy: np.ndarray, want_snr: bool) -> tuple[np.ndarray, float | None]:
+        """Wrappers only: what ``inner_output(want_snr)`` returns, computed by running the inner
+        enhancer (the runner calls it on a cache miss)."""
+        raise NotImplementedError(f"enhancer {self.name!r} is not a wrapper")
+
+    def enhance(self, noisy: np.ndarray,
+                inner_output: Callable[[bool], tuple[np.ndarray, float | None]] | None = None) -> np.ndarray:
+        """Template method: :meth:`enhance_signal` with the output contract checked.
+
+        ``inner_output``: wrappers only, see :meth:`enhance_from_inner`."""
         noisy = np.asarray(noisy, dtype=np.float32)
         if noisy.ndim != 1:
             raise PluginError(f"enhancer {self.name!r} needs mono 1-D input, got shape {noisy.shape}")
-        out = np.asarray(self.enhance_signal(noisy), dtype=np.float32)
+        if inner_output is not None:
+            out = np.asarray(self.enhance_from_inner(noisy, inner_output), dtype=np.float32)
+        else:
+            out = np.asarray(self.enhance_signal(noisy), dtype=np.float32)
         if out.shape != noisy.shape:
             raise PluginError(
                 f"enhancer {self.name!r} returned shape {out.shape} for input {noisy.shape}: "

@@ -32,7 +32,7 @@ from .audio import SILENCE_PEAK, is_silent
 from .bad_entries import BadEntry, collecting
 from .errors import AudioError, BenchError, PluginError
 from .executors import Executor, InlineExecutor, make_executor, one_thread, usable_cores
-from .interfaces import FeatureSet, TimeSeries, Utterance, stable_hash
+from .interfaces import Enhancer, FeatureSet, TimeSeries, Utterance, stable_hash
 from .metrics import accuracy, ccc, uar
 from .mixing import MIXING_VERSION, SNR_DEFINITION, mix
 from .protocols import CLEAN_NOISE, Cell, Condition, Fold, enumerate_cells, make_folds
@@ -159,8 +159,33 @@ class Context:
         if cond.kind == "noisy":
             return noisy, nkey
         enh = self.plugin("enhancer", cond.enhancer)
-        return self.cache.get_or_compute("audio", ["enhanced", nkey, self.identity("enhancer", cond.enhancer)],
-                                         lambda: enh.enhance(noisy))
+        if enh.inner is None:
+            make = lambda: enh.enhance(noisy)  # noqa: E731
+        else:  # a wrapper: its inner enhancer's output comes from (and goes to) the cache
+            make = lambda: enh.enhance(noisy, lambda want_snr: self.inner_output(enh, cond.enhancer,  # noqa: E731
+                                                                                  noisy, nkey, want_snr))
+        return self.cache.get_or_compute("audio", ["enhanced", nkey, self.identity("enhancer", cond.enhancer)], make)
+
+    def inner_output(self, wrapper: Enhancer, name: str, noisy: np.ndarray, nkey: str,
+                     want_snr: bool) -> tuple[np.ndarray, float | None]:
+        """A wrapper enhancer's inner output for the mixture ``nkey`` (cached under the inner
+        enhancer's identity, so a run of the inner enhancer itself shares it) and, if
+        ``want_snr``, the mean of the inner enhancer's own SNR estimate (cached beside it)."""
+        inner = wrapper.inner
+        key = ("inner", name)
+        if key not in self._idents:
+            self._idents[key] = inner.identity()
+        parts = ["enhanced", nkey, self._idents[key]]
+        if not want_snr:
+            return self.cache.get_or_compute("audio", parts, lambda: inner.enhance(noisy))[0], None
+        snr_key = self.cache.key(["inner-snr", nkey, self._idents[key]])
+        snr = self.cache.load("audio", snr_key)
+        if snr is None:
+            y, mean_snr = wrapper.run_inner(noisy, True)
+            self.cache.store("audio", self.cache.key(parts), y)
+            self.cache.store("audio", snr_key, np.array([mean_snr], np.float64))
+            return y, mean_snr
+        return self.cache.get_or_compute("audio", parts, lambda: inner.enhance(noisy))[0], float(snr[0])
 
     def features(self, dataset: str, model_name: str, cond: Condition, ids: Sequence[str]) -> list[np.ndarray]:
         return self.prepare(dataset, [model_name], cond, ids)[model_name]

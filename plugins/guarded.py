@@ -382,23 +382,34 @@ class GuardedEnhancer(Enhancer):
             e = inner_snr
         return float(ramp(e, float(cal["lo"]), float(cal["hi"])))
 
-    def enhance_with_weight(self, noisy: np.ndarray) -> tuple[np.ndarray, float]:
-        self.calibration()  # fail before enhancing if there is none
-        inner_snr = None
-        if self._calib["estimator"] == "inner":  # type: ignore[index]
+    def run_inner(self, noisy: np.ndarray, want_snr: bool) -> tuple[np.ndarray, float | None]:
+        """The inner enhancer's output for ``noisy`` and, if ``want_snr``, the mean of its own SNR
+        estimate (100 dB where it gives no frame)."""
+        if want_snr:
             y, lsnr = self.inner.enhance_with_snr(noisy)  # type: ignore[attr-defined]
-            y = np.asarray(y, np.float32)
-            inner_snr = float(np.mean(lsnr)) if np.size(lsnr) else 100.0
-        elif self._calib["estimator"] == "wada" and wada_snr(noisy) >= float(self._calib["hi"]):  # type: ignore[index]
-            return np.asarray(noisy, np.float32).copy(), 0.0  # w = 0: skip the inner enhancer
-        else:
-            y = self.inner.enhance(noisy)
-        w = self.weight(noisy, y, inner_snr)
+            return np.asarray(y, np.float32), (float(np.mean(lsnr)) if np.size(lsnr) else 100.0)
+        return self.inner.enhance(noisy), None
+
+    def enhance_with_weight(self, noisy: np.ndarray, inner_output=None) -> tuple[np.ndarray, float]:
+        """``(output, w)``. ``inner_output(want_snr)`` supplies the inner output (e.g. from the
+        run's audio cache, see :meth:`enhance_from_inner`); default: run the inner enhancer."""
+        cal = self.calibration()  # fail before enhancing if there is none
         x = np.asarray(noisy, np.float32)
+        if cal["estimator"] == "wada" and wada_snr(x) >= float(cal["hi"]):
+            return x.copy(), 0.0  # w = 0: skip the inner enhancer
+        if inner_output is None:
+            def inner_output(want_snr: bool) -> tuple[np.ndarray, float | None]:
+                return self.run_inner(x, want_snr)
+        y, inner_snr = inner_output(cal["estimator"] == "inner")
+        y = np.asarray(y, np.float32)
+        w = self.weight(x, y, inner_snr)
         return (x + np.float32(w) * (y - x)).astype(np.float32), w
 
     def enhance_signal(self, noisy: np.ndarray) -> np.ndarray:
         return self.enhance_with_weight(noisy)[0]
+
+    def enhance_from_inner(self, noisy: np.ndarray, inner_output) -> np.ndarray:
+        return self.enhance_with_weight(noisy, inner_output)[0]
 
 
 def _rebuild(inner_name: str, inner_cls: type[Enhancer], options: dict[str, Any]) -> GuardedEnhancer:

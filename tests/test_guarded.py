@@ -109,6 +109,7 @@ class SpyPlugin:
     @hookimpl
     def register_enhancers(self, register):
         register("lowpass", LowPass)
+        register("counting-lowpass", CountingLowPass)
 
 
 def band_features(x: np.ndarray) -> np.ndarray:
@@ -317,3 +318,52 @@ def test_conformance():
     cls = G.GuardedEnhancer.wrap("wiener", Wiener)
     check_enhancer(cls, options={"calibration": {"estimator": "wada", "lo": 0.0, "hi": 20.0}})
     check_enhancer(cls, options={"calibration": {"estimator": "removed", "lo": 0.0, "hi": 20.0}})
+
+
+class CountingLowPass(LowPass):
+    """LowPass with its own per-frame SNR estimate; counts how often it really runs."""
+
+    name = "counting-lowpass"
+    calls = {"enhance": 0, "with_snr": 0}
+
+    def enhance_signal(self, noisy):
+        type(self).calls["enhance"] += 1
+        return super().enhance_signal(noisy)
+
+    def enhance_with_snr(self, noisy):
+        type(self).calls["with_snr"] += 1
+        y = super().enhance_signal(noisy)
+        return y, np.full(len(noisy) // 160, float(np.std(noisy)) * 100)
+
+
+@pytest.mark.parametrize("estimator", ["removed", "inner"])
+def test_a_run_reuses_the_inner_output_and_gives_the_direct_result(spy_registry, tmp_path, estimator):
+    """guarded-X beside X in one run: X runs once per mixture (its cached output serves both,
+    with its SNR estimate cached beside it), and the guarded audio equals a direct enhance()."""
+    from ser_bench.config import RunConfig
+    from ser_bench.protocols import Condition
+    from ser_bench.runner import Context
+
+    CountingLowPass.calls.update(enhance=0, with_snr=0)
+    cal = {"estimator": estimator, "lo": 0.0, "hi": 10.0 if estimator == "removed" else 30.0}
+    cfg = RunConfig(protocol="mismatched", datasets=["spy-ser"], ser_models=["svm-egemaps"],
+                    enhancers=["counting-lowpass", "guarded-counting-lowpass"], noise_sources=["spy-noise"],
+                    snrs=[0.0], options={"guarded-counting-lowpass": {"calibration": cal}})
+    ctx = Context(cfg, spy_registry, str(tmp_path / "cache"))
+    utts = list(ctx.utterances("spy-ser").values())[:3]
+    plain = Condition("enhanced", 0.0, "spy-noise", "counting-lowpass")
+    guarded = Condition("enhanced", 0.0, "spy-noise", "guarded-counting-lowpass")
+    first = [ctx.audio(u, plain)[0] for u in utts]
+    out = [ctx.audio(u, guarded)[0] for u in utts]
+    runs = CountingLowPass.calls["enhance"] + CountingLowPass.calls["with_snr"]
+    # "removed": the plain cells' outputs serve the guard; "inner": each mixture runs once more,
+    # for the SNR estimate it needs, and is then cached with it
+    assert runs == (3 if estimator == "removed" else 6)
+    again = Context(cfg, spy_registry, str(tmp_path / "cache"))  # a later run: all from the cache
+    assert all(np.array_equal(again.audio(u, guarded)[0], o) for u, o in zip(utts, out))
+    assert CountingLowPass.calls["enhance"] + CountingLowPass.calls["with_snr"] == runs
+    direct = spy_registry.create("enhancer", "guarded-counting-lowpass", {"calibration": cal})
+    for u, o, p in zip(utts, out, first):
+        noisy = ctx.audio(u, Condition("noisy", 0.0, "spy-noise"))[0]
+        np.testing.assert_array_equal(o, direct.enhance(noisy))
+        assert not np.array_equal(o, noisy) and not np.array_equal(o, p)  # 0 < w < 1 somewhere
