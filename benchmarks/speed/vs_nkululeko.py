@@ -41,10 +41,20 @@ DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 FEATURE_SET = {"svm-egemaps": "eGeMAPSv02", "svm-compare": "ComParE_2016"}
 
 
+#: What nkululeko's openSMILE + SVM path imports (found by running it). nkululeko itself goes in
+#: with --no-deps: its full requirements (transformers, datasets, xgboost, umap, tensorflow
+#: helpers...) took pip over 25 minutes to resolve here and are never imported by this job.
+#: scikit-learn < 1.8: with 1.9, nkululeko 1.14.1's SVM (probability=True, deprecated there)
+#: falls to chance in 9 of 10 LOSO folds (UAR 22.5 instead of 64.8, measured).
+NK_RUNTIME = ["audeer", "audformat", "audiofile", "audinterface", "audmetric", "audresample", "audplot",
+              "opensmile", "scikit-learn<1.8", "pandas<3", "matplotlib", "seaborn", "confidence-intervals",
+              "splitutils", "numpy_audio_limiter"]
+
+
 def ensure_nkululeko(venv: Path, log) -> Path:  # noqa: ANN001
-    """The venv's python, with nkululeko NK_VERSION installed (created on the first call)."""
+    """The venv's python, with nkululeko NK_VERSION installed (created on the first call, ~10 s)."""
     py = venv / "bin" / "python"
-    check = [str(py), "-c", "from importlib.metadata import version; print(version('nkululeko'))"]
+    check = [str(py), "-c", "import sklearn; from importlib.metadata import version; print(version('nkululeko'))"]
     if py.exists() and subprocess.run(check, capture_output=True, text=True).stdout.strip() == NK_VERSION:
         return py
     from importlib.metadata import version
@@ -53,7 +63,9 @@ def ensure_nkululeko(venv: Path, log) -> Path:  # noqa: ANN001
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
     pins = venv / "constraints.txt"
     pins.write_text(f"torch=={version('torch').split('+')[0]}\n")  # never another (CUDA) torch
-    subprocess.run([str(py), "-m", "pip", "install", "-q", f"nkululeko=={NK_VERSION}", "-c", str(pins)], check=True)
+    pip = [str(py), "-m", "pip", "install", "-q", "-c", str(pins)]
+    subprocess.run(pip + ["--no-deps", f"nkululeko=={NK_VERSION}"], check=True)
+    subprocess.run(pip + NK_RUNTIME, check=True)
     return py
 
 
