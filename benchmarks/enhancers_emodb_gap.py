@@ -4,7 +4,9 @@ Reads a results database (from ``bench run --suite benchmarks/emodb_mismatched.t
 prints, per SER model, one Markdown table: UAR % (mean over the LOSO folds, as in ``bench
 report``) with its bootstrap 95 % CI over utterances, per SNR, for noisy and every enhancer;
 then the share of the clean - noisy gap each enhancer recovers, ``(enh - noisy) / (clean -
-noisy)``, at every SNR (the issue's headline number is the 0 dB one).
+noisy)``, at every SNR (the issue's headline number is the 0 dB one). For every ``guarded-X``
+stored beside ``X``, it also checks the guard's two promises (issue 14): UAR >= noisy - 1 pp at
+every SNR, and >= 80 % of X's UAR gain over noisy kept at -5 and 0 dB.
 
     python benchmarks/enhancers_emodb_gap.py --db /work/wt-12a-runs.db [--json out.json]
 """
@@ -93,8 +95,39 @@ def main() -> None:
                 shares.append(share)
                 m["gap_recovered"].setdefault(e, {})[s] = share
             print(f"| {e} | " + " | ".join(f"{100 * x:.0f} %" if x is not None else "–" for x in shares) + " |")
+        guard_check(m, enhs, snrs)
     if a.json:
         Path(a.json).write_text(json.dumps(res, indent=2))
+
+
+def guard_check(m: dict, enhs: list[str], snrs: list[str], low=("-5 dB", "0 dB")) -> None:
+    """Print (and store in ``m["guard"]``) the guard's promises for every guarded-X beside X."""
+    pairs = [(e, e[len("guarded-"):]) for e in enhs if e.startswith("guarded-") and e[len("guarded-"):] in enhs]
+    if not pairs:
+        return
+    print("\nguard check: guarded - noisy (pp; promise >= -1 at every SNR) and share of the inner "
+          "enhancer's gain kept (promise >= 80 % at -5 and 0 dB):\n")
+    print("| guard | " + " | ".join(snrs) + " | promises |")
+    print("|---|" + "---:|" * len(snrs) + "---|")
+    m["guard"] = {}
+    for g, inner in pairs:
+        cells, ok = [], True
+        for s in snrs:
+            gv, iv, nz = m["enhanced"][g].get(s), m["enhanced"][inner].get(s), m["noisy"].get(s)
+            if not (gv and iv and nz):
+                cells.append("–")
+                ok = False
+                continue
+            d = gv["uar"] - nz["uar"]
+            gain = iv["uar"] - nz["uar"]
+            kept = d / gain if gain > 0 else None
+            ok &= d >= -1.0
+            if s in low:
+                ok &= kept is None or kept >= 0.8  # no gain to keep: nothing promised
+            m["guard"].setdefault(g, {})[s] = {"vs_noisy_pp": d, "inner_gain_pp": gain, "kept": kept}
+            cells.append(f"{d:+.1f}" + (f", {100 * kept:.0f} %" if kept is not None else ""))
+        m["guard"].setdefault(g, {})["promises_kept"] = ok
+        print(f"| {g} | " + " | ".join(cells) + f" | {'kept' if ok else 'NOT kept'} |")
 
 
 if __name__ == "__main__":
