@@ -64,8 +64,10 @@ def ensure_nkululeko(venv: Path, log) -> Path:  # noqa: ANN001
     pins = venv / "constraints.txt"
     pins.write_text(f"torch=={version('torch').split('+')[0]}\n")  # never another (CUDA) torch
     pip = [str(py), "-m", "pip", "install", "-q", "-c", str(pins)]
-    subprocess.run(pip + ["--no-deps", f"nkululeko=={NK_VERSION}"], check=True)
-    subprocess.run(pip + NK_RUNTIME, check=True)
+    for args in (["--no-deps", f"nkululeko=={NK_VERSION}"], NK_RUNTIME):
+        p = subprocess.run(pip + args, capture_output=True, text=True)  # pip warns about the unmet extras
+        if p.returncode:
+            raise RuntimeError(f"installing {' '.join(args)} failed:\n{(p.stdout + p.stderr)[-3000:]}")
     return py
 
 
