@@ -8,6 +8,10 @@ seconds of this process per audio second, with OMP / MKL / torch limited to one 
 
     python benchmarks/enhancers.py --emodb ../shared/data/emodb --noise ../shared/data/noise
     python benchmarks/enhancers.py --markdown benchmarks/enhancers.json   # the README table
+    python benchmarks/enhancers.py --enhancer rescnn --update              # re-measure one row in place
+
+``--update`` re-measures only the named enhancers and replaces their rows in ``--out``, after
+checking that the mixtures are the very same (speech, noise clips, seed and the noisy scores).
 
 Prints a JSON summary (per enhancer: SI-SDR / STOI / PESQ change at 0 and 20 dB, RTF).
 """
@@ -71,6 +75,7 @@ def main() -> None:
     ap.add_argument("--enhancer", action="append", help=f"default: {' '.join(ENHANCERS)}")
     ap.add_argument("--out", default=str(HERE / "enhancers.json"))
     ap.add_argument("--markdown", metavar="JSON", help="only print the README table of an existing JSON file")
+    ap.add_argument("--update", action="store_true", help="replace only the named enhancers' rows in --out")
     a = ap.parse_args()
     if a.markdown:
         print(markdown(json.loads(Path(a.markdown).read_text())))
@@ -84,9 +89,24 @@ def main() -> None:
              a.noise, "--per-snr", str(a.per_snr), "--threads", "1", "--json-out", a.out]
     for s in SNRS:
         args += ["--snr", str(s)]
+    old = json.loads(Path(a.out).read_text()) if a.update else None
+    if a.update:
+        args[args.index("--json-out") + 1] = a.out + ".new"
     eval_enhancer.main(args, standalone_mode=False)
-    doc = json.loads(Path(a.out).read_text())
-    doc["command"] = "python benchmarks/enhancers.py " + " ".join(sys.argv[1:])
+    doc = json.loads(Path(args[args.index("--json-out") + 1]).read_text())
+    command = "python benchmarks/enhancers.py " + " ".join(sys.argv[1:])
+    if a.update:
+        Path(a.out + ".new").unlink()
+        same = ("speech", "noise_clips", "noise", "snrs", "seed", "metrics")
+        diff = [k for k in same if old.get(k) != doc.get(k)]
+        diff += ["noisy scores"] if json.dumps(old["noisy"]) != json.dumps(doc["noisy"]) else []
+        if diff:
+            raise SystemExit(f"--update: the new mixtures differ from {a.out}'s ({', '.join(diff)}); run without --update")
+        old["enhancers"].update(doc["enhancers"])
+        old.setdefault("updates", []).append({"command": command, "enhancers": sorted(doc["enhancers"]),
+                                              "rtf": doc["rtf"]})
+        doc, command = old, old["command"]
+    doc["command"] = command
     Path(a.out).write_text(json.dumps(doc, indent=2))
     print(json.dumps(summary(doc), indent=2))
     print(markdown(doc))
