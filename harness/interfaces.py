@@ -76,6 +76,12 @@ class Plugin:
         return f"{type(self).__name__}({self.config!r})"
 
 
+def mean_frame_snr(snr_per_frame: Any) -> float:
+    """An enhancer's per-frame SNR estimate (dB) as one number: the mean, 100 dB if no frame."""
+    a = np.asarray(snr_per_frame, dtype=np.float64)
+    return float(np.mean(a)) if a.size else 100.0
+
+
 def stable_hash(obj: Any, n: int = 16) -> str:
     """A short hex digest of ``obj`` serialised canonically as JSON."""
     blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
@@ -279,10 +285,16 @@ class Enhancer(Plugin, ABC):
         its own SNR estimate (``enhance_with_snr``; else None)."""
         raise NotImplementedError(f"enhancer {self.name!r} is not a wrapper")
 
-    def run_inner(self, noisy: np.ndarray, want_snr: bool) -> tuple[np.ndarray, float | None]:
-        """Wrappers only: what ``inner_output(want_snr)`` returns, computed by running the inner
-        enhancer (the runner calls it on a cache miss)."""
-        raise NotImplementedError(f"enhancer {self.name!r} is not a wrapper")
+    def enhance_keeping_snr(self, noisy: np.ndarray) -> tuple[np.ndarray, float | None]:
+        """:meth:`enhance`, plus the mean over frames of the enhancer's own SNR estimate (dB) when
+        it has one (a method ``enhance_with_snr(x) -> (y, snr_per_frame)``, e.g. DeepFilterNet's
+        local SNR; 100 dB where it gives no frame), else None. One run of the enhancer: the runner
+        keeps the estimate beside the cached audio, so ``guarded-NAME`` never reruns NAME for it."""
+        with_snr = getattr(self, "enhance_with_snr", None)
+        if not callable(with_snr):
+            return self.enhance(noisy), None
+        y, lsnr = with_snr(np.asarray(noisy, dtype=np.float32))
+        return self._checked(noisy, y), mean_frame_snr(lsnr)
 
     def enhance(self, noisy: np.ndarray,
                 inner_output: Callable[[bool], tuple[np.ndarray, float | None]] | None = None) -> np.ndarray:
@@ -293,9 +305,13 @@ class Enhancer(Plugin, ABC):
         if noisy.ndim != 1:
             raise PluginError(f"enhancer {self.name!r} needs mono 1-D input, got shape {noisy.shape}")
         if inner_output is not None:
-            out = np.asarray(self.enhance_from_inner(noisy, inner_output), dtype=np.float32)
-        else:
-            out = np.asarray(self.enhance_signal(noisy), dtype=np.float32)
+            return self._checked(noisy, self.enhance_from_inner(noisy, inner_output))
+        return self._checked(noisy, self.enhance_signal(noisy))
+
+    def _checked(self, noisy: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """The output contract: float32, the input's shape, finite."""
+        noisy = np.asarray(noisy)
+        out = np.asarray(out, dtype=np.float32)
         if out.shape != noisy.shape:
             raise PluginError(
                 f"enhancer {self.name!r} returned shape {out.shape} for input {noisy.shape}: "

@@ -159,33 +159,44 @@ class Context:
         if cond.kind == "noisy":
             return noisy, nkey
         enh = self.plugin("enhancer", cond.enhancer)
+        ident = self.identity("enhancer", cond.enhancer)
         if enh.inner is None:
-            make = lambda: enh.enhance(noisy)  # noqa: E731
+            make = lambda: self._enhance_keeping_snr(enh, ident, noisy, nkey)  # noqa: E731
         else:  # a wrapper: its inner enhancer's output comes from (and goes to) the cache
             make = lambda: enh.enhance(noisy, lambda want_snr: self.inner_output(enh, cond.enhancer,  # noqa: E731
                                                                                   noisy, nkey, want_snr))
-        return self.cache.get_or_compute("audio", ["enhanced", nkey, self.identity("enhancer", cond.enhancer)], make)
+        return self.cache.get_or_compute("audio", ["enhanced", nkey, ident], make)
+
+    def _snr_key(self, nkey: str, ident: Any) -> str:
+        return self.cache.key(["enhancer-snr", nkey, ident])
+
+    def _enhance_keeping_snr(self, enh: Enhancer, ident: Any, noisy: np.ndarray, nkey: str) -> np.ndarray:
+        """Enhance; an enhancer's own SNR estimate, where it has one, is kept beside its audio (for
+        ``guarded-*`` runs, which then never rerun it)."""
+        y, snr = enh.enhance_keeping_snr(noisy)
+        if snr is not None:
+            self.cache.store("audio", self._snr_key(nkey, ident), np.array([snr], np.float64))
+        return y
 
     def inner_output(self, wrapper: Enhancer, name: str, noisy: np.ndarray, nkey: str,
                      want_snr: bool) -> tuple[np.ndarray, float | None]:
         """A wrapper enhancer's inner output for the mixture ``nkey`` (cached under the inner
-        enhancer's identity, so a run of the inner enhancer itself shares it) and, if
-        ``want_snr``, the mean of the inner enhancer's own SNR estimate (cached beside it)."""
+        enhancer's identity, so runs of the inner enhancer itself share it) and, if ``want_snr``,
+        the mean of the inner enhancer's own SNR estimate (kept beside it)."""
         inner = wrapper.inner
         key = ("inner", name)
         if key not in self._idents:
             self._idents[key] = inner.identity()
-        parts = ["enhanced", nkey, self._idents[key]]
-        if not want_snr:
-            return self.cache.get_or_compute("audio", parts, lambda: inner.enhance(noisy))[0], None
-        snr_key = self.cache.key(["inner-snr", nkey, self._idents[key]])
-        snr = self.cache.load("audio", snr_key)
-        if snr is None:
-            y, mean_snr = wrapper.run_inner(noisy, True)
+        ident = self._idents[key]
+        parts = ["enhanced", nkey, ident]
+        snr = self.cache.load("audio", self._snr_key(nkey, ident)) if want_snr else None
+        if want_snr and snr is None:  # (re)compute: audio cached without its estimate, or neither
+            y = self._enhance_keeping_snr(inner, ident, noisy, nkey)
             self.cache.store("audio", self.cache.key(parts), y)
-            self.cache.store("audio", snr_key, np.array([mean_snr], np.float64))
-            return y, mean_snr
-        return self.cache.get_or_compute("audio", parts, lambda: inner.enhance(noisy))[0], float(snr[0])
+            snr = self.cache.load("audio", self._snr_key(nkey, ident))
+            return y, (float(snr[0]) if snr is not None else None)
+        y = self.cache.get_or_compute("audio", parts, lambda: self._enhance_keeping_snr(inner, ident, noisy, nkey))[0]
+        return y, (float(snr[0]) if snr is not None else None)
 
     def features(self, dataset: str, model_name: str, cond: Condition, ids: Sequence[str]) -> list[np.ndarray]:
         return self.prepare(dataset, [model_name], cond, ids)[model_name]

@@ -118,12 +118,9 @@ def has_inner_snr(enh: Enhancer) -> bool:
 def enhance_and_estimate(inner: Enhancer, noisy: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
     """The inner enhancer's output and every blind estimate available for it."""
     est: dict[str, float] = {"wada": wada_snr(noisy)}
-    if has_inner_snr(inner):
-        y, lsnr = inner.enhance_with_snr(noisy)  # type: ignore[attr-defined]
-        y = np.asarray(y, np.float32)
-        est["inner"] = float(np.mean(np.asarray(lsnr, np.float64))) if np.size(lsnr) else 100.0
-    else:
-        y = inner.enhance(noisy)
+    y, inner_snr = inner.enhance_keeping_snr(noisy)
+    if inner_snr is not None:
+        est["inner"] = inner_snr
     est["removed"] = removed_snr(noisy, y)
     return y, est
 
@@ -384,11 +381,8 @@ class GuardedEnhancer(Enhancer):
 
     def run_inner(self, noisy: np.ndarray, want_snr: bool) -> tuple[np.ndarray, float | None]:
         """The inner enhancer's output for ``noisy`` and, if ``want_snr``, the mean of its own SNR
-        estimate (100 dB where it gives no frame)."""
-        if want_snr:
-            y, lsnr = self.inner.enhance_with_snr(noisy)  # type: ignore[attr-defined]
-            return np.asarray(y, np.float32), (float(np.mean(lsnr)) if np.size(lsnr) else 100.0)
-        return self.inner.enhance(noisy), None
+        estimate (:meth:`Enhancer.enhance_keeping_snr`)."""
+        return self.inner.enhance_keeping_snr(noisy) if want_snr else (self.inner.enhance(noisy), None)
 
     def enhance_with_weight(self, noisy: np.ndarray, inner_output=None) -> tuple[np.ndarray, float]:
         """``(output, w)``. ``inner_output(want_snr)`` supplies the inner output (e.g. from the

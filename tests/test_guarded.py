@@ -356,9 +356,8 @@ def test_a_run_reuses_the_inner_output_and_gives_the_direct_result(spy_registry,
     first = [ctx.audio(u, plain)[0] for u in utts]
     out = [ctx.audio(u, guarded)[0] for u in utts]
     runs = CountingLowPass.calls["enhance"] + CountingLowPass.calls["with_snr"]
-    # "removed": the plain cells' outputs serve the guard; "inner": each mixture runs once more,
-    # for the SNR estimate it needs, and is then cached with it
-    assert runs == (3 if estimator == "removed" else 6)
+    # the plain cells' outputs serve the guard, their SNR estimates kept beside them
+    assert runs == 3 and CountingLowPass.calls["with_snr"] == 3
     again = Context(cfg, spy_registry, str(tmp_path / "cache"))  # a later run: all from the cache
     assert all(np.array_equal(again.audio(u, guarded)[0], o) for u, o in zip(utts, out))
     assert CountingLowPass.calls["enhance"] + CountingLowPass.calls["with_snr"] == runs
@@ -367,3 +366,22 @@ def test_a_run_reuses_the_inner_output_and_gives_the_direct_result(spy_registry,
         noisy = ctx.audio(u, Condition("noisy", 0.0, "spy-noise"))[0]
         np.testing.assert_array_equal(o, direct.enhance(noisy))
         assert not np.array_equal(o, noisy) and not np.array_equal(o, p)  # 0 < w < 1 somewhere
+
+
+def test_a_guard_run_alone_computes_the_inner_estimate_once_and_shares_it(spy_registry, tmp_path):
+    """guarded-X first (no cached X): X runs once per mixture, and a later run of X itself reuses it."""
+    from ser_bench.config import RunConfig
+    from ser_bench.protocols import Condition
+    from ser_bench.runner import Context
+
+    CountingLowPass.calls.update(enhance=0, with_snr=0)
+    cal = {"estimator": "inner", "lo": 0.0, "hi": 30.0}
+    cfg = RunConfig(protocol="mismatched", datasets=["spy-ser"], ser_models=["svm-egemaps"],
+                    enhancers=["counting-lowpass", "guarded-counting-lowpass"], noise_sources=["spy-noise"],
+                    snrs=[0.0], options={"guarded-counting-lowpass": {"calibration": cal}})
+    ctx = Context(cfg, spy_registry, str(tmp_path / "cache"))
+    utts = list(ctx.utterances("spy-ser").values())[:2]
+    for u in utts:
+        ctx.audio(u, Condition("enhanced", 0.0, "spy-noise", "guarded-counting-lowpass"))
+        ctx.audio(u, Condition("enhanced", 0.0, "spy-noise", "counting-lowpass"))
+    assert CountingLowPass.calls == {"enhance": 0, "with_snr": 2}
