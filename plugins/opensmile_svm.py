@@ -19,14 +19,18 @@ from ser_bench.interfaces import SAMPLE_RATE
 from ser_bench.metrics import uar
 
 _SMILES: dict[str, object] = {}
+_INSTANCES: dict[str, object] = {}
 
 
 def smile_functionals(audio: np.ndarray, feature_set: str) -> np.ndarray:
-    """openSMILE functionals of one signal (one Smile object per process and feature set).
+    """openSMILE functionals of one signal.
 
-    Calls the extractor behind ``Smile.process_signal`` directly: the same values, without the
-    pandas frame and index that process_signal builds around them (about a tenth of the call on
-    2 s utterances). Falls back to process_signal if a future opensmile lacks it.
+    One initialised openSMILE instance per process and feature set, *reset* between signals
+    (``smile_reset``) instead of parsing the configuration again and building a new instance for
+    every signal as ``Smile.process_signal`` does: bit-identical values (tested against
+    process_signal, the second signal included), about 15 % less CPU for eGeMAPS on 2 s
+    utterances, and no pandas frame per call. Falls back to process_signal if a future opensmile
+    lacks the pieces used.
     """
     import opensmile
 
@@ -36,12 +40,45 @@ def smile_functionals(audio: np.ndarray, feature_set: str) -> np.ndarray:
             feature_set=getattr(opensmile.FeatureSet, feature_set),
             feature_level=opensmile.FeatureLevel.Functionals,
         )
-    extract = getattr(smile, "_extract", None)
-    if extract is not None:
-        vals = np.asarray(extract(np.asarray(audio, dtype=np.float32)[None, :], SAMPLE_RATE)[2])[0]
-    else:  # pragma: no cover - other opensmile versions
+    try:
+        vals = _run_reusing(smile, feature_set, audio)
+    except (AttributeError, ImportError, TypeError):  # pragma: no cover - other opensmile versions
         vals = smile.process_signal(audio, SAMPLE_RATE).to_numpy()[0]  # type: ignore[attr-defined]
-    return np.nan_to_num(vals.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    return np.nan_to_num(np.asarray(vals).astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def _run_reusing(smile, feature_set: str, audio: np.ndarray) -> np.ndarray:
+    """What ``Smile._extract`` computes for one signal, on this process's reusable instance."""
+    import os
+
+    from opensmile.core.config import config
+    from opensmile.core.smile import Smile
+
+    inst = _INSTANCES.get(feature_set)
+    if inst is None:
+        options = smile._options()
+        options["source"] = os.path.join(smile.default_config_root, config.EXTERNAL_INPUT_CONFIG)
+        options["sampleRate"] = SAMPLE_RATE
+        options["nBits"] = 16
+        inst = _INSTANCES[feature_set] = smile._smile(options=options)
+    rows: list = []
+    x = (np.asarray(audio, dtype=np.float32) * 32768).astype(np.int16)  # as Smile._extract converts
+    try:
+        inst.external_sink_set_callback_ex(config.EXTERNAL_OUTPUT_COMPONENT, Smile._sink_callback(rows, [], []))
+        inst.external_audio_source_write_data(config.EXTERNAL_SOURCE_COMPONENT, bytes(x))
+        inst.external_audio_source_set_eoi(config.EXTERNAL_SOURCE_COMPONENT)
+        inst.run()
+        inst.reset()
+    except BaseException:  # an instance in an unknown state is never reused
+        _INSTANCES.pop(feature_set, None)
+        try:
+            inst.free()
+        except Exception:  # pragma: no cover
+            pass
+        raise
+    if not rows:  # shorter than one frame: as process_signal, NaN (zeroed by the caller)
+        return np.full(smile.num_features, np.nan)
+    return np.vstack(rows)[0]
 
 
 def rbf_kernel(A: np.ndarray, B: np.ndarray, gamma: float) -> np.ndarray:

@@ -240,11 +240,16 @@ def test_opensmile_functionals_equal_process_signal(feature_set):
     from conftest import tone
     from ser_bench_plugins.opensmile_svm import smile_functionals
 
-    x = tone(300.0, seconds=1.0) + tone(1200.0, seconds=1.0, amp=0.05, seed=3)
-    ref = opensmile.Smile(feature_set=getattr(opensmile.FeatureSet, feature_set),
-                          feature_level=opensmile.FeatureLevel.Functionals).process_signal(x, 16000).to_numpy()[0]
-    ref = np.nan_to_num(ref.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
-    assert np.array_equal(smile_functionals(x, feature_set), ref)
+    smile = opensmile.Smile(feature_set=getattr(opensmile.FeatureSet, feature_set),
+                            feature_level=opensmile.FeatureLevel.Functionals)
+    signals = [tone(300.0, seconds=1.0) + tone(1200.0, seconds=1.0, amp=0.05, seed=3),
+               tone(180.0, seconds=0.7, amp=0.3, seed=5),  # the reused instance must forget the first
+               np.zeros(16000, np.float32),  # silence
+               tone(300.0, seconds=0.005)]  # shorter than one frame
+    for x in signals + signals[:1]:
+        ref = smile.process_signal(x, 16000).to_numpy()[0]
+        ref = np.nan_to_num(ref.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+        assert np.array_equal(smile_functionals(x, feature_set), ref)
 
 
 def test_a_run_on_a_warm_cache_starts_no_workers(reg, tiny_config, tmp_path, monkeypatch):
