@@ -5,8 +5,9 @@ power (RMS squared) over the whole utterance, of the speech and of the noise seg
 added. The noise segment is cropped from a random offset of the clip, or the clip is looped
 (with a random start) when shorter than the speech. If the mixture would clip (peak > 1), the
 mixture (speech and noise alike) is scaled down, which leaves the SNR unchanged; the scale is
-returned. Every random choice derives from (utterance key, SNR, seed, noise source), so the same
-inputs give the same mixture in any process and any order.
+returned. A segment that is digitally silent (a quiet stretch of a clip) is drawn again, clip and
+offset, from the same random stream. Every random choice derives from (utterance key, SNR, seed,
+noise source), so the same inputs give the same mixture in any process and any order.
 """
 from __future__ import annotations
 
@@ -20,10 +21,14 @@ from .interfaces import NoiseClip, stable_hash
 
 SNR_DEFINITION = (
     "SNR = 10*log10(mean(s^2)/mean(n^2)) over the whole utterance, s = clean speech, n = the noise "
-    "segment added (random offset crop, or looped from a random start); mixture peak-normalised to "
-    "<= 0.99 only when it would clip (scales s and n alike, SNR unchanged)"
+    "segment added (random offset crop, or looped from a random start; a digitally silent segment is "
+    "drawn again, clip and offset); mixture peak-normalised to <= 0.99 only when it would clip (scales s "
+    "and n alike, SNR unchanged)"
 )
 MIXING_VERSION = "1"
+#: Draws of (clip, offset) tried before a silent noise segment is an error. The first draw is
+#: what it always was: only mixtures that used to fail are affected by the redraws.
+MAX_DRAWS = 16
 PEAK_LIMIT = 0.99
 
 
@@ -84,13 +89,18 @@ def mix(
     if is_silent(speech) or power(speech) == 0.0:
         raise AudioError(f"{speech_name}: the speech is silent, so no SNR can be set; remove the utterance")
     rng = np.random.default_rng(mix_seed(MIXING_VERSION, key, float(snr), seed, source))
-    clip = clips[int(rng.integers(0, len(clips)))]
-    raw = np.asarray(clip.load(), dtype=np.float64)
-    seg, off = noise_segment(raw, len(speech), rng)
-    if power(seg) == 0.0 or is_silent(seg):
+    first = None
+    for _draw in range(MAX_DRAWS):  # a silent stretch of a clip: draw clip and offset again, same stream
+        clip = clips[int(rng.integers(0, len(clips)))]
+        raw = np.asarray(clip.load(), dtype=np.float64)
+        seg, off = noise_segment(raw, len(speech), rng)
+        if power(seg) > 0.0 and not is_silent(seg):
+            break
+        first = first or clip
+    else:
         raise AudioError(
-            f"noise clip {clip.path or clip.id} (source {source!r}): the segment is silent, so no SNR can "
-            "be set; remove the clip from the noise source"
+            f"noise clip {first.path or first.id} (source {source!r}): the segment is silent, so no SNR can "
+            f"be set, and so were {MAX_DRAWS - 1} more draws of clip and offset; remove the clip from the noise source"
         )
     noise = seg * np.sqrt(power(speech) / (power(seg) * 10.0 ** (snr / 10.0)))
     noisy = speech + noise

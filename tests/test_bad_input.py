@@ -27,7 +27,8 @@ from ser_bench.config import RunConfig, make_config
 from ser_bench.db import Store
 from ser_bench.errors import AudioError, BenchError, ConfigError, PluginError, UnknownPluginError
 from ser_bench.interfaces import Utterance
-from ser_bench.mixing import PEAK_LIMIT, mix, snr_db
+from ser_bench.audio import is_silent
+from ser_bench.mixing import MIXING_VERSION, PEAK_LIMIT, mix, snr_db
 from ser_bench.runner import Context, run
 from ser_bench.testing import speech_like
 
@@ -612,3 +613,27 @@ class BadInputPlugins:
 def test_errors_are_bench_errors():
     """The CLI prints BenchErrors as one line without a traceback."""
     assert issubclass(AudioError, BenchError) and issubclass(UnknownPluginError, BenchError)
+
+
+def test_a_silent_stretch_of_a_noise_clip_is_drawn_again_and_other_mixtures_stay_the_same():
+    """A clip that is half silence: a draw landing in the silence takes another clip and offset
+    from the same stream (deterministic); draws that never landed there are unchanged."""
+    from ser_bench.mixing import mix_seed, noise_segment
+
+    gappy = np.concatenate([np.zeros(16000, np.float32), _tone(150.0, seconds=1.0)])
+    clips = [NoiseClip(id="gappy", loader=lambda: gappy), NoiseClip(id="steady", loader=lambda: _tone(90.0, seconds=2.0))]
+    speech = _tone(200.0, seconds=0.5)
+    landed, kept = 0, 0
+    for k in range(40):
+        m = mix(speech, clips, 0.0, key=f"k{k}", seed=0, source="t")
+        assert not is_silent(m.noise) and abs(snr_db(m.clean, m.noise)) < 1e-6
+        np.testing.assert_array_equal(m.noisy, mix(speech, clips, 0.0, key=f"k{k}", seed=0, source="t").noisy)
+        rng = np.random.default_rng(mix_seed(MIXING_VERSION, f"k{k}", 0.0, 0, "t"))
+        c = clips[int(rng.integers(0, 2))]
+        seg, off = noise_segment(np.asarray(c.load(), np.float64), len(speech), rng)
+        if is_silent(seg):
+            landed += 1
+        else:  # the first draw was fine: the very mixture of before
+            kept += 1
+            assert (m.clip_id, m.offset) == (c.id, off)
+    assert landed > 0 and kept > 0
