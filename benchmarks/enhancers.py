@@ -97,8 +97,9 @@ def main() -> None:
     command = "python benchmarks/enhancers.py " + " ".join(sys.argv[1:])
     if a.update:
         Path(a.out + ".new").unlink()
-        same = ("speech", "noise_clips", "noise", "snrs", "seed", "metrics")
+        same = ("speech", "noise_clips", "snrs", "seed", "metrics")  # noise: its clips, not the path they lie at
         diff = [k for k in same if old.get(k) != doc.get(k)]
+        diff += [f"noise {k}" for k in ("source", "part") if old["noise"].get(k) != doc["noise"].get(k)]
         diff += ["noisy scores"] if json.dumps(old["noisy"]) != json.dumps(doc["noisy"]) else []
         if diff:
             raise SystemExit(f"--update: the new mixtures differ from {a.out}'s ({', '.join(diff)}); run without --update")
