@@ -38,7 +38,7 @@ from pydantic import Field
 from ser_bench.audio import check_signal, resample
 from ser_bench.errors import AudioError, ConfigError
 from ser_bench.hookspecs import hookimpl
-from ser_bench.interfaces import Dataset, Utterance
+from ser_bench.interfaces import Dataset, Utterance, file_fingerprint
 
 from .corpus_utils import BadEntries, CorpusConfig, check_classes, probe_audio, require_root
 
@@ -293,8 +293,7 @@ def _merge(old: dict[str, Any], new: dict[str, Any], key: tuple[str, float, floa
 
 
 def _segment_fingerprint(path: Path, start: float, end: float) -> str:
-    st = path.stat()
-    return f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}@{start:.6f}-{end:.6f}"
+    return f"{file_fingerprint(path)}@{start:.6f}-{end:.6f}"
 
 
 def _load_segment(path: Path, start: float, end: float) -> np.ndarray:

@@ -27,7 +27,7 @@ from pydantic import Field
 from ser_bench.audio import load_audio
 from ser_bench.errors import ConfigError
 from ser_bench.hookspecs import hookimpl
-from ser_bench.interfaces import NoiseClip, NoiseSource, PluginConfig, split_part
+from ser_bench.interfaces import NoiseClip, NoiseSource, PluginConfig, file_fingerprint, split_part
 
 log = logging.getLogger("ser_bench.noise")
 
@@ -95,6 +95,7 @@ class AudioSetNoise(NoiseSource):
     name: ClassVar[str] = "audioset"
     version: ClassVar[str] = "1"
     description: ClassVar[str] = "AudioSet clips on disk (segment CSVs + ontology), human sounds and music removed"
+    location_options: ClassVar[tuple[str, ...]] = ("root", "ontology")
 
     class Config(PluginConfig):
         root: Path | None = Field(None, description="folder with the segment CSVs and the clips")
@@ -142,9 +143,8 @@ class AudioSetNoise(NoiseSource):
                 if path is None:
                     self.missing += 1
                     continue
-                st = path.stat()
                 clips.append(NoiseClip(id=ytid, loader=lambda p=path: load_audio(p),
-                                       fingerprint=f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}", path=path))
+                                       fingerprint=file_fingerprint(path), path=path))
         if self.missing:
             log.info("audioset: %d listed segments are not on disk under %s", self.missing, root)
         if not clips:

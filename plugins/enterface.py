@@ -32,7 +32,7 @@ import numpy as np
 
 from ser_bench.errors import AudioError, PluginError
 from ser_bench.hookspecs import hookimpl
-from ser_bench.interfaces import Dataset, Utterance
+from ser_bench.interfaces import Dataset, Utterance, file_fingerprint
 
 from .corpus_utils import BadEntries, CorpusConfig, check_classes, probe_audio, require_root
 
@@ -104,8 +104,7 @@ class AviAudio:
 
 
 def _fingerprint(path: Path) -> str:
-    st = path.stat()
-    return f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}:{EXTRACTOR}"
+    return f"{file_fingerprint(path)}:{EXTRACTOR}"
 
 
 class Enterface(Dataset):
@@ -114,6 +113,7 @@ class Enterface(Dataset):
     name: ClassVar[str] = "enterface"
     version: ClassVar[str] = "1"
     description: ClassVar[str] = "eNTERFACE'05 from ROOT/subject N/<emotion>/sentence M/*.avi (ffmpeg) or pre-extracted WAVs"
+    location_options: ClassVar[tuple[str, ...]] = ("root", "ffmpeg")
 
     class Config(CorpusConfig):
         #: Class subset (default all six).

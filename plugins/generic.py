@@ -112,6 +112,7 @@ class ManifestDataset(Dataset):
     name: ClassVar[str] = "manifest"
     version: ClassVar[str] = "1"
     description: ClassVar[str] = "utterances listed in a CSV/TSV file: path,label,speaker[,partition]"
+    location_options: ClassVar[tuple[str, ...]] = ("root", "manifest")
 
     class Config(CorpusConfig):
         #: The manifest file (.csv or .tsv; other names: the delimiter is sniffed).

@@ -23,7 +23,7 @@ from pydantic import Field
 from ser_bench import NoiseClip, NoiseSource, PluginConfig, hookimpl
 from ser_bench.audio import SILENCE_PEAK, load_audio
 from ser_bench.errors import ConfigError, PluginError
-from ser_bench.interfaces import split_part
+from ser_bench.interfaces import file_fingerprint, split_part
 
 AUDIO_EXTS = (".wav", ".flac", ".ogg", ".mp3")
 
@@ -70,7 +70,7 @@ class FolderNoise(NoiseSource):
             NoiseClip(
                 id=str(p.relative_to(root)),
                 loader=lambda p=p: trim_silence(load_audio(p)),
-                fingerprint=f"{p.resolve()}:{p.stat().st_size}:{p.stat().st_mtime_ns}",
+                fingerprint=file_fingerprint(p),
                 path=p,
             )
             for p in files

@@ -30,7 +30,6 @@ def check_dataset(
     inst = _instantiate(dataset, "dataset", options)
     who = _who(inst, "dataset")
     check_metadata(inst, "dataset")
-    _check_identity(inst, who)
     if inst.task not in ("classification", "regression"):
         raise ConformanceError(who, "has a valid task", f"task is {inst.task!r}; use 'classification' or 'regression'")
     utts = _call(who, "lists utterances", "load_utterances()", inst.load_utterances)
@@ -69,15 +68,21 @@ def check_dataset(
         raise ConformanceError(who, "has several speakers", "one speaker only: leave-one-speaker-out needs two or more (or official partitions)")
 
     keys = [u.content_key() for u in utts]
-    if any(not isinstance(k, str) or not k for k in keys) or len(set(keys)) != len(keys):
-        dup = next((k for k in keys if keys.count(k) > 1), None)
-        raise ConformanceError(
-            who, "has unique content keys",
-            f"content key {dup!r} is shared by several utterances; the audio cache is keyed by it, so give each "
-            "utterance a `fingerprint` saying what its audio is (or a distinct `path`)",
-        )
+    if any(not isinstance(k, str) or not k for k in keys):
+        raise ConformanceError(who, "has unique content keys", "an utterance has an empty content key; give it a "
+                               "`path` or a `fingerprint` saying what its audio is")
+    by_key: dict[str, Utterance] = {}
+    for u, k in zip(utts, keys):  # one key, one audio: equal keys are fine only for equal audio
+        first = by_key.setdefault(k, u)
+        if first is not u and not np.array_equal(first.load(), u.load()):
+            raise ConformanceError(
+                who, "has unique content keys",
+                f"content key {k!r} is shared by utterances {first.id!r} and {u.id!r}, whose audio differs; the audio "
+                "cache is keyed by it, so give each utterance a `fingerprint` saying what its audio is (or a distinct `path`)",
+            )
     if keys != [u.content_key() for u in _fresh(inst).load_utterances()]:
         raise ConformanceError(who, "has stable content keys", "content keys differ between two instances; derive them from the audio's identity")
+    _check_identity(inst, who)  # after the utterance rules: a dataset's identity digests its utterances
 
     for u in _sample(utts, max_audio):
         x = _call(who, "has readable audio", f"loading utterance {u.id!r} ({u.path or 'loader'})", u.load)
