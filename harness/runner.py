@@ -161,7 +161,7 @@ class Context:
         enh = self.plugin("enhancer", cond.enhancer)
         ident = self.identity("enhancer", cond.enhancer)
         if enh.inner is None:
-            make = lambda: self._enhance_keeping_snr(enh, ident, noisy, nkey)  # noqa: E731
+            make = lambda: self._enhance_keeping_snr(enh, ident, noisy, nkey)[0]  # noqa: E731
         else:  # a wrapper: its inner enhancer's output comes from (and goes to) the cache
             make = lambda: enh.enhance(noisy, lambda want_snr: self.inner_output(enh, cond.enhancer,  # noqa: E731
                                                                                   noisy, nkey, want_snr))
@@ -170,13 +170,14 @@ class Context:
     def _snr_key(self, nkey: str, ident: Any) -> str:
         return self.cache.key(["enhancer-snr", nkey, ident])
 
-    def _enhance_keeping_snr(self, enh: Enhancer, ident: Any, noisy: np.ndarray, nkey: str) -> np.ndarray:
+    def _enhance_keeping_snr(self, enh: Enhancer, ident: Any, noisy: np.ndarray,
+                             nkey: str) -> tuple[np.ndarray, float | None]:
         """Enhance; an enhancer's own SNR estimate, where it has one, is kept beside its audio (for
-        ``guarded-*`` runs, which then never rerun it)."""
+        ``guarded-*`` runs, which then never rerun it) and returned with it."""
         y, snr = enh.enhance_keeping_snr(noisy)
         if snr is not None:
             self.cache.store("audio", self._snr_key(nkey, ident), np.array([snr], np.float64))
-        return y
+        return y, snr
 
     def inner_output(self, wrapper: Enhancer, name: str, noisy: np.ndarray, nkey: str,
                      want_snr: bool) -> tuple[np.ndarray, float | None]:
@@ -189,14 +190,13 @@ class Context:
             self._idents[key] = inner.identity()
         ident = self._idents[key]
         parts = ["enhanced", nkey, ident]
-        snr = self.cache.load("audio", self._snr_key(nkey, ident)) if want_snr else None
-        if want_snr and snr is None:  # (re)compute: audio cached without its estimate, or neither
-            y = self._enhance_keeping_snr(inner, ident, noisy, nkey)
+        stored = self.cache.load("audio", self._snr_key(nkey, ident)) if want_snr else None
+        if want_snr and stored is None:  # (re)compute: audio cached without its estimate, or neither
+            y, snr = self._enhance_keeping_snr(inner, ident, noisy, nkey)
             self.cache.store("audio", self.cache.key(parts), y)
-            snr = self.cache.load("audio", self._snr_key(nkey, ident))
-            return y, (float(snr[0]) if snr is not None else None)
-        y = self.cache.get_or_compute("audio", parts, lambda: self._enhance_keeping_snr(inner, ident, noisy, nkey))[0]
-        return y, (float(snr[0]) if snr is not None else None)
+            return y, snr
+        y = self.cache.get_or_compute("audio", parts, lambda: self._enhance_keeping_snr(inner, ident, noisy, nkey)[0])[0]
+        return y, (float(stored[0]) if stored is not None else None)
 
     def features(self, dataset: str, model_name: str, cond: Condition, ids: Sequence[str]) -> list[np.ndarray]:
         return self.prepare(dataset, [model_name], cond, ids)[model_name]
