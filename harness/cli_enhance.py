@@ -80,6 +80,11 @@ OPTION_HELP = "Plugin option PLUGIN.KEY=VALUE (repeatable; value parsed as JSON 
 @click.option("--schedule", type=click.Choice(["constant", "cosine"]), help="Learning-rate schedule.")
 @click.option("--snrs", help="Training SNRs in dB, comma-separated (paper: 0,5,10,15,20,25).")
 @click.option("--p-clean", type=float, help="Share of near-clean (60 dB) examples.")
+@click.option("--speed", "speed_range", help="Speed perturbation range of the speech, LOW,HIGH (e.g. 0.9,1.4): "
+              "raises or lowers pitch and formants, as vocal effort and other voices do.")
+@click.option("--p-speed", type=float, help="Share of examples sped up or slowed down (with --speed).")
+@click.option("--tilt", type=float, help="Largest pre-emphasis coefficient (flatter spectrum of loud speech).")
+@click.option("--p-tilt", type=float, help="Share of examples pre-emphasised (with --tilt).")
 @click.option("--crop-frames", type=int, help="rescnn dense: frames per training crop.")
 @click.option("--loss", type=click.Choice(["logmag", "compressed"]),
               help="rescnn: log-magnitude MSE (paper) or compressed-magnitude MSE.")
@@ -91,7 +96,7 @@ OPTION_HELP = "Plugin option PLUGIN.KEY=VALUE (repeatable; value parsed as JSON 
 @click.option("--threads", type=int, help="torch threads (default: torch's choice).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def train(enhancer, speech, speech_root, noise, noise_root, options, out, resume, init_from, model, width, steps, minutes,
-          batch, lr, optimizer, schedule, snrs, p_clean, crop_frames, loss, valid_fraction, test_fraction, valid_every,
+          batch, lr, optimizer, schedule, snrs, p_clean, speed_range, p_speed, tilt, p_tilt, crop_frames, loss, valid_fraction, test_fraction, valid_every,
           seed, threads, quiet) -> None:
     """Train ENHANCER on clean SPEECH mixed on the fly with NOISE; write a checkpoint.
 
@@ -111,10 +116,16 @@ def train(enhancer, speech, speech_root, noise, noise_root, options, out, resume
     kwargs: dict[str, Any] = {"seed": seed}
     for k, v in {"steps": steps, "minutes": minutes, "batch": batch, "lr": lr, "optimizer": optimizer,
                  "schedule": schedule, "snrs": _floats(snrs), "p_clean": p_clean, "crop_frames": crop_frames,
+                 "p_speed": p_speed, "tilt": tilt, "p_tilt": p_tilt,
                  "loss": loss, "init": init_from, "valid_fraction": valid_fraction, "test_fraction": test_fraction,
                  "valid_every": valid_every, "threads": threads}.items():
         if v is not None:
             kwargs[k] = v
+    if speed_range is not None:
+        lohi = _floats(speed_range)
+        if len(lohi) != 2:
+            raise click.BadParameter(f"{speed_range!r}: give LOW,HIGH, e.g. 0.9,1.4", param_hint="--speed")
+        kwargs["speed"] = lohi
     if steps is None and minutes is None and resume is None:
         raise ConfigError("give a training budget: --steps N and/or --minutes M")
     utts = ds.utterances()

@@ -147,14 +147,45 @@ class OnTheFlyMixer:
         segment_s: length of the speech segment (a random crop; shorter utterances whole).
         seed: the stream's seed.
         source: the noise source name (part of the mixing key).
+        speed: ``(low, high)``: with probability ``p_speed`` the speech segment is sped up (or
+            slowed down) by a factor drawn uniformly from this range, which raises (lowers) its
+            pitch and formants together, as raised vocal effort and higher voices do. The clean
+            target is the perturbed speech.
+        p_speed: share of examples that get the speed perturbation.
+        tilt: with probability ``p_tilt`` the segment is pre-emphasised, ``x[n] - a x[n-1]`` with
+            ``a`` uniform in ``[0, tilt]``: the flatter spectrum of shouted speech.
+        p_tilt: share of examples that get the tilt.
+
+    Without augmentation (the defaults) the stream is the same as before these options existed:
+    augmentation draws from its own random stream.
     """
 
     def __init__(self, speech: SpeechPool, clips: Sequence[NoiseClip], *, snrs: Sequence[float] = PAPER_SNRS,
-                 p_clean: float = 0.0, segment_s: float = 2.0, seed: int = 0, source: str = "noise") -> None:
+                 p_clean: float = 0.0, segment_s: float = 2.0, seed: int = 0, source: str = "noise",
+                 speed: tuple[float, float] = (1.0, 1.0), p_speed: float = 0.0, tilt: float = 0.0,
+                 p_tilt: float = 0.0) -> None:
         self.speech, self.clips = speech, list(clips)
         self.snrs, self.p_clean = [float(s) for s in snrs], p_clean
         self.segment = int(round(segment_s * SAMPLE_RATE))
         self.seed, self.source = seed, source
+        lo, hi = (float(v) for v in speed)
+        if not 0.5 <= lo <= hi <= 2.0:
+            raise ConfigError(f"speed range {speed!r}: give 0.5 <= low <= high <= 2.0, e.g. (0.9, 1.4)")
+        if not 0.0 <= tilt < 1.0:
+            raise ConfigError(f"tilt {tilt!r}: give a pre-emphasis coefficient in [0, 1), e.g. 0.7")
+        for name, p in (("p_speed", p_speed), ("p_tilt", p_tilt)):
+            if not 0.0 <= p <= 1.0:
+                raise ConfigError(f"{name} {p!r}: give a probability in [0, 1]")
+        self.speed, self.p_speed, self.tilt, self.p_tilt = (lo, hi), float(p_speed), float(tilt), float(p_tilt)
+
+    def _augment_draw(self, index: int, attempt: int) -> tuple[float, float]:
+        """(speed factor, pre-emphasis coefficient) of example ``index`` (1, 0: none)."""
+        if not (self.p_speed or self.p_tilt):
+            return 1.0, 0.0
+        rng = np.random.default_rng([self.seed, index, attempt, 7])
+        f = float(rng.uniform(*self.speed)) if rng.random() < self.p_speed else 1.0
+        a = float(rng.uniform(0.0, self.tilt)) if rng.random() < self.p_tilt else 0.0
+        return f, a
 
     def example(self, index: int) -> Example:
         """Example ``index`` of the stream (retries deterministically past silent segments)."""
@@ -162,8 +193,14 @@ class OnTheFlyMixer:
             rng = np.random.default_rng([self.seed, index, attempt])
             j = int(rng.integers(0, len(self.speech.signals)))
             x = self.speech.signals[j]
-            start = int(rng.integers(0, len(x) - self.segment + 1)) if len(x) > self.segment else 0
-            seg = x[start : start + self.segment]
+            f, a = self._augment_draw(index, attempt)
+            need = int(round(self.segment * f))  # source samples that make one segment after the speed change
+            start = int(rng.integers(0, len(x) - need + 1)) if len(x) > need else 0
+            seg = x[start : start + need]
+            if f != 1.0:
+                seg = change_speed(seg, f)
+            if a:
+                seg = np.append(seg[:1], seg[1:] - np.float32(a) * seg[:-1]).astype(np.float32)
             snr = CLEAN_SNR if rng.random() < self.p_clean else self.snrs[int(rng.integers(0, len(self.snrs)))]
             try:
                 m = mix(seg, self.clips, snr, key=f"{self.speech.ids[j]}@{start}#{index}.{attempt}",
@@ -174,9 +211,25 @@ class OnTheFlyMixer:
         raise AudioError(f"could not draw a non-silent training example at index {index}")
 
     def describe(self) -> dict[str, Any]:
-        return {"snrs_db": self.snrs, "p_clean": self.p_clean, "clean_snr_db": CLEAN_SNR,
-                "segment_s": self.segment / SAMPLE_RATE, "seed": self.seed, "noise_source": self.source,
-                "noise_clips": len(self.clips), "snr_definition": SNR_DEFINITION}
+        out = {"snrs_db": self.snrs, "p_clean": self.p_clean, "clean_snr_db": CLEAN_SNR,
+               "segment_s": self.segment / SAMPLE_RATE, "seed": self.seed, "noise_source": self.source,
+               "noise_clips": len(self.clips), "snr_definition": SNR_DEFINITION}
+        if self.p_speed or self.p_tilt:
+            out["augment"] = {"speed": list(self.speed), "p_speed": self.p_speed, "tilt": self.tilt,
+                              "p_tilt": self.p_tilt}
+        return out
+
+
+def change_speed(x: np.ndarray, factor: float) -> np.ndarray:
+    """``x`` played ``factor`` times faster (pitch and formants scale by ``factor``): a polyphase
+    resampling (scipy) by the ratio 1000 / round(1000 * factor), length ``len(x) / factor``."""
+    from math import gcd
+
+    from scipy.signal import resample_poly
+
+    up, down = 1000, int(round(1000 * factor))
+    g = gcd(up, down)
+    return resample_poly(np.asarray(x, np.float64), up // g, down // g).astype(np.float32)
 
 
 def fixed_mixtures(speech: SpeechPool, clips: Sequence[NoiseClip], snrs: Sequence[float], *, seed: int,

@@ -281,16 +281,22 @@ def test_cli_train_on_fixture_corpora(tmp_path):
     out = tmp_path / "ckpt.pt"
     args = ["rescnn", "--speech", "librispeech", "--speech-root", str(tmp_path / "libri"), "--noise", "folder",
             "--noise-root", str(noise), "--out", str(out), "--steps", "2", "--width", "4,4,8,8", "--batch", "2",
-            "--crop-frames", "40", "--optimizer", "adam", "--lr", "0.001", "--valid-every", "1", "--quiet"]
+            "--crop-frames", "40", "--speed", "0.9,1.4", "--p-speed", "0.5", "--tilt", "0.7", "--p-tilt", "0.3",
+            "--optimizer", "adam", "--lr", "0.001", "--valid-every", "1", "--quiet"]
     r = CliRunner().invoke(train_cmd, args, catch_exceptions=False)
     assert r.exit_code == 0, r.output
     blob = M.load_checkpoint(out)
     assert blob["meta"]["steps"] == 2 and blob["meta"]["data"]["speech"]["dataset"] == "librispeech"
     assert blob["arch"]["widths"] == [4, 4, 8, 8]
+    settings = blob["meta"]["settings"]
+    assert (list(settings["speed"]), settings["p_speed"], settings["tilt"], settings["p_tilt"]) == ([0.9, 1.4], 0.5, 0.7, 0.3)
     r = CliRunner().invoke(train_cmd, args[:-7] + ["--steps", "3", "--resume", str(out), "--quiet"],
                            catch_exceptions=False)
     assert r.exit_code == 0, r.output
     assert M.load_checkpoint(out)["meta"]["steps"] == 3
+    assert list(M.load_checkpoint(out)["meta"]["settings"]["speed"]) == [0.9, 1.4]  # kept across --resume
+    bad = CliRunner().invoke(train_cmd, args[:-7] + ["--steps", "1", "--speed", "1.2"])
+    assert bad.exit_code != 0 and "--speed" in bad.output and "LOW,HIGH" in bad.output
 
 
 def test_conformance_shipped_checkpoint():

@@ -52,6 +52,10 @@ class TrainSettings:
     lr_final_fraction: float = 0.05
     snrs: tuple[float, ...] = (0, 5, 10, 15, 20, 25)
     p_clean: float = 0.0
+    speed: tuple[float, float] = (1.0, 1.0)  # speed perturbation range (see OnTheFlyMixer)
+    p_speed: float = 0.0
+    tilt: float = 0.0  # largest pre-emphasis coefficient
+    p_tilt: float = 0.0
     seed: int = 0
     valid_every: int = 200
     valid_mixtures: int = 48
@@ -77,7 +81,7 @@ def resume_settings(resume: str | Path, overrides: dict[str, Any]) -> TrainSetti
     saved = dict(M.load_checkpoint(resume)["meta"].get("settings", {}))
     known = set(TrainSettings.__dataclass_fields__)
     base = {k: v for k, v in saved.items() if k in known}
-    for k in ("widths", "snrs"):
+    for k in ("widths", "snrs", "speed"):
         if base.get(k) is not None:
             base[k] = tuple(base[k])
     return TrainSettings(**{**base, **overrides})
@@ -142,7 +146,8 @@ def train(speech: Sequence[Utterance], noise: NoiseSource, out: str | Path, sett
     dense = s.model == "dense"
     segment_s = (s.crop_frames - 1) * 0.01 if dense else 2.0
     mixer = OnTheFlyMixer(train_pool, train_clips, snrs=s.snrs, p_clean=s.p_clean, segment_s=segment_s,
-                          seed=s.seed, source=noise.name)
+                          seed=s.seed, source=noise.name, speed=tuple(s.speed), p_speed=s.p_speed,
+                          tilt=s.tilt, p_tilt=s.p_tilt)
 
     blob = M.load_checkpoint(resume) if resume else None
     if blob is not None:
