@@ -1,6 +1,7 @@
 """The ``bench`` command line: parse -> RunConfig -> runner -> store. Thin on purpose."""
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import sys
@@ -162,22 +163,10 @@ def run(protocol, suite, datasets, ser_models, enhancers, noise_sources, snrs, t
             click.echo(f"+ {len(quality_cells(config))} quality cells (noisy / enhanced x SNR x noise x dataset)")
         return
     store = Store(db)
-    # SIGTERM (kill, a job scheduler's stop) would end the process on the spot, leaving the run
-    # "running" forever: raise it as an interrupt instead, so the runner records the run interrupted
-    main = threading.current_thread() is threading.main_thread()  # handlers can only be set there
-    previous = signal.signal(signal.SIGTERM, _interrupt) if main else None
     progress = not quiet and sys.stderr.isatty()
-    try:
-        with progress_switch(progress):  # one switch for every bar: ours, the plugins', libraries'
-            summary = run_protocol(config, store=store, executor=executor, jobs=jobs, scheduler=scheduler,
-                                   cache_dir=cache_dir, progress=progress, echo=click.echo)
-    except KeyboardInterrupt as exc:
-        click.echo(f"interrupted ({exc or 'Ctrl-C'}): the run is marked interrupted in {store.url}; re-run the same "
-                   "command to resume", err=True)
-        raise SystemExit(130) from None
-    finally:
-        if main:
-            signal.signal(signal.SIGTERM, previous)
+    with _stop_as_interrupt(store), progress_switch(progress):  # one switch for every bar
+        summary = run_protocol(config, store=store, executor=executor, jobs=jobs, scheduler=scheduler,
+                               cache_dir=cache_dir, progress=progress, echo=click.echo)
     click.echo(
         f"run {summary.run_id}: {summary.n_done} computed, {summary.n_skipped} already stored, "
         f"{summary.n_failed} failed, {summary.wall_s:.1f} s -> {store.url}"
@@ -190,6 +179,24 @@ def run(protocol, suite, datasets, ser_models, enhancers, noise_sources, snrs, t
 
 def _interrupt(signum, frame) -> None:  # noqa: ANN001
     raise KeyboardInterrupt(f"stopped by {signal.Signals(signum).name}")
+
+
+@contextlib.contextmanager
+def _stop_as_interrupt(store):  # noqa: ANN001, ANN202
+    """SIGTERM (kill, a job scheduler's stop) would end the process on the spot, leaving its run
+    "running" forever: raise it as an interrupt instead, so the runner records the run
+    interrupted; then one line on stderr and exit status 130 (Ctrl-C alike)."""
+    main = threading.current_thread() is threading.main_thread()  # handlers can only be set there
+    previous = signal.signal(signal.SIGTERM, _interrupt) if main else None
+    try:
+        yield
+    except KeyboardInterrupt as exc:
+        click.echo(f"interrupted ({exc or 'Ctrl-C'}): the run is marked interrupted in {store.url}; re-run the same "
+                   "command to resume", err=True)
+        raise SystemExit(130) from None
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _require_quality_extra() -> None:
@@ -277,8 +284,10 @@ def paper(data_roots, snrs, enhancers, quick, options, noise_root, suites_dir, s
     from .report.paper import tables_from_store, text
 
     store = Store(db)
-    res = paper_mod.run_paper(plan, store=store, out=out, executor=executor, jobs=jobs, cache_dir=cache_dir,
-                              progress=not quiet and sys.stderr.isatty(), echo=click.echo)
+    progress = not quiet and sys.stderr.isatty()
+    with _stop_as_interrupt(store), progress_switch(progress):
+        res = paper_mod.run_paper(plan, store=store, out=out, executor=executor, jobs=jobs, cache_dir=cache_dir,
+                                  progress=progress, echo=click.echo)
     click.echo("\n" + text(tables_from_store(store)))
     click.echo(f"{len(res.runs)} experiments run, {len(plan.skipped)} skipped, {res.wall_s:.0f} s; wrote {res.report}")
     if res.failed:

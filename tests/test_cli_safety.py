@@ -159,6 +159,47 @@ def test_sigterm_mid_run_marks_the_run_interrupted(tmp_path, jobs):
     assert "was interrupted" in html and "<td class=\"label\">interrupted</td>" in html
 
 
+def test_sigterm_mid_paper_marks_its_run_interrupted(tmp_path):
+    """`bench paper` runs several experiments: a stop mid-way marks the one under way interrupted
+    (not "running" forever) and exits 130 with one line, as `bench run` does."""
+    import signal
+    import time
+
+    import numpy as np
+    import soundfile as sf
+
+    from ser_bench_plugins.recola import write_synthetic_recola
+
+    write_synthetic_recola(tmp_path / "recola", n_train=2, n_dev=1, n_test=1, seconds=8)
+    (tmp_path / "noise").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        sf.write(str(tmp_path / "noise" / f"n{i}.wav"), (0.1 * rng.standard_normal(16000)).astype(np.float32), 16000)
+    db = tmp_path / "r.db"
+    env = dict(os.environ, PYTHONPATH=str(ROOT), BENCH_DB=str(db), BENCH_CACHE=str(tmp_path / "cache"))
+    proc = subprocess.Popen([sys.executable, "-m", "ser_bench.cli", "paper", "--data-root", f"recola={tmp_path / 'recola'}",
+                             "--quick", "--enhancer", "wiener", "--noise-root", str(tmp_path / "noise"),
+                             "-j", "1", "-q", "--out", str(tmp_path / "rep")],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and proc.poll() is None:
+            if db.exists() and Store(str(db)).count("runs") > 0:
+                break
+            time.sleep(0.2)
+        time.sleep(0.5)
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    runs = Store(str(db)).runs_frame()
+    assert "running" not in set(runs.status) and "interrupted" in set(runs.status)
+
+
 # ----------------------------------------------------------------------------- -q: one switch for every bar
 
 
