@@ -170,6 +170,24 @@ def test_a_run_whose_cells_another_run_stored_counts_them(registry, tiny_config,
     assert "<td>15 / 15</td>" in html
 
 
+def test_a_rerun_with_other_settings_supersedes_rather_than_averages(registry, tiny_config, tmp_path):
+    """The same cells computed again with other settings (here another seed; in practice a
+    retrained checkpoint under the same enhancer name) replace the older results in the report,
+    which says so, instead of pooling two configurations into one mean."""
+    store = Store()
+    first = run(tiny_config("mismatched", snrs=[0.0]), store=store, registry=registry, progress=False)
+    second = run(tiny_config("mismatched", snrs=[0.0], seed=1), store=store, registry=registry, progress=False)
+    assert second.n_skipped == 0  # other settings: other cells
+    every = store.results_frame(superseded=True)
+    current = store.results_frame()
+    assert len(every) == 2 * len(current) and set(current.run_id) == {second.run_id}
+    assert current.attrs["superseded"] == {"results": len(current), "runs": [first.run_id]}
+    folds = {row["label"][1]: row["cells"][0].n_folds for row in collect(store)["tables"][0].rows}
+    assert folds["none"] == current[(current.test_condition == "clean") & (current.metric == "uar")].shape[0]
+    html = build_report(store, tmp_path / "rep").read_text()
+    assert f"older result(s) of run(s) {first.run_id} are not shown" in html
+
+
 # ----------------------------------------------------------------------------- point 8: tiny / single-class folds
 
 

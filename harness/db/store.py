@@ -257,8 +257,16 @@ class Store:
         with self.engine.connect() as conn:
             return pd.read_sql(q, conn)
 
-    def results_frame(self) -> pd.DataFrame:
-        """One row per (done cell, metric), with the cell's coordinates and run id."""
+    def results_frame(self, superseded: bool = False) -> pd.DataFrame:
+        """One row per (done cell, metric), with the cell's coordinates and run id.
+
+        A cell is *superseded* when a newer cell has the same coordinates (dataset, models,
+        conditions, SNRs, fold, metric) but another content key: the same experiment rerun with
+        other settings, e.g. a retrained checkpoint or other plugin options under the same enhancer
+        name. Only the newest is returned unless ``superseded``; how many were left out, and from
+        which runs, is in ``frame.attrs["superseded"]`` (reports say so rather than average the
+        two configurations as if they were one).
+        """
         q = (
             select(Cell.id.label("cell_id"), Cell.run_id, Cell.kind, Cell.dataset, Cell.ser_model, Cell.enhancer,
                    Cell.noise, Cell.protocol, Cell.train_condition, Cell.train_snr, Cell.test_condition,
@@ -268,7 +276,17 @@ class Store:
             .order_by(Cell.id, Result.metric)
         )
         with self.engine.connect() as conn:
-            return pd.read_sql(q, conn)
+            df = pd.read_sql(q, conn)
+        if superseded or df.empty:
+            df.attrs["superseded"] = {"results": 0, "runs": []}
+            return df
+        coords = ["kind", "dataset", "ser_model", "enhancer", "noise", "protocol", "train_condition", "train_snr",
+                  "test_condition", "test_snr", "fold", "metric"]
+        newest = df.groupby(coords, dropna=False, sort=False)["cell_id"].transform("max")
+        old = df[df.cell_id != newest]
+        df = df[df.cell_id == newest].reset_index(drop=True)
+        df.attrs["superseded"] = {"results": int(len(old)), "runs": sorted(int(r) for r in set(old.run_id))}
+        return df
 
     def count(self, table: str = "results") -> int:
         model = {"results": Result, "cells": Cell, "runs": Run}[table]

@@ -229,7 +229,7 @@ def build_report(store: Store, out: Path) -> Path:
     runs = data["runs"]
     html = env.get_template("index.html").render(
         tables=data["tables"],
-        run_notes=run_notes(runs),
+        run_notes=run_notes(runs) + superseded_notes(data["results"]),
         runs=runs.to_dict(orient="records") if not runs.empty else [],
         generated=_generated_at().strftime("%Y-%m-%d %H:%M UTC"),
         script=Markup(script),  # verbatim: the CSP hash below is of these exact characters
@@ -272,6 +272,17 @@ def _generated_at() -> datetime:
             raise ReportError(f"SOURCE_DATE_EPOCH={epoch!r} is not a Unix time in seconds; "
                               "set it to an integer (e.g. $(date +%s)) or unset it") from None
     return datetime.now(timezone.utc)
+
+
+def superseded_notes(results: pd.DataFrame) -> list[str]:
+    """A line when older results were left out for newer ones with the same coordinates."""
+    sup = results.attrs.get("superseded") or {}
+    if not sup.get("results"):
+        return []
+    runs = ", ".join(str(r) for r in sup["runs"])
+    return [f"{sup['results']} older result(s) of run(s) {runs} are not shown: a newer run computed the same "
+            "cells with other settings (e.g. a retrained checkpoint or other options under the same enhancer "
+            "name), and only the newest of each is used. `bench runs show RUN` lists a run's settings."]
 
 
 def run_notes(runs: pd.DataFrame) -> list[str]:
