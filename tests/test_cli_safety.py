@@ -123,16 +123,16 @@ def test_runs_show_prints_real_types():
 # ----------------------------------------------------------------------------- SIGTERM / Ctrl-C
 
 
-@pytest.mark.parametrize("jobs", ["2"])  # the default executor: a process pool
-def test_sigterm_mid_run_marks_the_run_interrupted(tmp_path, jobs):
+def _sigterm_once_under_way(args: list[str], tmp_path: Path) -> tuple[Path, int, str]:
+    """Start ``bench ARGS`` in a subprocess, send SIGTERM once its first run is recorded, and
+    return (database, exit status, stderr)."""
     import signal
     import time
 
     db = tmp_path / "r.db"
     env = dict(os.environ, PYTHONPATH=str(ROOT), BENCH_DB=str(db), BENCH_CACHE=str(tmp_path / "cache"))
-    proc = subprocess.Popen([sys.executable, "-m", "ser_bench.cli", "run", "mismatched", "-o", "synthetic.per_class=2",
-                             "-j", jobs, "-q"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen([sys.executable, "-m", "ser_bench.cli", *args], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and proc.poll() is None:  # wait until the run is under way
@@ -142,11 +142,18 @@ def test_sigterm_mid_run_marks_the_run_interrupted(tmp_path, jobs):
         time.sleep(0.5)
         assert proc.poll() is None, proc.communicate()
         proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=120)
+        _, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 130, err
+    return db, proc.returncode, err
+
+
+@pytest.mark.parametrize("jobs", ["2"])  # the default executor: a process pool
+def test_sigterm_mid_run_marks_the_run_interrupted(tmp_path, jobs):
+    db, code, err = _sigterm_once_under_way(["run", "mismatched", "-o", "synthetic.per_class=2", "-j", jobs, "-q"],
+                                            tmp_path)
+    assert code == 130, err
     assert "interrupted" in err and "Traceback" not in err
     store = Store(str(db))
     run = store.runs_frame().iloc[0]
@@ -162,9 +169,6 @@ def test_sigterm_mid_run_marks_the_run_interrupted(tmp_path, jobs):
 def test_sigterm_mid_paper_marks_its_run_interrupted(tmp_path):
     """`bench paper` runs several experiments: a stop mid-way marks the one under way interrupted
     (not "running" forever) and exits 130 with one line, as `bench run` does."""
-    import signal
-    import time
-
     import numpy as np
     import soundfile as sf
 
@@ -175,26 +179,10 @@ def test_sigterm_mid_paper_marks_its_run_interrupted(tmp_path):
     rng = np.random.default_rng(0)
     for i in range(4):
         sf.write(str(tmp_path / "noise" / f"n{i}.wav"), (0.1 * rng.standard_normal(16000)).astype(np.float32), 16000)
-    db = tmp_path / "r.db"
-    env = dict(os.environ, PYTHONPATH=str(ROOT), BENCH_DB=str(db), BENCH_CACHE=str(tmp_path / "cache"))
-    proc = subprocess.Popen([sys.executable, "-m", "ser_bench.cli", "paper", "--data-root", f"recola={tmp_path / 'recola'}",
-                             "--quick", "--enhancer", "wiener", "--noise-root", str(tmp_path / "noise"),
-                             "-j", "1", "-q", "--out", str(tmp_path / "rep")],
-                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline and proc.poll() is None:
-            if db.exists() and Store(str(db)).count("runs") > 0:
-                break
-            time.sleep(0.2)
-        time.sleep(0.5)
-        assert proc.poll() is None, proc.communicate()
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130, err
+    db, code, err = _sigterm_once_under_way(
+        ["paper", "--data-root", f"recola={tmp_path / 'recola'}", "--quick", "--enhancer", "wiener",
+         "--noise-root", str(tmp_path / "noise"), "-j", "1", "-q", "--out", str(tmp_path / "rep")], tmp_path)
+    assert code == 130, err
     assert "interrupted" in err and "Traceback" not in err
     runs = Store(str(db)).runs_frame()
     assert "running" not in set(runs.status) and "interrupted" in set(runs.status)
