@@ -128,7 +128,7 @@ def guard_check(m: dict, enhs: list[str], snrs: list[str], low=("-5 dB", "0 dB")
             cells.append(f"{d:+.1f}" + (f", {100 * kept:.0f} %" if kept is not None else ""))
         # an SNR without the guard, its inner enhancer or noisy is not checked: say so, not "NOT kept"
         verdict = "NOT kept" if not ok else (f"kept where measured ({', '.join(missing)} not run)" if missing else "kept")
-        m["guard"].setdefault(g, {})["promises_kept"] = ok if not missing or not ok else None
+        m["guard"].setdefault(g, {})["promises_kept"] = None if ok and missing else ok  # None: not all checked
         print(f"| {g} | " + " | ".join(cells) + f" | {verdict} |")
 
 

@@ -221,15 +221,11 @@ class OnTheFlyMixer:
 
 
 def change_speed(x: np.ndarray, factor: float) -> np.ndarray:
-    """``x`` played ``factor`` times faster (pitch and formants scale by ``factor``): a polyphase
-    resampling (scipy) by the ratio 1000 / round(1000 * factor), length ``len(x) / factor``."""
-    from math import gcd
+    """``x`` played ``factor`` times faster (pitch and formants scale by ``factor``), length
+    ``len(x) / factor``: :func:`ser_bench.audio.resample` from ``factor`` x the sample rate."""
+    from .audio import resample
 
-    from scipy.signal import resample_poly
-
-    up, down = 1000, int(round(1000 * factor))
-    g = gcd(up, down)
-    return resample_poly(np.asarray(x, np.float64), up // g, down // g).astype(np.float32)
+    return resample(np.asarray(x, np.float32), int(round(SAMPLE_RATE * factor)), SAMPLE_RATE)
 
 
 def fixed_mixtures(speech: SpeechPool, clips: Sequence[NoiseClip], snrs: Sequence[float], *, seed: int,

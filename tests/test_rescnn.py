@@ -281,9 +281,9 @@ def test_cli_train_on_fixture_corpora(tmp_path):
     out = tmp_path / "ckpt.pt"
     args = ["rescnn", "--speech", "librispeech", "--speech-root", str(tmp_path / "libri"), "--noise", "folder",
             "--noise-root", str(noise), "--out", str(out), "--steps", "2", "--width", "4,4,8,8", "--batch", "2",
-            "--crop-frames", "40", "--speed", "0.9,1.4", "--p-speed", "0.5", "--tilt", "0.7", "--p-tilt", "0.3",
-            "--optimizer", "adam", "--lr", "0.001", "--valid-every", "1", "--quiet"]
-    r = CliRunner().invoke(train_cmd, args, catch_exceptions=False)
+            "--crop-frames", "40", "--optimizer", "adam", "--lr", "0.001", "--valid-every", "1", "--quiet"]
+    augment = ["--speed", "0.9,1.4", "--p-speed", "0.5", "--tilt", "0.7", "--p-tilt", "0.3"]
+    r = CliRunner().invoke(train_cmd, args + augment, catch_exceptions=False)
     assert r.exit_code == 0, r.output
     blob = M.load_checkpoint(out)
     assert blob["meta"]["steps"] == 2 and blob["meta"]["data"]["speech"]["dataset"] == "librispeech"
@@ -294,9 +294,12 @@ def test_cli_train_on_fixture_corpora(tmp_path):
                            catch_exceptions=False)
     assert r.exit_code == 0, r.output
     assert M.load_checkpoint(out)["meta"]["steps"] == 3
-    assert list(M.load_checkpoint(out)["meta"]["settings"]["speed"]) == [0.9, 1.4]  # kept across --resume
+    resumed = M.load_checkpoint(out)["meta"]["settings"]  # --resume without the flags keeps them
+    assert (list(resumed["speed"]), resumed["p_speed"], resumed["tilt"], resumed["p_tilt"]) == ([0.9, 1.4], 0.5, 0.7, 0.3)
     bad = CliRunner().invoke(train_cmd, args[:-7] + ["--steps", "1", "--speed", "1.2"])
     assert bad.exit_code != 0 and "--speed" in bad.output and "LOW,HIGH" in bad.output
+    bad = CliRunner().invoke(train_cmd, args[:-7] + ["--steps", "1", "--p-speed", "0.5"])
+    assert bad.exit_code != 0 and "--speed LOW,HIGH" in str(bad.exception or bad.output)
 
 
 def test_conformance_shipped_checkpoint():

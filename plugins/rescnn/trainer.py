@@ -65,6 +65,15 @@ class TrainSettings:
     init: str | None = None  # start from this checkpoint's weights and normalisation (fresh optimizer)
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        from ser_bench.errors import ConfigError
+
+        if self.p_speed and tuple(self.speed) == (1.0, 1.0):
+            raise ConfigError(f"p_speed {self.p_speed} with no speed range changes nothing: give --speed LOW,HIGH "
+                              "(e.g. 0.9,1.6), or drop --p-speed")
+        if self.p_tilt and not self.tilt:
+            raise ConfigError(f"p_tilt {self.p_tilt} with tilt 0 changes nothing: give --tilt A (e.g. 0.8), or drop --p-tilt")
+
     def resolved_widths(self) -> tuple[int, int, int, int]:
         from .model import CPU_WIDTHS, PAPER_WIDTHS
 
