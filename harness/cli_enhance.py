@@ -94,10 +94,14 @@ OPTION_HELP = "Plugin option PLUGIN.KEY=VALUE (repeatable; value parsed as JSON 
 @click.option("--valid-every", type=int, help="Validate and checkpoint every N steps.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--threads", type=int, help="torch threads (default: torch's choice).")
+@click.option("--device", help="Where the model trains: cpu (default), cuda or cuda:N. Not inherited by --resume.")
+@click.option("--workers", type=click.IntRange(min=0),
+              help="Processes building training batches ahead of each step (default 0: the training process). "
+                   "The same batches either way; use them to keep a GPU busy.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def train(enhancer, speech, speech_root, noise, noise_root, options, out, resume, init_from, model, width, steps, minutes,
           batch, lr, optimizer, schedule, snrs, p_clean, speed_range, p_speed, tilt, p_tilt, crop_frames, loss, valid_fraction, test_fraction, valid_every,
-          seed, threads, quiet) -> None:
+          seed, threads, device, workers, quiet) -> None:
     """Train ENHANCER on clean SPEECH mixed on the fly with NOISE; write a checkpoint.
 
     Speakers are split train / valid / test (held out); validation mixtures use held-out
@@ -118,7 +122,7 @@ def train(enhancer, speech, speech_root, noise, noise_root, options, out, resume
                  "schedule": schedule, "snrs": _floats(snrs), "p_clean": p_clean, "crop_frames": crop_frames,
                  "p_speed": p_speed, "tilt": tilt, "p_tilt": p_tilt,
                  "loss": loss, "init": init_from, "valid_fraction": valid_fraction, "test_fraction": test_fraction,
-                 "valid_every": valid_every, "threads": threads}.items():
+                 "valid_every": valid_every, "threads": threads, "device": device, "workers": workers}.items():
         if v is not None:
             kwargs[k] = v
     if speed_range is not None:

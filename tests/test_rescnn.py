@@ -163,6 +163,46 @@ def test_paper_model_training_step_runs(tmp_path):
     assert enh.enhance(x).shape == x.shape
 
 
+
+@pytest.mark.parametrize("model,extra", [("dense", {"crop_frames": 40}), ("paper", {"frames_per_mix": 4})])
+def test_batches_built_by_workers_are_the_same_batches(tmp_path, model, extra):
+    """--workers only moves batch building to other processes: same batches, same weights (and a resume
+    from a run with workers continues the same stream without them)."""
+    base = dict(model=model, widths=TINY, steps=3, batch=4, optimizer="adam", lr=3e-3, valid_every=3,
+                valid_mixtures=2, snrs=(0, 10), seed=5, speed=(0.9, 1.3), p_speed=0.5, **extra)
+    metas = {}
+    for w in (0, 2):
+        metas[w] = train(_utterances(), TinyNoise(), tmp_path / f"w{w}.pt", TrainSettings(**base, workers=w),
+                         progress=False, log=lambda *_: None)
+    a, b = (M.load_checkpoint(tmp_path / f"w{w}.pt")["state_dict"] for w in (0, 2))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert metas[2]["settings"]["workers"] == 2 and metas[2]["valid"]["valid_loss"] == metas[0]["valid"]["valid_loss"]
+    # resuming the workers' run in the training process: workers is how to run, not what to learn
+    from ser_bench_plugins.rescnn.trainer import resume_settings
+
+    more = resume_settings(tmp_path / "w2.pt", {"steps": 4})
+    assert more.workers == 0 and more.device == "cpu"
+    train(_utterances(), TinyNoise(), tmp_path / "w2.pt", more, resume=tmp_path / "w2.pt", progress=False,
+          log=lambda *_: None)
+    train(_utterances(), TinyNoise(), tmp_path / "w0.pt", TrainSettings(**{**base, "steps": 4}),
+          resume=tmp_path / "w0.pt", progress=False, log=lambda *_: None)
+    a, b = (M.load_checkpoint(tmp_path / f"w{w}.pt")["state_dict"] for w in (0, 2))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("kwargs,needle", [({"device": "gpu"}, "cpu, cuda or cuda:N"), ({"workers": -1}, "workers -1")])
+def test_bad_run_settings_name_the_value(kwargs, needle):
+    with pytest.raises(ConfigError, match=needle):
+        TrainSettings(steps=1, **kwargs)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without a GPU")
+def test_training_on_a_missing_gpu_says_so(tmp_path):
+    settings = TrainSettings(widths=TINY, steps=1, batch=2, crop_frames=40, valid_mixtures=2, snrs=(0,), device="cuda")
+    with pytest.raises(RuntimeError, match="cuda.*is_available"):
+        train(_utterances(), TinyNoise(), tmp_path / "gpu.pt", settings, progress=False, log=lambda *_: None)
+    assert not (tmp_path / "gpu.pt").exists()
+
 # ----------------------------------------------------------------------- checkpoints and the enhancer
 
 
@@ -283,13 +323,14 @@ def test_cli_train_on_fixture_corpora(tmp_path):
             "--noise-root", str(noise), "--out", str(out), "--steps", "2", "--width", "4,4,8,8", "--batch", "2",
             "--crop-frames", "40", "--optimizer", "adam", "--lr", "0.001", "--valid-every", "1", "--quiet"]
     augment = ["--speed", "0.9,1.4", "--p-speed", "0.5", "--tilt", "0.7", "--p-tilt", "0.3"]
-    r = CliRunner().invoke(train_cmd, args + augment, catch_exceptions=False)
+    r = CliRunner().invoke(train_cmd, args + augment + ["--device", "cpu", "--workers", "1"], catch_exceptions=False)
     assert r.exit_code == 0, r.output
     blob = M.load_checkpoint(out)
     assert blob["meta"]["steps"] == 2 and blob["meta"]["data"]["speech"]["dataset"] == "librispeech"
     assert blob["arch"]["widths"] == [4, 4, 8, 8]
     settings = blob["meta"]["settings"]
     assert (list(settings["speed"]), settings["p_speed"], settings["tilt"], settings["p_tilt"]) == ([0.9, 1.4], 0.5, 0.7, 0.3)
+    assert (settings["device"], settings["workers"]) == ("cpu", 1)
     r = CliRunner().invoke(train_cmd, args[:-7] + ["--steps", "3", "--resume", str(out), "--quiet"],
                            catch_exceptions=False)
     assert r.exit_code == 0, r.output

@@ -218,9 +218,16 @@ def n_parameters(model: nn.Module) -> int:
 # ---------------------------------------------------------------------- numpy <-> torch glue
 
 
-def _pick_device(device: str) -> torch.device:
-    if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' requested but torch.cuda.is_available() is False")
+def pick_device(device: str, training: bool = False) -> torch.device:
+    """``torch.device(device)``; a GPU one must exist. For training on a GPU, convolutions and matrix
+    products may use TF32 and cuDNN picks its fastest algorithms (training shapes repeat)."""
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"device {device!r} requested but torch.cuda.is_available() is False")
+        if training:
+            torch.backends.cudnn.benchmark = True
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
     return torch.device(device)
 
 
@@ -228,7 +235,7 @@ class Runner:
     """Inference wrapper: normalised frames in, masks out, in chunks (dense) or batches (paper)."""
 
     def __init__(self, model: ResCNN, device: str = "cpu", chunk_frames: int = 2000, batch: int = 64) -> None:
-        self.device = _pick_device(device)
+        self.device = pick_device(device)
         self.model = model.to(self.device).eval()
         self.chunk_frames, self.batch = chunk_frames, batch
 
@@ -328,11 +335,17 @@ def loss_fn(noisy: torch.Tensor, mask: torch.Tensor, clean: torch.Tensor, loss: 
     raise ValueError(f"loss must be one of {LOSSES}, not {loss!r}")
 
 
-def train_step(model: ResCNN, opt: torch.optim.Optimizer, x, noisy, clean, loss: str = "logmag") -> float:
+def _tensors(arrays, device) -> tuple[torch.Tensor, ...]:
+    return tuple(torch.as_tensor(a, dtype=torch.float32).to(device, non_blocking=True) for a in arrays)
+
+
+def train_step(model: ResCNN, opt: torch.optim.Optimizer, x, noisy, clean, loss: str = "logmag",
+               device: torch.device | str = "cpu") -> float:
     """One step. Dense: x (B, T+R-1, bins), noisy/clean (B, T, bins) log-magnitudes.
-    Paper: x (B, 35, bins), noisy/clean (B, bins) for the centre frames. ``loss``: see :func:`loss_fn`."""
+    Paper: x (B, 35, bins), noisy/clean (B, bins) for the centre frames. ``loss``: see :func:`loss_fn`.
+    ``device``: where ``model`` lies (the arrays are moved there)."""
     model.train()
-    x, noisy, clean = (torch.as_tensor(a, dtype=torch.float32) for a in (x, noisy, clean))
+    x, noisy, clean = _tensors((x, noisy, clean), device)
     mask = model(x)
     loss = loss_fn(noisy, mask, clean, loss)
     opt.zero_grad(set_to_none=True)
@@ -342,7 +355,7 @@ def train_step(model: ResCNN, opt: torch.optim.Optimizer, x, noisy, clean, loss:
 
 
 @torch.inference_mode()
-def eval_losses(model: ResCNN, batches) -> dict[str, float]:
+def eval_losses(model: ResCNN, batches, device: torch.device | str = "cpu") -> dict[str, float]:
     """Every loss of :data:`LOSSES` over ``(x, noisy, clean)`` batches, in eval mode, from one
     forward pass (log-magnitude MSE: weighted by each batch's number of bins; others: mean over
     batches)."""
@@ -350,7 +363,7 @@ def eval_losses(model: ResCNN, batches) -> dict[str, float]:
     sums = dict.fromkeys(LOSSES, 0.0)
     n_bins = n_batches = 0
     for x, noisy, clean in batches:
-        x, noisy, clean = (torch.as_tensor(a, dtype=torch.float32) for a in (x, noisy, clean))
+        x, noisy, clean = _tensors((x, noisy, clean), device)
         mask = model(x)
         sums["logmag"] += float(((noisy + mask - clean) ** 2).sum())
         n_bins += clean.numel()
@@ -392,5 +405,5 @@ def seed_all(seed: int) -> None:
 __all__ = [
     "Arch", "CPU_WIDTHS", "LOSSES", "N_BINS", "PAPER_CONTEXT", "PAPER_WIDTHS", "ResCNN", "Runner", "eval_loss",
     "eval_losses", "identity_losses", "load_checkpoint", "loss_fn", "macs_per_frame", "make_optimizer",
-    "model_from_checkpoint", "n_parameters", "save_checkpoint", "train_step",
+    "model_from_checkpoint", "n_parameters", "pick_device", "save_checkpoint", "train_step",
 ]

@@ -12,14 +12,22 @@ from ``(seed, example index)`` so a resumed run continues the same stream.
 A checkpoint (weights, architecture, normalisation, optimizer state, settings, data description,
 steps, time, validation history) is written atomically at every validation and at the end;
 ``resume`` continues from one.
+
+The batch of step ``k`` is a pure function of the settings and ``k`` (its examples are
+``first + k * per_step ...``; the paper model's window positions come from ``(seed, k)``), so
+``workers > 0`` (batches built by that many processes, ahead of the training step) gives the same
+batches as building them in the training process, and a model on ``device="cuda"`` sees the same
+stream as on the CPU.
 """
 from __future__ import annotations
 
+import collections
 import logging
 import math
+import multiprocessing
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,6 +70,8 @@ class TrainSettings:
     valid_fraction: float = 0.1
     test_fraction: float = 0.2
     threads: int | None = None
+    device: str = "cpu"  # where the model trains: "cpu", "cuda" or "cuda:N"
+    workers: int = 0  # processes building batches ahead of the training step (0: the training process)
     init: str | None = None  # start from this checkpoint's weights and normalisation (fresh optimizer)
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -73,6 +83,10 @@ class TrainSettings:
                               "(e.g. 0.9,1.6), or drop --p-speed")
         if self.p_tilt and not self.tilt:
             raise ConfigError(f"p_tilt {self.p_tilt} with tilt 0 changes nothing: give --tilt A (e.g. 0.8), or drop --p-tilt")
+        if not (self.device == "cpu" or self.device == "cuda" or self.device.startswith("cuda:")):
+            raise ConfigError(f"device {self.device!r}: give cpu, cuda or cuda:N")
+        if self.workers < 0:
+            raise ConfigError(f"workers {self.workers}: give 0 (build batches in the training process) or more")
 
     def resolved_widths(self) -> tuple[int, int, int, int]:
         from .model import CPU_WIDTHS, PAPER_WIDTHS
@@ -83,12 +97,17 @@ class TrainSettings:
         return self.batch or (8 if self.model == "dense" else 64)
 
 
+#: Settings that say how a run is carried out, not what it learns: a resume does not inherit them
+#: (a run started on a GPU can continue on a CPU).
+RUN_ONLY = ("device", "workers")
+
+
 def resume_settings(resume: str | Path, overrides: dict[str, Any]) -> TrainSettings:
     """The settings a checkpoint was trained with, updated with ``overrides`` (e.g. a larger budget)."""
     from . import model as M
 
     saved = dict(M.load_checkpoint(resume)["meta"].get("settings", {}))
-    known = set(TrainSettings.__dataclass_fields__)
+    known = set(TrainSettings.__dataclass_fields__) - set(RUN_ONLY)
     base = {k: v for k, v in saved.items() if k in known}
     for k in ("widths", "snrs", "speed"):
         if base.get(k) is not None:
@@ -125,6 +144,69 @@ def make_window_batch(examples, model, norm, per_mix: int, rng: np.random.Genera
     return np.stack(xs), np.stack(ns), np.stack(cs)
 
 
+class BatchMaker:
+    """Builds the batch of one step from its index alone (see the module docstring)."""
+
+    def __init__(self, mixer: OnTheFlyMixer, norm: dict[str, np.ndarray], geometry: Any, dense: bool,
+                 per_step: int, frames_per_mix: int, seed: int) -> None:
+        self.mixer, self.norm, self.dense = mixer, norm, dense
+        self.per_step, self.frames_per_mix, self.seed = per_step, frames_per_mix, seed
+        # only what make_batch / make_window_batch read from the model, so workers never hold torch modules
+        self.geometry = _Geometry(int(geometry.target_offset), int(geometry.window))
+
+    def __call__(self, step: int, first: int):
+        exs = [self.mixer.example(first + i) for i in range(self.per_step)]
+        if self.dense:
+            return make_batch(exs, self.geometry, self.norm)
+        return make_window_batch(exs, self.geometry, self.norm, self.frames_per_mix,
+                                 np.random.default_rng([self.seed, step]))
+
+
+@dataclass(frozen=True)
+class _Geometry:
+    target_offset: int
+    window: int
+
+
+_WORKER_MAKER: BatchMaker | None = None
+
+
+def _worker_init(maker: BatchMaker) -> None:
+    global _WORKER_MAKER
+    _WORKER_MAKER = maker
+
+
+def _worker_batch(step: int, first: int):
+    assert _WORKER_MAKER is not None
+    return _WORKER_MAKER(step, first)
+
+
+def batch_stream(make: Callable[[int, int], Any], step0: int, first0: int, per_step: int,
+                 workers: int = 0) -> Iterator[Any]:
+    """Batches of steps ``step0, step0 + 1, ...`` (step ``k`` from examples ``first0 + (k - step0) *
+    per_step ...``), in order. With ``workers`` > 0, that many processes build up to ``2 * workers``
+    batches ahead; closing the generator stops them."""
+    if workers <= 0:
+        k = step0
+        while True:
+            yield make(k, first0 + (k - step0) * per_step)
+            k += 1
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    pool = ctx.Pool(workers, initializer=_worker_init, initargs=(make,))
+    try:
+        pending: collections.deque = collections.deque()
+        nxt = step0
+        while True:
+            while len(pending) < 2 * workers:
+                pending.append(pool.apply_async(_worker_batch, (nxt, first0 + (nxt - step0) * per_step)))
+                nxt += 1
+            yield pending.popleft().get()
+    finally:
+        pool.terminate()
+        pool.join()
+
+
 def _lr(s: TrainSettings, progress: float) -> float:
     if s.schedule == "cosine":
         f = s.lr_final_fraction
@@ -145,6 +227,7 @@ def train(speech: Sequence[Utterance], noise: NoiseSource, out: str | Path, sett
         raise ValueError("give a training budget: steps and/or minutes")
     M.set_threads(s.threads)
     M.seed_all(s.seed)
+    device = M.pick_device(s.device, training=True)
     split = split_speakers(speech, valid_fraction=s.valid_fraction, test_fraction=s.test_fraction)
     train_pool = SpeechPool.load(split["train"], progress=progress)
     valid_pool = SpeechPool.load(split["valid"], progress=progress)
@@ -180,6 +263,7 @@ def train(speech: Sequence[Utterance], noise: NoiseSource, out: str | Path, sett
         # normalisation statistics from a separate stretch of the example stream
         norm = fe.fit_norm([fe.logmag(mixer.example(10**9 + i).noisy)[1] for i in range(64)])
         state = {}
+    net = net.to(device)
     opt = M.make_optimizer(net, s.optimizer, s.lr)
     if blob is not None and "optimizer" in blob:
         opt.load_state_dict(blob["optimizer"])
@@ -240,38 +324,39 @@ def train(speech: Sequence[Utterance], noise: NoiseSource, out: str | Path, sett
         bar = tqdm(total=s.steps, initial=step, unit="step", desc="training rescnn", dynamic_ncols=True)
     ema = None
     last_valid = step
-    while not done():
-        t0 = time.perf_counter()
-        exs = [mixer.example(examples_seen + i) for i in range(per_step)]
-        examples_seen += per_step
-        if dense:
-            x, n, c = make_batch(exs, net, norm)
-        else:
-            x, n, c = make_window_batch(exs, net, norm, s.frames_per_mix, np.random.default_rng([s.seed, step]))
-        for g in opt.param_groups:
-            g["lr"] = _lr(s, budget_progress())
-        loss = M.train_step(net, opt, x, n, c, s.loss)
-        if not math.isfinite(loss):
-            raise FloatingPointError(f"training diverged at step {step} (loss {loss}); lower the learning rate")
-        frames_seen += int(np.prod(n.shape[:2])) if dense else len(n)
-        step += 1
-        elapsed += time.perf_counter() - t0
-        ema = loss if ema is None else 0.98 * ema + 0.02 * loss
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(loss=f"{ema:.4f}", lr=f"{opt.param_groups[0]['lr']:.2g}", min=f"{elapsed / 60:.1f}")
-        if step - last_valid >= s.valid_every or done():
-            t1 = time.perf_counter()
-            vls = M.eval_losses(net, vbatches)
-            vl = vls[s.loss]
-            elapsed += time.perf_counter() - t1
-            history.append({"step": step, "train_loss_ema": round(ema, 5), "valid_loss": round(vl, 5),
-                            "valid_losses": {k: round(v, 5) for k, v in vls.items()},
-                            "elapsed_s": round(elapsed, 1), "frames": frames_seen})
-            last_valid = step
-            save()
-            msg = f"step {step}: train loss {ema:.4f}, valid loss {vl:.4f}, {elapsed / 60:.1f} min"
-            (bar.write(msg) if bar is not None else log(msg))
+    maker = BatchMaker(mixer, norm, net, dense, per_step, s.frames_per_mix, s.seed)
+    stream = batch_stream(maker, step, examples_seen, per_step, s.workers)
+    try:
+        while not done():
+            t0 = time.perf_counter()
+            x, n, c = next(stream)
+            examples_seen += per_step
+            for g in opt.param_groups:
+                g["lr"] = _lr(s, budget_progress())
+            loss = M.train_step(net, opt, x, n, c, s.loss, device=device)
+            if not math.isfinite(loss):
+                raise FloatingPointError(f"training diverged at step {step} (loss {loss}); lower the learning rate")
+            frames_seen += int(np.prod(n.shape[:2])) if dense else len(n)
+            step += 1
+            elapsed += time.perf_counter() - t0
+            ema = loss if ema is None else 0.98 * ema + 0.02 * loss
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{ema:.4f}", lr=f"{opt.param_groups[0]['lr']:.2g}", min=f"{elapsed / 60:.1f}")
+            if step - last_valid >= s.valid_every or done():
+                t1 = time.perf_counter()
+                vls = M.eval_losses(net, vbatches, device=device)
+                vl = vls[s.loss]
+                elapsed += time.perf_counter() - t1
+                history.append({"step": step, "train_loss_ema": round(ema, 5), "valid_loss": round(vl, 5),
+                                "valid_losses": {k: round(v, 5) for k, v in vls.items()},
+                                "elapsed_s": round(elapsed, 1), "frames": frames_seen})
+                last_valid = step
+                save()
+                msg = f"step {step}: train loss {ema:.4f}, valid loss {vl:.4f}, {elapsed / 60:.1f} min"
+                (bar.write(msg) if bar is not None else log(msg))
+    finally:
+        stream.close()
     if bar is not None:
         bar.close()
     return save(final=True)

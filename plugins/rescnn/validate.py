@@ -43,13 +43,13 @@ def validation_mixtures(checkpoint: str | Path, speech_root: str | Path, noise_r
 
 
 def sisdr_table(checkpoint: str | Path, examples, offsets: Sequence[float] = (0.0,),
-                max_gain_db: float | None = 0.0) -> dict[str, Any]:
+                max_gain_db: float | None = 0.0, device: str = "cpu") -> dict[str, Any]:
     """Mean SI-SDR improvement per SNR for each mask offset (the masks are computed once)."""
     from ser_bench.dsp import from_log_magnitude, log_magnitude
 
     from .enhancer import DB_PER_NEPER, ResCNNEnhancer
 
-    enh = ResCNNEnhancer(checkpoint=str(checkpoint), mask_offset_db=0.0, max_gain_db=max_gain_db)
+    enh = ResCNNEnhancer(checkpoint=str(checkpoint), mask_offset_db=0.0, max_gain_db=max_gain_db, device=device)
     per: dict[float, dict[float, list[float]]] = {float(o): {} for o in offsets}
     for ex in examples:
         spec, mask = enh.masks(ex.noisy)
@@ -85,6 +85,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--offsets", default="0")
     ap.add_argument("--per-snr", type=int, default=8)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (the paper-width per-frame model needs a GPU)")
     ap.add_argument("--speakers-from", help="take the validation speakers from this checkpoint (default: the first)")
     a = ap.parse_args(argv)
     import torch
@@ -95,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     for ck in a.checkpoint:
         if exs is None:  # every checkpoint of one comparison shares its validation split
             exs = validation_mixtures(a.speakers_from or ck, a.speech_root, a.noise_root, per_snr=a.per_snr)
-        table = sisdr_table(ck, exs, offsets)
+        table = sisdr_table(ck, exs, offsets, device=a.device)
         print(json.dumps({"checkpoint": ck, "delta_sisdr_db": table, "best_offset": tune_offset(table)}))
 
 
