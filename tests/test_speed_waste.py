@@ -201,6 +201,79 @@ def test_svm_fit_pickles_without_its_training_matrix_and_predicts_the_same():
                                                             ids=train.ids[:-1]))
 
 
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_numpy_one_vs_one_vote_equals_sklearn_predict(seed):
+    from sklearn.svm import SVC
+
+    from ser_bench_plugins.opensmile_svm import ovo_predict, rbf_kernel, svm_arrays
+
+    rng = np.random.default_rng(seed)
+    n_classes = 2 + seed  # 2 (scikit-learn flips the signs of its public attributes) .. 7 classes
+    y = np.array([f"c{v}" for v in rng.integers(0, n_classes, 150)])
+    X = rng.standard_normal((150, 6))
+    X[:, 0] += np.array([int(v[1:]) for v in y]) * 0.6
+    K = rbf_kernel(X, X, 0.2)
+    for C in (0.1, 1.0, 100.0):
+        svc = SVC(C=C, kernel="precomputed", class_weight="balanced").fit(K, y)
+        Kt = rbf_kernel(rng.standard_normal((300, 6)) * 1.5, X, 0.2)
+        assert (ovo_predict(svm_arrays(svc), Kt) == svc.predict(Kt)).all()
+
+
+def test_a_cached_svm_fit_predicts_without_importing_sklearn(tmp_path):
+    """A warm run reads fits from the cache: predicting them must not pay scikit-learn's import."""
+    import subprocess
+    import sys
+
+    from ser_bench import FeatureSet
+    from ser_bench_plugins.opensmile_svm import SVMeGeMAPS
+
+    rng = np.random.default_rng(1)
+    X = [rng.normal(size=12) + (i % 3) for i in range(45)]
+    train = FeatureSet(X=X, y=[f"k{i % 3}" for i in range(45)], groups=[f"s{i % 5}" for i in range(45)],
+                       ids=[str(i) for i in range(45)])
+    m = SVMeGeMAPS().fit(train)
+    test = rng.normal(size=(10, 12)) + 1
+    (tmp_path / "fit.pkl").write_bytes(pickle.dumps(m))
+    np.save(tmp_path / "train.npy", np.stack(X))
+    np.save(tmp_path / "test.npy", test)
+    code = f"""
+import pickle, sys, numpy as np
+from ser_bench import FeatureSet
+m = pickle.loads(open({str(tmp_path / "fit.pkl")!r}, "rb").read())
+X = list(np.load({str(tmp_path / "train.npy")!r}))
+m.restore_training_data(FeatureSet(X=X, y=[None] * len(X), groups=["g"] * len(X), ids=[str(i) for i in range(len(X))]))
+t = np.load({str(tmp_path / "test.npy")!r})
+print(",".join(m.predict(FeatureSet(X=list(t), y=None, groups=["t"] * len(t), ids=[str(i) for i in range(len(t))]))))
+print("sklearn" in sys.modules)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    expect = m.predict(FeatureSet(X=list(test), y=None, groups=["t"] * 10, ids=[str(i) for i in range(10)]))
+    assert out == [",".join(expect), "False"]
+
+
+def test_a_fit_cached_before_the_numpy_vote_still_predicts():
+    from sklearn.svm import SVC
+
+    from ser_bench import FeatureSet
+    from ser_bench_plugins.opensmile_svm import SVMeGeMAPS, rbf_kernel
+
+    rng = np.random.default_rng(2)
+    X = [rng.normal(size=8) + (i % 4) for i in range(40)]
+    y = [f"k{i % 4}" for i in range(40)]
+    train = FeatureSet(X=X, y=y, groups=[f"s{i % 5}" for i in range(40)], ids=[str(i) for i in range(40)])
+    m = SVMeGeMAPS().fit(train)
+    state = m.__getstate__()
+    svc = SVC(C=m.C_, kernel="precomputed", class_weight="balanced").fit(rbf_kernel(m.Z_, m.Z_, m.gamma_), y)
+    del state["svm_"]
+    state["model_"] = svc  # the old layout: the SVC object itself
+    old = SVMeGeMAPS.__new__(SVMeGeMAPS)
+    old.__dict__.update(state)
+    old.restore_training_data(train)
+    test = FeatureSet(X=[rng.normal(size=8) + 1.5 for _ in range(15)], y=None, groups=["t"] * 15,
+                      ids=[str(i) for i in range(15)])
+    assert old.predict(test) == m.predict(test)
+
 def test_an_in_process_run_uses_one_library_thread_and_restores_the_setting(reg, tiny_config, monkeypatch):
     import ser_bench.runner as R
 
