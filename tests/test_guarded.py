@@ -321,9 +321,13 @@ def test_calibration_is_cached_and_keyed(spy_registry, tmp_path):
     assert b.calibration() == cal and not LOG  # from the cache: nothing loaded
     assert b.identity() == a.identity()  # where the data lies is not part of it
     assert a.identity()["calibration"] == a.calibration_key() == cal["key"]
-    for change in ({"per_snr": 3}, {"estimator": "removed"}, {"seed": 1}, {"harm_weight": 0.5}, {"keep_w": 0.5},
-                   {"keep_snr_db": 5.0}):
+    for change in ({"per_snr": 3}, {"estimator": "removed"}, {"seed": 1}, {"harm_weight": 0.5}, {"keep_w": 0.5}):
         assert spy_registry.create("enhancer", "guarded-lowpass", {**opts, **change}).calibration_key() != cal["key"]
+    keep = {**opts, "keep_w": 0.9}
+    key = spy_registry.create("enhancer", "guarded-lowpass", keep).calibration_key()
+    assert spy_registry.create("enhancer", "guarded-lowpass", {**keep, "keep_snr_db": 5.0}).calibration_key() != key
+    # without keep_w its companions change nothing, so they don't change the key either
+    assert spy_registry.create("enhancer", "guarded-lowpass", {**opts, "keep_snr_db": 5.0}).calibration_key() == cal["key"]
     w1 = spy_registry.create("enhancer", "guarded-wiener", opts)
     w2 = spy_registry.create("enhancer", "guarded-wiener", {**opts, "inner": {"gain_floor_db": -20}})
     assert w1.calibration_key() != w2.calibration_key()  # the inner enhancer's identity is in the key
