@@ -22,6 +22,7 @@ stream as on the CPU.
 from __future__ import annotations
 
 import collections
+import itertools
 import logging
 import math
 import multiprocessing
@@ -186,21 +187,23 @@ def batch_stream(make: Callable[[int, int], Any], step0: int, first0: int, per_s
     """Batches of steps ``step0, step0 + 1, ...`` (step ``k`` from examples ``first0 + (k - step0) *
     per_step ...``), in order. With ``workers`` > 0, that many processes build up to ``2 * workers``
     batches ahead; closing the generator stops them."""
+    steps = itertools.count(step0)
+
+    def first(k: int) -> int:
+        return first0 + (k - step0) * per_step
+
     if workers <= 0:
-        k = step0
-        while True:
-            yield make(k, first0 + (k - step0) * per_step)
-            k += 1
+        yield from (make(k, first(k)) for k in steps)
+        return
     methods = multiprocessing.get_all_start_methods()
     ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
     pool = ctx.Pool(workers, initializer=_worker_init, initargs=(make,))
     try:
         pending: collections.deque = collections.deque()
-        nxt = step0
         while True:
             while len(pending) < 2 * workers:
-                pending.append(pool.apply_async(_worker_batch, (nxt, first0 + (nxt - step0) * per_step)))
-                nxt += 1
+                k = next(steps)
+                pending.append(pool.apply_async(_worker_batch, (k, first(k))))
             yield pending.popleft().get()
     finally:
         pool.terminate()
