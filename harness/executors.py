@@ -109,9 +109,27 @@ def _watch_parent() -> None:
     threading.Thread(target=watch, name="bench-parent-watch", daemon=True).start()
 
 
+def _fast_exit() -> None:
+    """A pool worker's last act: flush its output and leave without tearing the interpreter
+    down. Its results went back synchronously (the result queue has no feeder thread), so
+    nothing is lost; freeing every imported module (openSMILE, scikit-learn, torch) cost ~0.3 s
+    per worker at the end of every run, measured on a cold EMO-DB eGeMAPS run."""
+    import sys
+
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # pragma: no cover - a closed stream
+            pass
+    os._exit(0)
+
+
 def _init_worker(env: dict[str, str]) -> None:
+    import atexit
+
     os.environ.update(env)
     _watch_parent()
+    atexit.register(_fast_exit)  # registered last, so it runs first
     one_thread()  # libraries imported already (normally none yet; then the env above applies)
 
 
