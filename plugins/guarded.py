@@ -6,6 +6,9 @@ a blind estimate ``e`` (dB; no clean reference) through a calibrated ramp::
     w = clip((hi - e) / (hi - lo), 0, 1)      # 1 below lo (noisy: keep the enhancement),
                                                # 0 above hi (clean: keep the input)
 
+raised, where the calibration finds it pays, by a second ramp on another estimate (the
+*backstop*, below).
+
 Estimates (``estimator``):
 
 * ``wada``: WADA-SNR of the noisy input (Kim & Stern 2008: the waveform-amplitude distribution
@@ -39,6 +42,17 @@ few clean-ish utterances get enhanced and UAR falls 1.0-3.6 pp below noisy at 15
 of the four corpus x feature-set cases, while most of the gain at 10-20 dB is given away. The
 default therefore stays off.
 
+**Backstop** (``backstop``, on by default): one estimate may be blind where another sees.
+DeepFilterNet's own SNR estimate ranks 5..30 dB input well but reads -5 and 0 dB input as about
+-3.5 dB, so its best single ramp (-8..28 dB) gives ``w`` = 0.86-0.87 there and gives away part of
+the gain where it is largest; the energy it removed says "very noisy" plainly (-7.6 / -1.9 dB at
+-5 / 0 dB input) but also rises on distorted loud speech at 15-20 dB. The calibration therefore
+fits, after the best single ramp, a second ramp on another estimate, ``w = max(ramp(e1),
+ramp(e2))``, by the same cost, and keeps it only if it lowers the cost by at least 0.01. For
+DeepFilterNet it finds removed-energy -1..2 dB: ``w`` = 1.0 / 0.98 at -5 / 0 dB, unchanged at
+5..30 dB, calibration cost -0.591 -> -0.655 (the best any single estimate reached was -0.591).
+With ``backstop=false`` the calibration (and its key) is the single ramp, as before.
+
 The calibration is keyed by the inner enhancer's identity (weights digest included), the
 calibration data recipe and the options (:meth:`GuardedEnhancer.calibration_key`) and stored:
 first looked up in the committed ``guarded_calibration.json`` beside this module, then in the
@@ -71,6 +85,9 @@ CALIBRATION_VERSION = "1"
 ESTIMATORS = ("wada", "removed", "inner")
 W_GRID: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 CALIB_SNRS: tuple[float, ...] = (-5, 0, 5, 10, 15, 20, 30)
+#: Least drop of the calibration cost for which a backstop ramp is kept (a second ramp that
+#: changes little is not worth a second estimate).
+BACKSTOP_MIN_GAIN = 0.01
 
 
 # --------------------------------------------------------------------------- blind SNR estimates
@@ -173,7 +190,8 @@ def _interp_rows(dist: np.ndarray, w_grid: np.ndarray, w: np.ndarray) -> np.ndar
 
 def fit_ramp(scores: dict[str, Any], estimators: Sequence[str], grid: Sequence[float] | None = None,
              harm_weight: float = 0.0, keep_w: float = 0.0, keep_snr_db: float = 0.0,
-             keep_tolerance: float = 0.1) -> dict[str, Any]:
+             keep_tolerance: float = 0.1, backstop: bool = False,
+             backstop_min_gain: float = BACKSTOP_MIN_GAIN) -> dict[str, Any]:
     """The (estimator, lo, hi) minimising the mean log distance ratio (output vs noisy input),
     plus ``harm_weight`` times the mean of its positive part (mixtures made worse than the noisy
     input count extra: the guard's first duty is not to hurt).
@@ -183,11 +201,15 @@ def fit_ramp(scores: dict[str, Any], estimators: Sequence[str], grid: Sequence[f
     ``keep_w``, provided its cost is within ``keep_tolerance`` of the best ramp overall (else the
     estimate cannot keep that promise without hurting elsewhere, and the best ramp overall is kept;
     ``keep`` in the result says which). A ramp with ``lo`` above every estimate (``w = 1``) always
-    qualifies, so the grid's top is raised to make one."""
-    free = _fit_ramp(scores, estimators, grid, harm_weight, 0.0, keep_snr_db)
+    qualifies, so the grid's top is raised to make one.
+
+    With ``backstop``, a second ramp on another estimate may raise ``w``: ``w = max(ramp(e1),
+    ramp(e2))``, fitted by the same cost after the first; it is kept only if it lowers the cost by
+    at least ``backstop_min_gain`` (see :func:`weight_of`)."""
+    free = _fit_ramp(scores, estimators, grid, harm_weight, 0.0, keep_snr_db, backstop, backstop_min_gain)
     if not keep_w:
         return free
-    kept = _fit_ramp(scores, estimators, grid, harm_weight, keep_w, keep_snr_db)
+    kept = _fit_ramp(scores, estimators, grid, harm_weight, keep_w, keep_snr_db, backstop, backstop_min_gain)
     applied = kept["cost"] <= free["cost"] + keep_tolerance
     out = kept if applied else free
     out["keep"] = {"w": keep_w, "snr_db": keep_snr_db, "tolerance": keep_tolerance, "applied": bool(applied),
@@ -196,7 +218,18 @@ def fit_ramp(scores: dict[str, Any], estimators: Sequence[str], grid: Sequence[f
     return out
 
 
-def _fit_ramp(scores, estimators, grid, harm_weight, keep_w, keep_snr_db) -> dict[str, Any]:
+def weight_of(cal: dict[str, Any], est: dict[str, float]) -> float:
+    """``w`` of a calibration for one signal's estimates: its ramp, raised by its backstop ramp if
+    it has one."""
+    w = float(ramp(est[cal["estimator"]], float(cal["lo"]), float(cal["hi"])))
+    b = cal.get("backstop")
+    if b:
+        w = max(w, float(ramp(est[b["estimator"]], float(b["lo"]), float(b["hi"]))))
+    return w
+
+
+def _fit_ramp(scores, estimators, grid, harm_weight, keep_w, keep_snr_db, backstop=False,
+              backstop_min_gain=BACKSTOP_MIN_GAIN) -> dict[str, Any]:
     dist = np.maximum(np.asarray(scores["dist"]), 1e-9)
     w_grid = np.asarray(scores["w_grid"], np.float64)
     base = dist[:, 0]  # w = 0: the noisy input
@@ -220,9 +253,35 @@ def _fit_ramp(scores, estimators, grid, harm_weight, keep_w, keep_snr_db) -> dic
                     best = {"estimator": name, "lo": float(lo), "hi": float(hi), "cost": cost}
     if best is None:
         raise ConfigError(f"no estimator of {list(estimators)} is available for calibration")
-    # what the fitted ramp does, per SNR (for the record)
     e = np.asarray([x[best["estimator"]] for x in scores["estimates"]])
     w = ramp(e, best["lo"], best["hi"])
+    if backstop:
+        # a second estimate that sees what the first misses: w = max(first ramp, second ramp).
+        # DeepFilterNet's own SNR estimate ranks high-SNR input well but reads -5..0 dB input as
+        # ~-3.5 dB, giving w ~0.87 there; the energy it removed says "very noisy" plainly
+        back: dict[str, Any] | None = None
+        for name in estimators:
+            if name == best["estimator"] or not all(name in x for x in scores["estimates"]):
+                continue
+            e2 = np.asarray([x[name] for x in scores["estimates"]])
+            for i, lo in enumerate(grid):
+                for hi in grid[i + 1 :]:
+                    w2 = np.maximum(w, ramp(e2, lo, hi))
+                    if keep_w and low.any() and float(w2[low].mean()) < keep_w - 1e-9:
+                        continue
+                    lr = np.log(_interp_rows(dist, w_grid, w2) / base)
+                    cost = float(np.mean(lr + harm_weight * np.maximum(lr, 0.0)))
+                    if back is None or cost < back["cost"] - 1e-12:
+                        back = {"estimator": name, "lo": float(lo), "hi": float(hi), "cost": cost}
+        if back is not None and back["cost"] <= best["cost"] - backstop_min_gain:
+            best["backstop"] = {"estimator": back["estimator"], "lo": back["lo"], "hi": back["hi"],
+                                "cost_without": round(best["cost"], 5)}
+            best["cost"] = back["cost"]
+            e2 = np.asarray([x[back["estimator"]] for x in scores["estimates"]])
+            w = np.maximum(w, ramp(e2, back["lo"], back["hi"]))
+        else:
+            best["backstop"] = None
+    # what the fitted ramp does, per SNR (for the record)
     d = np.log(_interp_rows(dist, w_grid, w) / base)
     d1 = np.log(dist[:, -1] / base)
     oracle = np.log(dist.min(1) / base)
@@ -272,6 +331,8 @@ class GuardedEnhancer(Enhancer):
                               "or below keep_snr_db (0, the default: no such constraint; 0.9 tried, see the docs)")
         keep_snr_db: float = Field(0.0, description="the calibration SNRs (dB) where keep_w applies")
         keep_tolerance: float = Field(0.1, ge=0, description="largest rise of the calibration cost accepted to keep_w")
+        backstop: bool = Field(True, description="let a second blind estimate raise w where the first misses "
+                               "(w = max of two ramps), if that lowers the calibration cost by >= 0.01")
         calibration_dir: Path | None = Field(None, description="artefact cache (default $BENCH_CACHE/.bench-cache)")
 
     # ------------------------------------------------------------------ binding
@@ -310,6 +371,8 @@ class GuardedEnhancer(Enhancer):
                 "max_seconds": c.max_seconds, "seed": c.seed, "w_grid": list(W_GRID),
                 "criterion": "eGeMAPSv02 functionals, mean squared z distance to clean, log ratio to noisy",
                 "estimator": c.estimator, "harm_weight": c.harm_weight,
+                # off: the key of the calibrations made before the backstop existed
+                **({"backstop_min_gain": BACKSTOP_MIN_GAIN} if c.backstop else {}),
                 **({"keep_w": c.keep_w, "keep_snr_db": c.keep_snr_db, "keep_tolerance": c.keep_tolerance}
                    if c.keep_w else {})}
 
@@ -372,7 +435,8 @@ class GuardedEnhancer(Enhancer):
         elif len(scores["snrs"]) != len(exs):
             raise ConfigError(f"scores of {len(scores['snrs'])} mixtures given for {len(exs)}")
         fit = fit_ramp(scores, self.estimators(), harm_weight=self.config.harm_weight, keep_w=self.config.keep_w,
-                       keep_snr_db=self.config.keep_snr_db, keep_tolerance=self.config.keep_tolerance)
+                       keep_snr_db=self.config.keep_snr_db, keep_tolerance=self.config.keep_tolerance,
+                       backstop=self.config.backstop)
         fit.update({"key": self.calibration_key(), "inner": self.inner_name, "recipe": self._recipe(),
                     "utterances": sorted(set(pool.ids)), "speakers": sorted(set(pool.speakers)),
                     "noise_clips": sorted({e.clip_id for e in exs}), "n_mixtures": len(exs)})
@@ -389,9 +453,13 @@ class GuardedEnhancer(Enhancer):
             return self._calib
         if self.config.calibration is not None:
             cal = dict(self.config.calibration)
-            if not {"estimator", "lo", "hi"} <= set(cal) or cal["estimator"] not in ESTIMATORS:
+            b = cal.get("backstop")
+            if (not {"estimator", "lo", "hi"} <= set(cal) or cal["estimator"] not in ESTIMATORS
+                    or (b is not None and (not isinstance(b, dict) or not {"estimator", "lo", "hi"} <= set(b)
+                                           or b["estimator"] not in ESTIMATORS))):
                 raise ConfigError(f"{self.name}: calibration must be {{'estimator': one of {ESTIMATORS}, "
-                                  f"'lo': dB, 'hi': dB}}, not {cal}")
+                                  f"'lo': dB, 'hi': dB[, 'backstop': {{'estimator': ..., 'lo': dB, 'hi': dB}}]}}, "
+                                  f"not {cal}")
             self._calib = cal
             return cal
         key = self.calibration_key()
@@ -410,17 +478,18 @@ class GuardedEnhancer(Enhancer):
     # ------------------------------------------------------------------ inference
     def weight(self, noisy: np.ndarray, enhanced: np.ndarray, inner_snr: float | None = None) -> float:
         cal = self.calibration()
-        name = cal["estimator"]
-        if name == "wada":
-            e = wada_snr(noisy)
-        elif name == "removed":
-            e = removed_snr(noisy, enhanced)
-        else:
-            if inner_snr is None:
-                raise ConfigError(f"{self.name}: calibrated on the inner SNR estimate, which "
-                                  f"{self.inner_name!r} does not provide")
-            e = inner_snr
-        return float(ramp(e, float(cal["lo"]), float(cal["hi"])))
+        est: dict[str, float] = {}
+        for name in _estimators_of(cal):
+            if name == "wada":
+                est[name] = wada_snr(noisy)
+            elif name == "removed":
+                est[name] = removed_snr(noisy, enhanced)
+            else:
+                if inner_snr is None:
+                    raise ConfigError(f"{self.name}: calibrated on the inner SNR estimate, which "
+                                      f"{self.inner_name!r} does not provide")
+                est[name] = inner_snr
+        return weight_of(cal, est)
 
     def run_inner(self, noisy: np.ndarray, want_snr: bool) -> tuple[np.ndarray, float | None]:
         """The inner enhancer's output for ``noisy`` and, if ``want_snr``, the mean of its own SNR
@@ -432,12 +501,12 @@ class GuardedEnhancer(Enhancer):
         run's audio cache, see :meth:`enhance_from_inner`); default: run the inner enhancer."""
         cal = self.calibration()  # fail before enhancing if there is none
         x = np.asarray(noisy, np.float32)
-        if cal["estimator"] == "wada" and wada_snr(x) >= float(cal["hi"]):
+        if _estimators_of(cal) == ["wada"] and wada_snr(x) >= float(cal["hi"]):
             return x.copy(), 0.0  # w = 0: skip the inner enhancer
         if inner_output is None:
             def inner_output(want_snr: bool) -> tuple[np.ndarray, float | None]:
                 return self.run_inner(x, want_snr)
-        y, inner_snr = inner_output(cal["estimator"] == "inner")
+        y, inner_snr = inner_output("inner" in _estimators_of(cal))
         y = np.asarray(y, np.float32)
         w = self.weight(x, y, inner_snr)
         return (x + np.float32(w) * (y - x)).astype(np.float32), w
@@ -447,6 +516,12 @@ class GuardedEnhancer(Enhancer):
 
     def enhance_from_inner(self, noisy: np.ndarray, inner_output) -> np.ndarray:
         return self.enhance_with_weight(noisy, inner_output)[0]
+
+
+def _estimators_of(cal: dict[str, Any]) -> list[str]:
+    """The estimates a calibration's ``w`` reads (its ramp's, then its backstop's)."""
+    b = cal.get("backstop")
+    return [cal["estimator"]] + ([b["estimator"]] if b and b["estimator"] != cal["estimator"] else [])
 
 
 def _rebuild(inner_name: str, inner_cls: type[Enhancer], options: dict[str, Any]) -> GuardedEnhancer:
@@ -484,6 +559,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                    help="guarded option (JSON value), e.g. inner={\"checkpoint\": \"x.pt\"}")
     p.add_argument("--store", action="store_true", help=f"add the result to {STORE_FILE.name}")
     p.add_argument("--scores", help="a pickle of score_mixtures() for exactly these mixtures (skips the scoring)")
+    p.add_argument("--save-scores", help="write the score_mixtures() pickle here (for --scores later)")
     p.add_argument("--threads", type=int, default=1)
     a = ap.parse_args(argv)
     try:
@@ -508,7 +584,14 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         with open(a.scores, "rb") as f:
             scores = pickle.load(f)
-    cal = enh.calibrate_on(*enh.calibration_data(), scores=scores)
+    data = enh.calibration_data()
+    if scores is None and a.save_scores:
+        import pickle
+
+        scores = score_mixtures(enh.inner, enh.calibration_mixtures(*data)[1])
+        with open(a.save_scores, "wb") as f:
+            pickle.dump(scores, f)
+    cal = enh.calibrate_on(*data, scores=scores)
     print(json.dumps({k: v for k, v in cal.items() if k not in ("utterances", "noise_clips")}, indent=1))
     if a.store:
         save_to_store(cal)

@@ -235,6 +235,59 @@ def test_fit_ramp_keeps_the_enhancement_at_low_snr_when_asked():
     assert k["keep"]["cost_keeping"] > f["cost"] + 0.1
 
 
+def _two_estimate_scores():
+    """Two estimates, each blind where the other sees: ``inner`` ranks 10..30 dB input well but reads
+    -5..0 dB input as 20 dB (as DeepFilterNet's own estimate misreads very noisy input, less badly);
+    ``removed`` separates -5..0 dB sharply and cannot tell 10 dB from 30 dB. The best w falls from 1
+    at -5..0 dB to 0.6 at 10 dB, 0.3 at 20 dB and 0 at 30 dB."""
+    rng = np.random.default_rng(1)
+    snrs = np.repeat([-5.0, 0.0, 10.0, 20.0, 30.0], 12)
+    inner = np.where(snrs <= 0, 20.0, snrs) + rng.normal(0, 2, len(snrs))
+    removed = np.where(snrs <= 0, -4.0, 12.0) + rng.normal(0, 1, len(snrs))
+    best_w = np.select([snrs <= 0, snrs == 10, snrs == 20], [1.0, 0.6, 0.3], 0.0)
+    w_grid = np.asarray(G.W_GRID)
+    dist = np.stack([1 + 2 * (w_grid - b) ** 2 for b in best_w])
+    return snrs, best_w, {"dist": dist, "estimates": [{"inner": a, "removed": b} for a, b in zip(inner, removed)],
+                          "snrs": snrs.tolist(), "w_grid": list(w_grid)}
+
+
+def test_backstop_combines_two_estimates_where_one_is_blind():
+    snrs, best_w, scores = _two_estimate_scores()
+    one = G.fit_ramp(scores, ["inner", "removed"], harm_weight=3.0)
+    two = G.fit_ramp(scores, ["inner", "removed"], harm_weight=3.0, backstop=True)
+    assert "backstop" not in one and two["estimator"] == one["estimator"]
+    assert two["backstop"]["estimator"] == ({"inner", "removed"} - {one["estimator"]}).pop()
+    assert two["cost"] <= one["cost"] - G.BACKSTOP_MIN_GAIN and two["backstop"]["cost_without"] == one["cost"]
+    w_one = np.array([G.weight_of(one, e) for e in scores["estimates"]])
+    w_two = np.array([G.weight_of(two, e) for e in scores["estimates"]])
+    assert (w_two >= w_one).all() and w_two[snrs <= 0].mean() > 0.95 and w_two[snrs == 30].mean() < 0.05
+    for s in (10, 20):  # one estimate alone cannot give both; the two together come closer
+        assert abs(w_two[snrs == s].mean() - best_w[snrs == s][0]) < abs(w_one[snrs == s].mean() - best_w[snrs == s][0])
+    assert two["per_snr"]["0"]["w_mean"] == round(float(w_two[snrs == 0].mean()), 3)
+    # a backstop that gains less than the minimum is not kept
+    none = G.fit_ramp(scores, ["inner", "removed"], harm_weight=3.0, backstop=True, backstop_min_gain=10.0)
+    assert none["backstop"] is None and (none["lo"], none["hi"], none["cost"]) == (one["lo"], one["hi"], one["cost"])
+
+
+def test_backstop_in_the_wrapper_reads_both_estimates(spy_registry):
+    cal = {"estimator": "wada", "lo": 100.0, "hi": 101.0,  # this ramp alone: w = 1 everywhere
+           "backstop": {"estimator": "removed", "lo": -50.0, "hi": -49.0}}  # and this one never raises it
+    enh = spy_registry.create("enhancer", "guarded-lowpass", {"calibration": cal})
+    noisy = add_white_noise(_voice(3, 150), 0, seed=2)
+    assert enh.enhance_with_weight(noisy)[1] == 1.0
+    cal = {"estimator": "wada", "lo": -101.0, "hi": -100.0,  # w = 0 from the first ramp ...
+           "backstop": {"estimator": "removed", "lo": 100.0, "hi": 101.0}}  # ... raised to 1 by the backstop
+    enh = spy_registry.create("enhancer", "guarded-lowpass", {"calibration": cal})
+    out, w = enh.enhance_with_weight(noisy)
+    assert w == 1.0 and np.allclose(out, LowPass().enhance(noisy), atol=1e-6)
+    with pytest.raises(ConfigError, match="backstop"):
+        spy_registry.create("enhancer", "guarded-lowpass", {"calibration": {**cal, "backstop": {"lo": 1}}}).calibration()
+    # the option enters the calibration key
+    a = spy_registry.create("enhancer", "guarded-lowpass", CAL)
+    b = spy_registry.create("enhancer", "guarded-lowpass", {**CAL, "backstop": False})
+    assert a.calibration_key() != b.calibration_key()
+
+
 def test_calibrated_w_is_one_when_very_noisy_and_near_zero_on_clean(spy_registry):
     enh = spy_registry.create("enhancer", "guarded-lowpass", {**CAL, "estimator": "wada"})
     cal = enh.calibration()
