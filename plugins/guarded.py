@@ -501,7 +501,7 @@ class GuardedEnhancer(Enhancer):
         run's audio cache, see :meth:`enhance_from_inner`); default: run the inner enhancer."""
         cal = self.calibration()  # fail before enhancing if there is none
         x = np.asarray(noisy, np.float32)
-        if _estimators_of(cal) == ["wada"] and wada_snr(x) >= float(cal["hi"]):
+        if cal["estimator"] == "wada" and not cal.get("backstop") and wada_snr(x) >= float(cal["hi"]):
             return x.copy(), 0.0  # w = 0: skip the inner enhancer
         if inner_output is None:
             def inner_output(want_snr: bool) -> tuple[np.ndarray, float | None]:
