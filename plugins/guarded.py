@@ -236,49 +236,44 @@ def _fit_ramp(scores, estimators, grid, harm_weight, keep_w, keep_snr_db, backst
     grid = np.arange(-15.0, 45.5, 1.0) if grid is None else np.asarray(grid, np.float64)
     snrs = np.asarray(scores["snrs"], np.float64)
     low = snrs <= keep_snr_db
-    best: dict[str, Any] | None = None
-    for name in estimators:
-        if not all(name in e for e in scores["estimates"]):
-            continue
-        e = np.asarray([x[name] for x in scores["estimates"]])
-        g = grid if not keep_w or grid[-2] > e.max() else np.append(grid, [np.ceil(e.max()) + 1, np.ceil(e.max()) + 2])
-        for i, lo in enumerate(g):
-            for hi in g[i + 1 :]:
-                w = ramp(e, lo, hi)
-                if keep_w and low.any() and float(w[low].mean()) < keep_w - 1e-9:
-                    continue
-                lr = np.log(_interp_rows(dist, w_grid, w) / base)
-                cost = float(np.mean(lr + harm_weight * np.maximum(lr, 0.0)))
-                if best is None or cost < best["cost"] - 1e-12:
-                    best = {"estimator": name, "lo": float(lo), "hi": float(hi), "cost": cost}
+
+    def estimate(name: str) -> np.ndarray:
+        return np.asarray([x[name] for x in scores["estimates"]])
+
+    def search(names, floor: np.ndarray) -> dict[str, Any] | None:
+        """The (estimator, lo, hi) whose ramp, raised to at least ``floor``, costs least."""
+        found: dict[str, Any] | None = None
+        for name in names:
+            if not all(name in x for x in scores["estimates"]):
+                continue
+            e = estimate(name)
+            g = grid if not keep_w or grid[-2] > e.max() else np.append(grid, [np.ceil(e.max()) + 1, np.ceil(e.max()) + 2])
+            for i, lo in enumerate(g):
+                for hi in g[i + 1 :]:
+                    w = np.maximum(floor, ramp(e, lo, hi))
+                    if keep_w and low.any() and float(w[low].mean()) < keep_w - 1e-9:
+                        continue
+                    lr = np.log(_interp_rows(dist, w_grid, w) / base)
+                    cost = float(np.mean(lr + harm_weight * np.maximum(lr, 0.0)))
+                    if found is None or cost < found["cost"] - 1e-12:
+                        found = {"estimator": name, "lo": float(lo), "hi": float(hi), "cost": cost}
+        return found
+
+    best = search(estimators, np.zeros(len(snrs)))
     if best is None:
         raise ConfigError(f"no estimator of {list(estimators)} is available for calibration")
-    e = np.asarray([x[best["estimator"]] for x in scores["estimates"]])
+    e = estimate(best["estimator"])
     w = ramp(e, best["lo"], best["hi"])
     if backstop:
         # a second estimate that sees what the first misses: w = max(first ramp, second ramp).
         # DeepFilterNet's own SNR estimate ranks high-SNR input well but reads -5..0 dB input as
         # ~-3.5 dB, giving w ~0.87 there; the energy it removed says "very noisy" plainly
-        back: dict[str, Any] | None = None
-        for name in estimators:
-            if name == best["estimator"] or not all(name in x for x in scores["estimates"]):
-                continue
-            e2 = np.asarray([x[name] for x in scores["estimates"]])
-            for i, lo in enumerate(grid):
-                for hi in grid[i + 1 :]:
-                    w2 = np.maximum(w, ramp(e2, lo, hi))
-                    if keep_w and low.any() and float(w2[low].mean()) < keep_w - 1e-9:
-                        continue
-                    lr = np.log(_interp_rows(dist, w_grid, w2) / base)
-                    cost = float(np.mean(lr + harm_weight * np.maximum(lr, 0.0)))
-                    if back is None or cost < back["cost"] - 1e-12:
-                        back = {"estimator": name, "lo": float(lo), "hi": float(hi), "cost": cost}
+        back = search([n for n in estimators if n != best["estimator"]], w)
         if back is not None and back["cost"] <= best["cost"] - backstop_min_gain:
             best["backstop"] = {"estimator": back["estimator"], "lo": back["lo"], "hi": back["hi"],
                                 "cost_without": round(best["cost"], 5)}
             best["cost"] = back["cost"]
-            e2 = np.asarray([x[back["estimator"]] for x in scores["estimates"]])
-            w = np.maximum(w, ramp(e2, back["lo"], back["hi"]))
+            w = np.maximum(w, ramp(estimate(back["estimator"]), back["lo"], back["hi"]))
         else:
             best["backstop"] = None
     # what the fitted ramp does, per SNR (for the record)
