@@ -114,7 +114,7 @@ def _fast_exit() -> None:
     down. Its results went back synchronously (the result queue has no feeder thread), so
     nothing is lost; freeing every imported module (openSMILE, scikit-learn, torch) cost ~0.6 s
     of CPU per worker and ~0.6 s of wall time at the end of every run (cold EMO-DB eGeMAPS,
-    ``-j 2``: 13.4 -> 12.8 s wall, 21.3 -> 20.2 s CPU, under load)."""
+    ``-j 2``: 13.4 -> 12.8 s wall, 21.5 -> 20.2 s CPU, under load)."""
     import sys
 
     for stream in (sys.stdout, sys.stderr):
