@@ -174,6 +174,14 @@ class Registry:
     def find(self, name: str) -> list[Entry]:
         """The entries named ``name`` in any kind (raises UnknownPluginError with suggestions)."""
         hits = [t[name] for t in self._entries.values() if name in t]
+        if not hits:  # a wrapper bound to a registered plugin, e.g. guarded-deepfilternet
+            for kind in self._entries:
+                try:
+                    wrapped = self._wrapped(kind, name)
+                except UnknownPluginError:
+                    wrapped = None
+                if wrapped is not None:
+                    hits.append(wrapped)
         if not hits:
             every = sorted({n for t in self._entries.values() for n in t})
             close = difflib.get_close_matches(name, every, n=3, cutoff=0.5)

@@ -58,6 +58,15 @@ def test_plugins_lists_versions():
     assert names[("ser_model", "svm-egemaps")]["version"]
 
 
+def test_plugins_shows_a_wrapper_bound_to_a_plugin():
+    """`bench plugins guarded-wiener`: what `--enhancer guarded-wiener` takes, with its options."""
+    out = invoke("plugins", "guarded-wiener").output
+    assert out.startswith("guarded-wiener  (enhancer;") and "wiener, wrapped by guarded-*" in out
+    assert "-o guarded-wiener.KEY=VALUE" in out and "backstop" in out
+    r = CliRunner().invoke(cli, ["plugins", "guarded-wienr"])
+    assert r.exit_code != 0 and "unknown plugin 'guarded-wienr'" in r.output
+
+
 def test_validate_suite(tmp_path):
     good = tmp_path / "s.toml"
     good.write_text('protocol = "matched"\nsnrs = [0, 10]\n[options.synthetic]\nper_class = 2\n')
