@@ -30,17 +30,11 @@ distance of the noisy input. ``(estimator, lo, hi)`` minimise the mean log ratio
 ``harm_weight`` (default 3) times the mean of its positive part: making a mixture worse than
 the noisy input costs four times as much, since the guard's first duty is not to hurt (and the
 feature distance is optimistic about harm: it rates full Wiener filtering at 20 dB as harmless).
-Its second duty is to keep the enhancement where the input is very noisy. ``keep_w`` (off by
-default) writes that into the calibration: the best ramp that keeps a mean ``w`` of at least
-``keep_w`` on the calibration mixtures at or below ``keep_snr_db`` (0 dB) is chosen when its cost
-is within ``keep_tolerance`` (0.1) of the best ramp overall; otherwise the best ramp overall stays
-(the stored calibration's ``keep`` says which). For DeepFilterNet, ``keep_w=0.9`` moves the ramp
-from -8..28 dB on its own SNR estimate (``w`` = 0.87 at 0 dB) to 3..8 dB on the removed-energy
-SNR (``w`` = 1). Measured on EMO-DB and RAVDESS it then keeps 99-100 % of the gain at -5 and 0 dB,
-but the removed-energy SNR also rises when DeepFilterNet distorts loud emotional speech, so a
-few clean-ish utterances get enhanced and UAR falls 1.0-3.6 pp below noisy at 15-20 dB in three
-of the four corpus x feature-set cases, while most of the gain at 10-20 dB is given away. The
-default therefore stays off.
+Its second duty is to keep the enhancement where the input is very noisy. Writing that into the
+calibration as a constraint (a ramp keeping a mean ``w`` >= 0.9 at <= 0 dB) was tried and removed:
+for DeepFilterNet it moved the ramp onto the removed-energy SNR alone, which also drops on
+distorted loud speech, and UAR fell 1.0-3.6 pp below noisy at 15-20 dB in three of four corpus x
+feature-set cases (stop 19). The backstop below keeps that duty without giving up the first.
 
 **Backstop** (``backstop``, on by default): one estimate may be blind where another sees.
 DeepFilterNet's own SNR estimate ranks 5..30 dB input well but reads -5 and 0 dB input as about
@@ -188,36 +182,6 @@ def _interp_rows(dist: np.ndarray, w_grid: np.ndarray, w: np.ndarray) -> np.ndar
     return dist[rows, idx] * (1 - t) + dist[rows, idx + 1] * t
 
 
-def fit_ramp(scores: dict[str, Any], estimators: Sequence[str], grid: Sequence[float] | None = None,
-             harm_weight: float = 0.0, keep_w: float = 0.0, keep_snr_db: float = 0.0,
-             keep_tolerance: float = 0.1, backstop: bool = False,
-             backstop_min_gain: float = BACKSTOP_MIN_GAIN) -> dict[str, Any]:
-    """The (estimator, lo, hi) minimising the mean log distance ratio (output vs noisy input),
-    plus ``harm_weight`` times the mean of its positive part (mixtures made worse than the noisy
-    input count extra: the guard's first duty is not to hurt).
-
-    With ``keep_w`` > 0, the guard's second duty, keeping the enhancement where the input is very
-    noisy: the best ramp whose mean ``w`` over the mixtures at or below ``keep_snr_db`` is at least
-    ``keep_w``, provided its cost is within ``keep_tolerance`` of the best ramp overall (else the
-    estimate cannot keep that promise without hurting elsewhere, and the best ramp overall is kept;
-    ``keep`` in the result says which). A ramp with ``lo`` above every estimate (``w = 1``) always
-    qualifies, so the grid's top is raised to make one.
-
-    With ``backstop``, a second ramp on another estimate may raise ``w``: ``w = max(ramp(e1),
-    ramp(e2))``, fitted by the same cost after the first; it is kept only if it lowers the cost by
-    at least ``backstop_min_gain`` (see :func:`weight_of`)."""
-    free = _fit_ramp(scores, estimators, grid, harm_weight, 0.0, keep_snr_db, backstop, backstop_min_gain)
-    if not keep_w:
-        return free
-    kept = _fit_ramp(scores, estimators, grid, harm_weight, keep_w, keep_snr_db, backstop, backstop_min_gain)
-    applied = kept["cost"] <= free["cost"] + keep_tolerance
-    out = kept if applied else free
-    out["keep"] = {"w": keep_w, "snr_db": keep_snr_db, "tolerance": keep_tolerance, "applied": bool(applied),
-                   "cost_unconstrained": free["cost"], "cost_keeping": kept["cost"],
-                   "ramp_unconstrained": [free["estimator"], free["lo"], free["hi"]]}
-    return out
-
-
 def weight_of(cal: dict[str, Any], est: dict[str, float]) -> float:
     """``w`` of a calibration for one signal's estimates: its ramp, raised by its backstop ramp if
     it has one."""
@@ -228,14 +192,21 @@ def weight_of(cal: dict[str, Any], est: dict[str, float]) -> float:
     return w
 
 
-def _fit_ramp(scores, estimators, grid, harm_weight, keep_w, keep_snr_db, backstop=False,
-              backstop_min_gain=BACKSTOP_MIN_GAIN) -> dict[str, Any]:
+def fit_ramp(scores: dict[str, Any], estimators: Sequence[str], grid: Sequence[float] | None = None,
+             harm_weight: float = 0.0, backstop: bool = False,
+             backstop_min_gain: float = BACKSTOP_MIN_GAIN) -> dict[str, Any]:
+    """The (estimator, lo, hi) minimising the mean log distance ratio (output vs noisy input),
+    plus ``harm_weight`` times the mean of its positive part (mixtures made worse than the noisy
+    input count extra: the guard's first duty is not to hurt).
+
+    With ``backstop``, a second ramp on another estimate may raise ``w``: ``w = max(ramp(e1),
+    ramp(e2))``, fitted by the same cost after the first; it is kept only if it lowers the cost by
+    at least ``backstop_min_gain`` (see :func:`weight_of`)."""
     dist = np.maximum(np.asarray(scores["dist"]), 1e-9)
     w_grid = np.asarray(scores["w_grid"], np.float64)
     base = dist[:, 0]  # w = 0: the noisy input
     grid = np.arange(-15.0, 45.5, 1.0) if grid is None else np.asarray(grid, np.float64)
     snrs = np.asarray(scores["snrs"], np.float64)
-    low = snrs <= keep_snr_db
 
     def estimate(name: str) -> np.ndarray:
         return np.asarray([x[name] for x in scores["estimates"]])
@@ -247,13 +218,9 @@ def _fit_ramp(scores, estimators, grid, harm_weight, keep_w, keep_snr_db, backst
             if not all(name in x for x in scores["estimates"]):
                 continue
             e = estimate(name)
-            g = grid if not keep_w or grid[-2] > e.max() else np.append(grid, [np.ceil(e.max()) + 1, np.ceil(e.max()) + 2])
-            for i, lo in enumerate(g):
-                for hi in g[i + 1 :]:
-                    w = np.maximum(floor, ramp(e, lo, hi))
-                    if keep_w and low.any() and float(w[low].mean()) < keep_w - 1e-9:
-                        continue
-                    lr = np.log(_interp_rows(dist, w_grid, w) / base)
+            for i, lo in enumerate(grid):
+                for hi in grid[i + 1 :]:
+                    lr = np.log(_interp_rows(dist, w_grid, np.maximum(floor, ramp(e, lo, hi))) / base)
                     cost = float(np.mean(lr + harm_weight * np.maximum(lr, 0.0)))
                     if found is None or cost < found["cost"] - 1e-12:
                         found = {"estimator": name, "lo": float(lo), "hi": float(hi), "cost": cost}
@@ -322,10 +289,6 @@ class GuardedEnhancer(Enhancer):
         max_seconds: float = Field(3.0, gt=0, description="utterances are cropped to this length")
         seed: int = Field(4242, description="seed of the calibration mixtures")
         harm_weight: float = Field(3.0, ge=0, description="extra cost of mixtures made worse than the noisy input")
-        keep_w: float = Field(0.0, ge=0, le=1, description="least mean w the ramp keeps on calibration mixtures at "
-                              "or below keep_snr_db (0, the default: no such constraint; 0.9 tried, see the docs)")
-        keep_snr_db: float = Field(0.0, description="the calibration SNRs (dB) where keep_w applies")
-        keep_tolerance: float = Field(0.1, ge=0, description="largest rise of the calibration cost accepted to keep_w")
         backstop: bool = Field(True, description="let a second blind estimate raise w where the first misses "
                                "(w = max of two ramps), if that lowers the calibration cost by >= 0.01")
         calibration_dir: Path | None = Field(None, description="artefact cache (default $BENCH_CACHE/.bench-cache)")
@@ -367,9 +330,7 @@ class GuardedEnhancer(Enhancer):
                 "criterion": "eGeMAPSv02 functionals, mean squared z distance to clean, log ratio to noisy",
                 "estimator": c.estimator, "harm_weight": c.harm_weight,
                 # off: the key of the calibrations made before the backstop existed
-                **({"backstop_min_gain": BACKSTOP_MIN_GAIN} if c.backstop else {}),
-                **({"keep_w": c.keep_w, "keep_snr_db": c.keep_snr_db, "keep_tolerance": c.keep_tolerance}
-                   if c.keep_w else {})}
+                **({"backstop_min_gain": BACKSTOP_MIN_GAIN} if c.backstop else {})}
 
     def calibration_key(self) -> str:
         """Inner identity (weights included) + calibration data recipe + options."""
@@ -429,9 +390,7 @@ class GuardedEnhancer(Enhancer):
             scores = score_mixtures(self.inner, exs)
         elif len(scores["snrs"]) != len(exs):
             raise ConfigError(f"scores of {len(scores['snrs'])} mixtures given for {len(exs)}")
-        fit = fit_ramp(scores, self.estimators(), harm_weight=self.config.harm_weight, keep_w=self.config.keep_w,
-                       keep_snr_db=self.config.keep_snr_db, keep_tolerance=self.config.keep_tolerance,
-                       backstop=self.config.backstop)
+        fit = fit_ramp(scores, self.estimators(), harm_weight=self.config.harm_weight, backstop=self.config.backstop)
         fit.update({"key": self.calibration_key(), "inner": self.inner_name, "recipe": self._recipe(),
                     "utterances": sorted(set(pool.ids)), "speakers": sorted(set(pool.speakers)),
                     "noise_clips": sorted({e.clip_id for e in exs}), "n_mixtures": len(exs)})

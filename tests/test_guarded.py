@@ -206,35 +206,6 @@ def test_fit_ramp_on_synthetic_scores():
 
 
 
-def test_fit_ramp_keeps_the_enhancement_at_low_snr_when_asked():
-    """An estimate that cannot tell -5 dB from 15 dB: unconstrained, the criterion gives the noisiest
-    mixtures only part of the enhancement to stay safe at 15 dB; keep_w makes the ramp keep it."""
-    rng = np.random.default_rng(0)
-    snrs = np.repeat([-5.0, 0.0, 15.0, 30.0], 12)
-    est = np.where(snrs <= 0, 4.0, np.where(snrs == 15, 8.0, 30.0)) + rng.normal(0, 3, len(snrs))
-    w_grid = np.asarray(G.W_GRID)
-    best_w = np.where(snrs <= 0, 1.0, 0.0)  # enhancement helps at low SNR, hurts above (a little at 15 dB)
-    curvature = np.where(snrs == 15, 0.3, 2.0)
-    dist = np.stack([1 + c * (w_grid - b) ** 2 for b, c in zip(best_w, curvature)])
-    scores = {"dist": dist, "estimates": [{"wada": e} for e in est], "snrs": snrs.tolist(), "w_grid": list(w_grid)}
-    free = G.fit_ramp(scores, ["wada"], harm_weight=3.0)
-    kept = G.fit_ramp(scores, ["wada"], harm_weight=3.0, keep_w=0.9, keep_snr_db=0.0)
-    w_free, w_kept = (G.ramp(est, f["lo"], f["hi"]) for f in (free, kept))
-    assert w_free[snrs <= 0].mean() < 0.9 <= w_kept[snrs <= 0].mean()
-    assert kept["cost"] >= free["cost"] and kept["per_snr"]["-5"]["w_mean"] >= 0.85
-    assert kept["keep"]["applied"] and kept["keep"]["ramp_unconstrained"] == ["wada", free["lo"], free["hi"]]
-    assert w_kept[snrs == 30].mean() < 0.05  # still off on clean-ish input
-    # nothing qualifies on the grid given: w = 1 everywhere (lo above every estimate) is added
-    tiny = G.fit_ramp(scores, ["wada"], grid=[-30.0, -20.0], keep_w=1.0, keep_tolerance=100.0)
-    assert (G.ramp(est, tiny["lo"], tiny["hi"]) == 1.0).all()
-    # an estimate that can't keep the promise without hurting much elsewhere: the best ramp stays
-    blind = {**scores, "estimates": [{"wada": 10.0 + 0.01 * i} for i in range(len(snrs))]}
-    f = G.fit_ramp(blind, ["wada"], harm_weight=3.0)
-    k = G.fit_ramp(blind, ["wada"], harm_weight=3.0, keep_w=0.9, keep_tolerance=0.1)
-    assert not k["keep"]["applied"] and (k["lo"], k["hi"]) == (f["lo"], f["hi"])
-    assert k["keep"]["cost_keeping"] > f["cost"] + 0.1
-
-
 def _two_estimate_scores():
     """Two estimates, each blind where the other sees: ``inner`` ranks 10..30 dB input well but reads
     -5..0 dB input as 20 dB (as DeepFilterNet's own estimate misreads very noisy input, less badly);
@@ -374,13 +345,8 @@ def test_calibration_is_cached_and_keyed(spy_registry, tmp_path):
     assert b.calibration() == cal and not LOG  # from the cache: nothing loaded
     assert b.identity() == a.identity()  # where the data lies is not part of it
     assert a.identity()["calibration"] == a.calibration_key() == cal["key"]
-    for change in ({"per_snr": 3}, {"estimator": "removed"}, {"seed": 1}, {"harm_weight": 0.5}, {"keep_w": 0.5}):
+    for change in ({"per_snr": 3}, {"estimator": "removed"}, {"seed": 1}, {"harm_weight": 0.5}, {"backstop": False}):
         assert spy_registry.create("enhancer", "guarded-lowpass", {**opts, **change}).calibration_key() != cal["key"]
-    keep = {**opts, "keep_w": 0.9}
-    key = spy_registry.create("enhancer", "guarded-lowpass", keep).calibration_key()
-    assert spy_registry.create("enhancer", "guarded-lowpass", {**keep, "keep_snr_db": 5.0}).calibration_key() != key
-    # without keep_w its companions change nothing, so they don't change the key either
-    assert spy_registry.create("enhancer", "guarded-lowpass", {**opts, "keep_snr_db": 5.0}).calibration_key() == cal["key"]
     w1 = spy_registry.create("enhancer", "guarded-wiener", opts)
     w2 = spy_registry.create("enhancer", "guarded-wiener", {**opts, "inner": {"gain_floor_db": -20}})
     assert w1.calibration_key() != w2.calibration_key()  # the inner enhancer's identity is in the key
