@@ -5,7 +5,7 @@ C API (``rnnoise_create(NULL)``, ``rnnoise_process_frame(state, out, in)``,
 ``rnnoise_destroy``) through the ctypes handle pyrnnoise opens, on float frames in 16-bit
 scale (pyrnnoise's own frame helper would round them to int16 and allocate per frame).
 
-Signal path: 16 kHz -> soxr -> 48 kHz -> 480-sample frames, zero-padded by the delay -> output
+Signal path: 16 kHz -> 48 kHz (``upsampler``, see :data:`.common.UPSAMPLERS`) -> 480-sample frames, zero-padded by the delay -> output
 shifted back by RNNoise's fixed delay of 960 samples (20 ms: one frame of overlap-add plus one
 frame of buffering; measured by cross-correlation in the tests) -> soxr -> 16 kHz, the input's
 length. A fresh state per utterance (creating one costs microseconds), so results never depend
@@ -19,14 +19,16 @@ from __future__ import annotations
 import ctypes
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
 from ser_bench.errors import PluginError
-from ser_bench.interfaces import SAMPLE_RATE, Enhancer
+from pydantic import Field
 
-from .common import down, file_sha256, require, up
+from ser_bench.interfaces import SAMPLE_RATE, Enhancer, PluginConfig
+
+from .common import DEFAULT_UPSAMPLER, UPSAMPLERS, down, file_sha256, require, up
 
 #: RNNoise's delay at 48 kHz (samples): 2 frames of 480 (the tests measure it).
 DELAY_48K = 960
@@ -50,10 +52,16 @@ class RNNoise(Enhancer):
     """RNNoise at 48 kHz, wrapped to the harness's 16 kHz contract (aligned, same length)."""
 
     name: ClassVar[str] = "rnnoise"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"  # 2: 16 -> 48 kHz with a noise floor above 8 kHz (was soxr alone)
     description: ClassVar[str] = (
         "RNNoise (pretrained GRU + pitch filter, 48 kHz, weights compiled into pyrnnoise); extra: enhancers"
     )
+
+    class Config(PluginConfig):
+        upsampler: Literal[UPSAMPLERS] = Field(  # type: ignore[valid-type]
+            DEFAULT_UPSAMPLER, description="16 -> 48 kHz path: floor (soxr + a noise floor at -15 dB in "
+            "8.2-24 kHz), reference (Hann-windowed sinc, torchaudio sinc_fast), soxr (leaves 8-24 kHz "
+            "digitally silent) or poly")
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
@@ -69,7 +77,7 @@ class RNNoise(Enhancer):
     def _run(self, noisy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         lib, frame, _ = _binding()
         n = len(noisy)
-        x48 = up(noisy, SAMPLE_RATE)
+        x48 = up(noisy, SAMPLE_RATE, self.config.upsampler)
         n48 = len(x48)
         frames = -(-(n48 + DELAY_48K) // frame)
         xin = np.zeros(frames * frame, np.float32)
