@@ -18,7 +18,7 @@ left out (``keep_other`` keeps O as "other"; X never is a class). ``label_set = 
 neutral, happy, sad, angry. ``target = "arousal" | "valence" | "dominance"`` makes it a
 regression task on EmoAct / EmoVal / EmoDom (every row with a rating, O and X included), each
 value as a constant 40 ms trace over the segment. The speaker is ``SpkrID``; where it is
-"Unknown" the podcast (``MSP-PODCAST_<podcast>_<segment>``) stands in for it.
+"Unknown" the podcast stands in for it (``unknown-podcast0005`` for ``MSP-PODCAST_0005_*``).
 
 A label row whose audio is missing, or whose values do not parse, is a bad entry; audio files
 without a label row (segments of unreleased test labels) are not used and counted in the notes.
