@@ -11,7 +11,8 @@ EMO-DB's ``"boredem"`` (-> ``"Boredom"``).
 A loader given ``-o DATASET.emobox=PATH`` (``PATH`` = the EmoBox ``data/<corpus>/`` folder) lists
 its corpus as usual; then :func:`apply_emobox` keeps the utterances EmoBox lists, matched **by
 file name** (the last path component of ``wav``; where several of the loader's files share that
-name, by as many trailing folders as it takes), gives each EmoBox's mapped label and sets
+name, by as many trailing folders as it takes), gives each EmoBox's mapped label (a regression
+dataset keeps its own ratings) and sets
 ``Utterance.fold`` to ``"emobox<k>"``, the fold whose test list holds it. ``--cv emobox`` (or
 ``auto``) then tests each fold on a model trained on the others, as EmoBox does. How many
 entries matched is logged, kept on the dataset (``dataset.emobox_match``) and written into its
@@ -211,7 +212,9 @@ def apply_emobox(dataset: Any, utts: list) -> list:
             f"{len(utts)} utterances by file name (e.g. EmoBox's {example!r}); is it the EmoBox folder of this corpus, "
             f"and do the loader's options (e.g. classes) keep the files EmoBox uses?"
         )
-    out = [replace(u, label=matched[u.id].label, fold=f"emobox{matched[u.id].fold}") for u in utts if u.id in matched]
+    keep_labels = getattr(dataset, "task", "classification") == "regression"  # ratings stay; EmoBox gives folds
+    out = [replace(u, label=u.label if keep_labels else matched[u.id].label, fold=f"emobox{matched[u.id].fold}")
+           for u in utts if u.id in matched]
     info = EmoBoxMatch(folder=str(folder), n_folds=folds.n_folds, n_emobox=len(folds.entries), n_loader=len(utts),
                        matched=len(matched), unmatched_examples=tuple(e.wav for e in unmatched[:5]))
     dataset.emobox_match = info

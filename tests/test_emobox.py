@@ -102,14 +102,16 @@ def test_iemocap_emobox_match_by_file_name(tmp_path):
     root = write_fixture(tmp_path / "IEMOCAP_full_release")
     data = tmp_path / "data" / "iemocap"
     lines: dict[int, list[str]] = {}
-    for u in Iemocap(root=root).utterances():
+    raw = [u for u in Iemocap(root=root, label_set="all", merge_exc=False).utterances()
+           if u.label in ("neu", "hap", "exc", "ang", "sad")]  # EmoBox's lines keep "exc"; its label_map merges
+    for u in raw:
         n = int(u.fold[-1])
         wav = f"downloads/iemocap/Session{n}/sentences/wav/{u.path.parent.name}/{u.path.name}"
         lines.setdefault(n, []).append(_line("iemocap", wav, u.label))
     for n, ls in lines.items():
         (data / f"fold_{n}").mkdir(parents=True)
         (data / f"fold_{n}" / f"iemocap_test_fold_{n}.jsonl").write_text("\n".join(ls) + "\n")
-    (data / "label_map.json").write_text(json.dumps({"neu": "Neutral", "hap": "Happy", "ang": "Angry", "sad": "Sad"}))
+    (data / "label_map.json").write_text(json.dumps({"neu": "Neutral", "hap": "Happy", "ang": "Angry", "sad": "Sad", "exc": "Happy"}))
     ds = Iemocap(root=root, emobox=data)
     utts = ds.utterances()
     assert len(utts) == 45 and ds.emobox_match.matched == 45
@@ -143,3 +145,37 @@ def test_clear_errors(emodb, tmp_path):
     (other / "fold_2" / "x_test_fold2.jsonl").write_text(_line("x", "downloads/x/nothing.wav", "sad") + "\n")
     with pytest.raises(PluginError, match="in the test lists of folds 1 and 2"):
         read_emobox_folds(other)
+
+
+def test_cli_cv_emobox_dry_run(emodb):
+    from click.testing import CliRunner
+
+    from ser_bench.cli import cli
+
+    root, data = emodb
+    r = CliRunner().invoke(cli, ["run", "clean", "--dataset", "emodb", "--data-root", f"emodb={root}", "-o",
+                                 f"emodb.emobox={data}", "-o", 'emodb.classes=["anger","fear","sadness"]',
+                                 "--cv", "emobox", "--dry-run"])
+    assert r.exit_code == 0, r.output
+    assert "emodb: 5 folds" in r.output and "emobox5" in r.output
+
+
+def test_regression_keeps_its_ratings_with_emobox_folds(tmp_path):
+    root = write_fixture(tmp_path / "iem")
+    data = tmp_path / "data"
+    for n in range(1, 6):
+        (data / f"fold_{n}").mkdir(parents=True)
+        (data / f"fold_{n}" / f"iemocap_test_fold{n}.jsonl").write_text(_line(
+            "iemocap", f"downloads/iemocap/Session{n}/sentences/wav/Ses0{n}F_impro01/Ses0{n}F_impro01_F000.wav", "neu"))
+    ds = Iemocap(root=root, target="arousal", emobox=data)
+    utts = ds.utterances()
+    assert len(utts) == 5 and all(not isinstance(u.label, str) for u in utts)
+    assert ds.emobox_match.matched == 5 and ds.emobox_match.n_loader == 60
+
+
+def test_every_corpus_loader_offers_the_emobox_option():
+    reg = build_registry(make_plugin_manager(entry_points=False))
+    with_root = [n for n in reg.names("dataset") if "root" in reg.get("dataset", n).Config.model_fields]
+    assert {"emodb", "ravdess", "enterface", "folder-dataset", "iemocap", "msp-podcast", "shemo"} <= set(with_root)
+    for n in with_root:
+        assert "emobox" in reg.get("dataset", n).Config.model_fields, n
