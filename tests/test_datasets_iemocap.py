@@ -123,3 +123,16 @@ def test_plan_with_cv_loso_and_emobox_errors(root):
     cfg = make_config({"protocol": "clean", "datasets": ["iemocap"], "cv": "emobox", "options": {"iemocap": {"root": str(root)}}})
     with pytest.raises(ConfigError, match=r"no EmoBox folds: --cv emobox needs the option iemocap\.emobox=PATH"):
         plan(cfg, reg)
+
+
+def test_inside_a_run_bad_entries_go_to_the_runs_policy(tmp_path):
+    root = write_fixture(tmp_path / "iem")
+    extra = root / "Session2/sentences/wav/Ses02F_impro01/Ses02F_impro01_F099.wav"
+    extra.write_bytes((root / "Session2/sentences/wav/Ses02F_impro01/Ses02F_impro01_F001.wav").read_bytes())
+    reg = build_registry(make_plugin_manager(entry_points=False))
+    cfg = make_config({"protocol": "clean", "datasets": ["iemocap"], "on_bad_audio": "skip",
+                       "options": {"iemocap": {"root": str(root)}}})
+    ctx, folds, _ = plan(cfg, reg)  # the loader hands its bad entries over instead of raising
+    (entry,) = ctx.bad_entries["iemocap"]
+    assert entry.utterance_id == "Ses02F_impro01_F099" and entry.reason.startswith("unlabelled")
+    assert entry.note()["kind"] == "skipped" and len(folds["iemocap"]) == 5
