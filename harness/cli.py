@@ -65,10 +65,12 @@ def cli() -> None:
 @click.option("--snr", "snrs", multiple=True, type=float, help="SNR in dB (repeatable). Default: -5 0 5 10 15 20.")
 @click.option("--train-snr", "train_snrs", multiple=True, type=float, help="multi-snr: training SNRs (default: --snr).")
 @click.option("--test-snr", "test_snrs", multiple=True, type=float, help="multi-snr: test SNRs (default: --snr).")
-@click.option("--cv", type=click.Choice(["auto", "loso", "partition", "group-kfold"]),
-              help="Folds: leave-one-speaker-out (loso), official train/dev/test partitions, or group-kfold "
+@click.option("--cv", type=click.Choice(["auto", "loso", "partition", "group-kfold", "dataset", "emobox"]),
+              help="Folds: leave-one-speaker-out (loso), official train/dev/test partitions, group-kfold "
                    "(--cv-folds folds of whole speakers, balanced by emotion: for corpora whose speakers each "
-                   "have one emotion); auto (default): partitions when the dataset has them, else loso.")
+                   "have one emotion), dataset (the corpus's own folds, e.g. IEMOCAP's sessions) or emobox "
+                   "(EmoBox's published folds: -o DATASET.emobox=PATH to its data/<corpus>/ folder); auto "
+                   "(default): the corpus's own folds, else partitions when it has them, else loso.")
 @click.option("--cv-folds", type=click.IntRange(min=2), default=None, help="Folds of --cv group-kfold (default 5).")
 @click.option("--seed", type=int, help="Run seed (mixing, model seeds). Default 0.")
 @click.option("--option", "-o", "options", multiple=True, metavar="PLUGIN.KEY=VALUE",

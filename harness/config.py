@@ -33,7 +33,7 @@ class RunConfig(BaseModel):
     snrs: list[float] = Field(default_factory=lambda: list(DEFAULT_SNRS), min_length=1)
     train_snrs: list[float] | None = None  # multi-snr only; default: snrs
     test_snrs: list[float] | None = None  # multi-snr only; default: snrs
-    cv: Literal["auto", "loso", "partition", "group-kfold"] = "auto"
+    cv: Literal["auto", "loso", "partition", "group-kfold", "dataset", "emobox"] = "auto"
     #: folds of ``cv = "group-kfold"`` (whole speakers per fold, balanced by label)
     cv_folds: int = Field(5, ge=2)
     seed: int = 0

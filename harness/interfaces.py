@@ -120,6 +120,9 @@ class Utterance:
         fingerprint: identifies the audio content for cache keys. Defaults to the path, size
             and modification time of ``path``; generated audio should give its generator
             version and parameters.
+        fold: the corpus's own cross-validation fold this utterance is tested in (e.g. IEMOCAP's
+            "Session3", an EmoBox fold "emobox2"), or None. When every utterance has one,
+            ``cv = "auto"`` (and ``"dataset"``) tests each fold on a model trained on the others.
     """
 
     id: str
@@ -129,6 +132,7 @@ class Utterance:
     path: Any = None
     loader: Callable[[], np.ndarray] | None = field(default=None, repr=False)
     fingerprint: str | None = None
+    fold: str | None = None
 
     def load(self) -> np.ndarray:
         """Return the audio: mono float32 at 16 kHz, validated (raises AudioError naming the file)."""
@@ -202,6 +206,10 @@ class Dataset(Plugin, ABC):
         cached = getattr(self, "_utterances", None)
         if cached is None:
             cached = self.load_utterances()
+            if cached and getattr(getattr(self, "config", None), "emobox", None):
+                from .emobox import apply_emobox  # EmoBox's published folds, option ``emobox``
+
+                cached = apply_emobox(self, cached)
             if not cached:
                 raise PluginError(f"dataset {self.name!r} yielded no utterances; check its root/options")
             seen: set[str] = set()

@@ -99,7 +99,10 @@ def condition_pairs(config: RunConfig) -> Iterator[tuple[str, str, Condition, Co
 
 def make_folds(utts: Sequence[Utterance], cv: str, dataset: str, has_partitions: bool,
                speaker_options: Sequence[str] = (), k: int = 5) -> list[Fold]:
-    """Leave-one-speaker-out folds, ``k`` grouped folds by speaker, or the official partitions.
+    """Leave-one-speaker-out folds, ``k`` grouped folds by speaker, the official partitions, or the
+    corpus's own folds (``dataset``: each utterance's ``fold``; ``emobox``: EmoBox's published folds,
+    read by the dataset's option ``emobox``). ``auto``: the corpus's own folds when every utterance
+    has one, else the partitions when the dataset has them, else leave-one-speaker-out.
 
     ``group-kfold``: every speaker's utterances fall in one test fold, and the folds are balanced
     by label (scikit-learn's ``StratifiedGroupKFold``, no shuffling: the same utterances always
@@ -110,7 +113,12 @@ def make_folds(utts: Sequence[Utterance], cv: str, dataset: str, has_partitions:
     named in the error when there are too few speakers.
     """
     if cv == "auto":
-        cv = "partition" if has_partitions else "loso"
+        if utts and all(u.fold for u in utts):
+            cv = "dataset"  # the corpus's own folds (IEMOCAP sessions, EmoBox's folds, grouped speakers)
+        else:
+            cv = "partition" if has_partitions else "loso"
+    if cv in ("dataset", "emobox"):
+        return dataset_folds(utts, cv, dataset)
     if cv == "group-kfold":
         return group_kfold(utts, k, dataset)
     if cv == "loso":
@@ -149,6 +157,40 @@ def make_folds(utts: Sequence[Utterance], cv: str, dataset: str, has_partitions:
         test, dev = dev, []
         note = "test labels missing: the dev partition serves as test; no validation partition (models hold out train speakers)"
     return [Fold(name="partition", train=tuple(train), test=tuple(test), valid=tuple(dev), note=note)]
+
+
+def dataset_folds(utts: Sequence[Utterance], cv: str, dataset: str) -> list[Fold]:
+    """One fold per distinct ``Utterance.fold``: test on it, train on every other fold."""
+    missing = [u.id for u in utts if not u.fold]
+    if cv == "emobox" and (missing or not all(str(u.fold).startswith("emobox") for u in utts)):
+        raise ConfigError(
+            f"dataset {dataset!r} has no EmoBox folds: --cv emobox needs the option {dataset}.emobox=PATH, the "
+            f"EmoBox folder data/<corpus>/ holding fold_1/ ... (e.g. -o {dataset}.emobox=EmoBox/data/{dataset})"
+        )
+    if missing:
+        raise ConfigError(
+            f"dataset {dataset!r} does not define its own folds ({len(missing)} utterance(s) without one, e.g. "
+            f"{missing[0]!r}); use --cv loso, group-kfold or partition"
+        )
+    names = sorted({str(u.fold) for u in utts}, key=_natural)
+    if len(names) < 2:
+        raise ConfigError(f"dataset {dataset!r} defines one fold only ({names[0]!r}); cross-validation needs two or "
+                          "more: use --cv loso, group-kfold or partition")
+    folds = []
+    for name in names:
+        test = tuple(u.id for u in utts if u.fold == name)
+        train = tuple(u.id for u in utts if u.fold != name)
+        spk = sorted({u.speaker for u in utts if u.fold == name})
+        folds.append(Fold(name=name, train=train, test=test,
+                          note=f"test speakers: {', '.join(spk[:12])}{' ...' if len(spk) > 12 else ''}"))
+    return folds
+
+
+def _natural(name: str) -> tuple:
+    """Sort key: "Session10" after "Session9"."""
+    import re
+
+    return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name))
 
 
 def group_kfold(utts: Sequence[Utterance], k: int, dataset: str) -> list[Fold]:

@@ -36,11 +36,16 @@ class CorpusConfig(PluginConfig):
             registry (`bench runs show`).
         check_audio: read each file's header while listing (cheap), so an unreadable or empty
             file fails at once, named, instead of in the middle of a run.
+        emobox: EmoBox's folder of this corpus (``EmoBox/data/<corpus>/``, holding
+            ``fold_<k>/<corpus>_{train,test}_fold_<k>.jsonl`` and ``label_map.json``): keep the
+            utterances EmoBox lists (matched by file name), with its labels and its folds
+            (``--cv emobox``, or ``auto``); the count matched goes into the dataset's notes.
     """
 
     root: Path | None = None
     on_bad_entry: Literal["error", "skip"] = "error"
     check_audio: bool = True
+    emobox: Path | None = None
 
 
 def require_root(root: Path | None, dataset: str, layout: str) -> Path:
@@ -153,3 +158,66 @@ def uniform_duration_note(frames: list[tuple[int, int]]) -> str:
         f"possibly degraded copy: {count} of {len(frames)} files last exactly {dur:.2f} s "
         "(cut or zero-padded); absolute scores are not comparable with published figures"
     )
+
+
+def speaker_folds(speakers: dict[str, str], k: int, prefix: str = "speakers") -> dict[str, str]:
+    """Whole speakers into ``k`` folds: speaker -> fold name (``speakers<i>of<k>``).
+
+    ``speakers`` maps each speaker to a stratum (e.g. its sex; "" if unknown): the speakers of
+    each stratum, in sorted order, are dealt round-robin over the folds, continuing where the
+    previous stratum stopped, so folds get near-equal numbers of speakers and of each stratum.
+    Deterministic: the same speakers always give the same folds.
+    """
+    if len(speakers) < k:
+        raise ConfigError(f"{len(speakers)} speaker(s) cannot fill {k} speaker folds; lower the option speaker_folds "
+                          f"to {max(2, len(speakers))} or fewer, or use --cv loso")
+    out: dict[str, str] = {}
+    i = 0
+    for stratum in sorted(set(speakers.values())):
+        for spk in sorted(s for s, g in speakers.items() if g == stratum):
+            out[spk] = f"{prefix}{i % k + 1}of{k}"
+            i += 1
+    return out
+
+
+def utterance_trace(value: float, frames: int, samplerate: int, hop_s: float = 0.04):
+    """An utterance-level rating as a constant :class:`~ser_bench.interfaces.TimeSeries` (one value
+    every ``hop_s`` over the audio's duration): the harness's regression models and CCC work on
+    40 ms traces, so a corpus rating one value per utterance (IEMOCAP, MSP-Podcast) enters this way."""
+    import numpy as np
+
+    from ser_bench.interfaces import TimeSeries
+
+    n = max(1, int(round(frames / samplerate / hop_s)))
+    return TimeSeries(np.full(n, float(value), dtype=np.float32), hop_s=hop_s)
+
+
+def read_text(path: Path) -> str:
+    """A label or transcript file's text: UTF-8 (with or without BOM), UTF-16 with a BOM, else
+    GB18030 (Mandarin releases), else Latin-1."""
+    raw = Path(path).read_bytes()
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return raw.decode("utf-16")
+    for enc in ("utf-8-sig", "gb18030"):
+        try:
+            return raw.decode(enc)
+        except UnicodeDecodeError:
+            continue
+    return raw.decode("latin-1")
+
+
+def write_fixture_tone(path: Path, seed: int, seconds: float = 0.4, sr: int = 16_000) -> Path:
+    """A short voiced tone (harmonics at a seed-dependent pitch, a little noise) as 16-bit PCM:
+    the audio of the corpus fixtures the loaders' ``write_fixture`` functions and tests write."""
+    import numpy as np
+    import soundfile as sf
+
+    rng = np.random.default_rng([seed, 24])
+    t = np.arange(int(round(seconds * sr))) / sr
+    f0 = 110.0 + 15.0 * (seed % 11)
+    x = sum(np.sin(2 * np.pi * k * f0 * t + rng.uniform(0, 6.28)) / k for k in range(1, 6))
+    x = 0.25 * x / np.max(np.abs(x)) * np.hanning(len(t)) ** 0.1 + rng.normal(0, 0.003, len(t))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), x.astype(np.float32), sr, subtype="PCM_16")
+    return path

@@ -483,7 +483,7 @@ def test_unknown_plugin_names_are_clear_and_lose_nothing(tmp_path):
     ({"snrs": [100.0]}, "snrs: Value error, SNR 100.0 dB is outside [-30, 60]"),
     ({"snrs": [0.0, 0.0]}, "duplicate SNRs in [0.0, 0.0]"),
     ({"on_bad_audio": "ignore"}, "on_bad_audio: Input should be 'fail' or 'skip'"),
-    ({"cv": "kfold"}, "cv: Input should be 'auto', 'loso', 'partition' or 'group-kfold'"),
+    ({"cv": "kfold"}, "cv: Input should be 'auto', 'loso', 'partition', 'group-kfold', 'dataset' or 'emobox'"),
     ({"snr": [0.0]}, "snr: Extra inputs are not permitted"),
     ({"datasets": []}, "datasets: List should have at least 1 item"),
     ({"seed": "zero"}, "seed: Input should be a valid integer"),

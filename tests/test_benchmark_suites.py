@@ -60,3 +60,12 @@ def test_a_broken_suite_is_rejected(tmp_path):
     bad.write_text('protocol = "mismatched"\ndatasets = ["emodb"]\nsnrs = [5, 5]\n')
     with pytest.raises(ConfigError, match="duplicate SNRs"):
         validate_suite(bad)
+
+
+@pytest.mark.parametrize("dataset", ["iemocap", "msp-podcast", "crema-d", "esd", "tess", "savee", "shemo"])
+def test_every_corpus_has_its_two_suites(dataset):
+    for proto in ("matched", "mismatched"):
+        cfg = validate_suite(BENCHMARKS / f"{dataset.replace('-', '_')}_{proto}.toml")
+        assert cfg.protocol == proto and cfg.datasets == [dataset]
+        assert cfg.cv == {"iemocap": "dataset", "msp-podcast": "partition", "crema-d": "dataset",
+                          "shemo": "dataset"}.get(dataset, "loso")

@@ -10,6 +10,7 @@ two-step budget.
 """
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import re
 import shlex
@@ -81,11 +82,20 @@ def resolve(args: list[str]) -> tuple[list[str], click.Command, list[str]]:
     return path, cmd, args
 
 
+#: synthetic corpora README writes first (``python -m ser_bench_plugins.NAME DIR``): an argument
+#: ``NAME=/tmp/NAME-fixture`` gets one written by that module's ``write_fixture``
+FIXTURES = {"iemocap": "ser_bench_plugins.iemocap"}
+
+
 def substitute(command: str, workdir: Path) -> list[str] | None:
     """``bench ...`` -> its arguments with paths made real; None when it needs absent corpora."""
     args = []
     for a in shlex.split(command)[1:]:
-        if "../shared/data" in a:
+        fixture = re.fullmatch(r"([\w-]+)=/tmp/([\w.-]+-fixture)", a)
+        if fixture and fixture[1] in FIXTURES:
+            path = importlib.import_module(FIXTURES[fixture[1]]).write_fixture(workdir / fixture[2])
+            a = f"{fixture[1]}={path}"
+        elif "../shared/data" in a:
             if not SHARED_DATA.is_dir():
                 return None
             a = a.replace("../shared/data", str(SHARED_DATA))
