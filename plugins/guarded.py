@@ -36,15 +36,14 @@ for DeepFilterNet it moved the ramp onto the removed-energy SNR alone, which als
 distorted loud speech, and UAR fell 1.0-3.6 pp below noisy at 15-20 dB in three of four corpus x
 feature-set cases (stop 19). The backstop below keeps that duty without giving up the first.
 
-**Backstop** (``backstop``, on by default): one estimate may be blind where another sees.
-DeepFilterNet's own SNR estimate ranks 5..30 dB input well but reads -5 and 0 dB input as about
--3.5 dB, so its best single ramp (-8..28 dB) gives ``w`` = 0.86-0.87 there and gives away part of
-the gain where it is largest; the energy it removed says "very noisy" plainly (-7.6 / -1.9 dB at
--5 / 0 dB input) but also rises on distorted loud speech at 15-20 dB. The calibration therefore
-fits, after the best single ramp, a second ramp on another estimate, ``w = max(ramp(e1),
-ramp(e2))``, by the same cost, and keeps it only if it lowers the cost by at least 0.01. For
-DeepFilterNet it finds removed-energy -1..2 dB: ``w`` = 1.0 / 0.98 at -5 / 0 dB, unchanged at
-5..30 dB, calibration cost -0.591 -> -0.655 (the best any single estimate reached was -0.591).
+**Backstop** (``backstop``, on by default): one estimate may be blind where another sees. The
+calibration therefore fits, after the best single ramp, a second ramp on another estimate, ``w =
+max(ramp(e1), ramp(e2))``, by the same cost, and keeps it only if it lowers the cost by at least
+0.01. For DeepFilterNet (version 2: the ``floor`` 16 -> 48 kHz path) the best single ramp is the
+energy it removed, 6..26 dB (cost -0.793), and a WADA-SNR backstop at 1..26 dB lowers the cost to
+-0.855: ``w`` = 1.0 at -5 / 0 / 5 dB, 0.83 / 0.62 / 0.41 / 0.19 at 10 / 15 / 20 / 30 dB. (Through
+the earlier soxr path its own local-SNR estimate was chosen, -8..28 dB, backstopped by the removed
+energy at -1..2 dB; that estimate read -5 and 0 dB input alike, about -3.5 dB.)
 With ``backstop=false`` the calibration (and its key) is the single ramp, as before.
 
 The calibration is keyed by the inner enhancer's identity (weights digest included), the
