@@ -53,7 +53,10 @@ def cli() -> None:
 
 @cli.command()
 @click.argument("protocol", required=False, type=click.Choice(["clean", "matched", "mismatched", "multi-snr"]))
-@click.option("--suite", type=click.Path(dir_okay=False), help="TOML suite file (benchmarks/*.toml); flags override it.")
+@click.option("--suite", type=click.Path(dir_okay=False), metavar="FILE|NAME",
+              help="Suite: a TOML file, or the name of a shipped one (`bench suites` lists them); flags override it. "
+                   "Relative paths in the file are relative to the file's folder, those on the command line to "
+                   "the working directory.")
 @click.option("--dataset", "datasets", multiple=True, metavar="NAME",
               help="Dataset plugin (repeatable; `bench plugins` lists them). Default: synthetic.")
 @click.option("--ser-model", "ser_models", multiple=True, metavar="NAME",
@@ -106,11 +109,12 @@ def run(protocol, suite, datasets, ser_models, enhancers, noise_sources, snrs, t
     Examples:
       bench run mismatched
       bench run matched --enhancer rescnn --snr 0 --snr 10
-      bench run --suite benchmarks/emodb_mismatched.toml --data-root emodb=../shared/data/emodb
+      bench run --suite emodb_mismatched --data-root emodb=../shared/data/emodb
     """
-    from .config import load_suite, make_config, merge, parse_option
+    from .config import make_config, merge, parse_option
+    from .plugins import default_registry
 
-    base = load_suite(suite) if suite else {}
+    suite_path, base = _load_suite(suite) if suite else (None, {})
     over: dict = {}
     if protocol:
         over["protocol"] = protocol
@@ -145,12 +149,11 @@ def run(protocol, suite, datasets, ser_models, enhancers, noise_sources, snrs, t
         opts.setdefault(name, {})["root"] = path
     if opts:
         over["options"] = opts
-    config = make_config(merge(base, over), source=suite or "command line")
+    config = make_config(merge(base, over), source=str(suite_path or "command line"))
     if config.quality:
         _require_quality_extra()
     from .db import Store
     from .runner import plan, run as run_protocol
-    from .plugins import default_registry
 
     if dry_run:
         _, folds, cells = plan(config, default_registry())
@@ -175,6 +178,14 @@ def run(protocol, suite, datasets, ser_models, enhancers, noise_sources, snrs, t
         click.echo(f"  failed: {f}", err=True)
     if summary.n_failed:
         raise SystemExit(1)
+
+
+def _load_suite(text: str) -> tuple[Path, dict]:
+    """A suite file or shipped suite name -> (its file, its fields with paths made absolute)."""
+    from . import suites
+    from .plugins import default_registry
+
+    return suites.load(text, default_registry())
 
 
 def _interrupt(signum, frame) -> None:  # noqa: ANN001
@@ -407,13 +418,77 @@ def docs(topic, show_path) -> None:
 
 
 @cli.command()
-@click.argument("suite", type=click.Path(dir_okay=False))
+@click.argument("name", required=False)
+@click.option("--path", "show_path", is_flag=True, help="Print the suite file's path instead (to copy and edit it).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def suites(name, show_path, as_json) -> None:
+    """List the suites that ship with ser-bench (the paper's experiments) with their cells; with NAME,
+    one suite's cells (per fold: each fold of the corpus repeats them).
+
+    \b
+    bench suites                         # every shipped suite: protocol, corpus, grid, cells per fold
+    bench suites emodb_mismatched        # its cells, and how to run it
+    cp "$(bench suites --path emodb_mismatched)" my_suite.toml   # start your own from a copy
+
+    Run one with `bench run --suite NAME` (a path to any suite file works too). Relative paths in
+    a suite file are relative to the file's folder; paths on the command line (--data-root, -o)
+    to the working directory.
+    """
+    from . import suites as suites_mod
+
+    files = suites_mod.shipped()
+    if name is not None:
+        path = suites_mod.locate(name)
+        if show_path:
+            click.echo(str(path))
+            return
+        info = suites_mod.summary(path)
+        if as_json:
+            click.echo(json.dumps(info, indent=2))
+            return
+        click.echo(f"{info['name']}: {info['title'] or ''} ({info['protocol']}, {', '.join(info['datasets'])}, cv "
+                   f"{info['cv']})\n  file: {info['path']}\n  run:  {info['usage']}")
+        click.echo(f"  {info['cells_per_fold']} cells per fold:")
+        width = max(len(c["ser_model"]) for c in info["cells"])
+        for ds in info["datasets"]:
+            for c in info["cells"]:
+                click.echo(f"    {ds}  {c['ser_model']:<{width}}  {c['train']} -> {c['test']}")
+        return
+    if show_path:
+        click.echo(str(suites_mod.suites_dir()))
+        return
+    infos = [suites_mod.summary(p) for p in files.values()]
+    if as_json:
+        click.echo(json.dumps(infos, indent=2))
+        return
+    head = ["NAME", "PROTOCOL", "DATASETS", "CELLS/FOLD", "GRID"]
+    rows = [[i["name"], i["protocol"], ",".join(i["datasets"]), str(i["cells_per_fold"]), _grid(i)] for i in infos]
+    widths = [max(len(r[k]) for r in [head, *rows]) for k in range(len(head) - 1)]
+    for r in [head, *rows]:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1])
+    click.echo(f"\n{len(infos)} suites in {suites_mod.suites_dir()}; `bench suites NAME` lists one's cells, "
+               "`bench run --suite NAME --data-root DATASET=PATH` runs it.")
+
+
+def _grid(info: dict) -> str:
+    snrs = info["train_snrs"] and f"train {_snrs(info['train_snrs'])} x test {_snrs(info['test_snrs'] or info['snrs'])}"
+    return (f"{' + '.join(info['ser_models'])}; {' / '.join(info['enhancers'])}; noise {' + '.join(info['noise_sources'])}; "
+            f"SNRs {snrs or _snrs(info['snrs'])} dB")
+
+
+def _snrs(values) -> str:  # noqa: ANN001
+    return ", ".join(f"{s:g}" for s in values)
+
+
+@cli.command()
+@click.argument("suite", type=click.Path(dir_okay=False), metavar="FILE|NAME")
 def validate(suite) -> None:
-    """Validate a suite file (config fields and plugin names) without running it."""
+    """Validate a suite file or shipped suite (config fields and plugin names) without running it."""
     from .config import validate_suite
     from .plugins import default_registry
+    from .suites import locate
 
-    cfg = validate_suite(suite)
+    cfg = validate_suite(locate(suite))
     reg = default_registry()
     for kind, names in (("dataset", cfg.datasets), ("ser_model", cfg.ser_models), ("enhancer", cfg.enhancers),
                         ("noise_source", cfg.noise_sources)):
