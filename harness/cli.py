@@ -96,12 +96,17 @@ def cli() -> None:
               help="Also measure enhancement quality and emotion preservation (PESQ, STOI, SI-SDR, F0/loudness "
                    "contour fidelity, eGeMAPS distance) of every noisy/enhanced condition; slower.")
 @click.option("--dry-run", is_flag=True, help="Print the cells and their count; compute nothing.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bars (the plugins' own bars too).")
+@click.option("--quiet", "-q", is_flag=True,
+              help="No progress bars (the plugins' own bars too); stdout holds only the results table, the run's "
+                   "messages go to stderr.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results table as JSON (on stdout; messages on stderr).")
 @db_option
 def run(protocol, suite, datasets, ser_models, enhancers, noise_sources, snrs, train_snrs, test_snrs, cv, cv_folds, seed,
-        options, data_roots, jobs, executor, scheduler, on_bad_audio, cache_dir, quality, dry_run, quiet,
+        options, data_roots, jobs, executor, scheduler, on_bad_audio, cache_dir, quality, dry_run, quiet, as_json,
         db) -> None:
-    """Run a PROTOCOL (clean | matched | mismatched | multi-snr) and store every result.
+    """Run a PROTOCOL (clean | matched | mismatched | multi-snr) and store every result, then print
+    the results table: per SER model and enhancer, the metric at each SNR with its 95 % CI and
+    + / - where enhanced is significantly better / worse than noisy.
 
     Re-running the same command computes only what is missing (an interrupted run resumes).
 
@@ -167,17 +172,36 @@ def run(protocol, suite, datasets, ser_models, enhancers, noise_sources, snrs, t
         return
     store = Store(db)
     progress = not quiet and sys.stderr.isatty()
+    say = _messages(quiet or as_json)
     with _stop_as_interrupt(store), progress_switch(progress):  # one switch for every bar
         summary = run_protocol(config, store=store, executor=executor, jobs=jobs, scheduler=scheduler,
-                               cache_dir=cache_dir, progress=progress, echo=click.echo)
-    click.echo(
+                               cache_dir=cache_dir, progress=progress, echo=say)
+    say(
         f"run {summary.run_id}: {summary.n_done} computed, {summary.n_skipped} already stored, "
         f"{summary.n_failed} failed, {summary.wall_s:.1f} s -> {store.url}"
     )
     for f in summary.failures[:10]:
         click.echo(f"  failed: {f}", err=True)
+    if summary.run_id is not None:
+        _results_table(store, [summary.run_id], as_json, lead="" if quiet or as_json else "\n")
     if summary.n_failed:
         raise SystemExit(1)
+
+
+def _messages(to_stderr: bool):  # noqa: ANN202
+    """Where a command's messages go: stdout, or stderr when stdout is for the table only (-q, --json)."""
+    return (lambda s: click.echo(s, err=True)) if to_stderr else click.echo
+
+
+def _results_table(store, run_ids: list[int], as_json: bool, lead: str = "") -> None:  # noqa: ANN001
+    """The results table of runs (ser_bench.report.terminal), as text or JSON, on stdout."""
+    from .report import terminal
+
+    tabs = terminal.tables(store, run_ids)
+    if as_json:
+        click.echo(json.dumps(terminal.as_dict(tabs, run_ids), indent=2, allow_nan=False))
+    else:
+        click.echo(lead + terminal.render(tabs))
 
 
 def _load_suite(text: str) -> tuple[Path, dict]:
@@ -263,10 +287,13 @@ def report(out, db) -> None:
 @click.option("--cache", "cache_dir", envvar="BENCH_CACHE", default=None, help="Artefact cache folder (env BENCH_CACHE).")
 @click.option("--out", default="reports", show_default=True, type=click.Path(file_okay=False), help="Report folder.")
 @click.option("--dry-run", is_flag=True, help="List the experiments and their cell counts; compute nothing.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@click.option("--quiet", "-q", is_flag=True,
+              help="No progress bars; stdout holds only the results table (messages and the paper comparison go to "
+                   "stderr).")
+@click.option("--json", "as_json", is_flag=True, help="Print the results table as JSON (on stdout; the rest on stderr).")
 @db_option
 def paper(data_roots, snrs, enhancers, quick, options, noise_root, suites_dir, seed, jobs, executor, cache_dir, out,
-          dry_run, quiet, db) -> None:
+          dry_run, quiet, as_json, db) -> None:
     """Reproduce Triantafyllopoulos et al. (Interspeech 2019): run every experiment the given corpora
     allow (benchmarks/*_matched|mismatched|multisnr.toml), then write the report with the paper's
     Tables 2-6 beside ours and print them.
@@ -296,11 +323,15 @@ def paper(data_roots, snrs, enhancers, quick, options, noise_root, suites_dir, s
 
     store = Store(db)
     progress = not quiet and sys.stderr.isatty()
+    say = _messages(quiet or as_json)
     with _stop_as_interrupt(store), progress_switch(progress):
         res = paper_mod.run_paper(plan, store=store, out=out, executor=executor, jobs=jobs, cache_dir=cache_dir,
-                                  progress=progress, echo=click.echo)
-    click.echo("\n" + text(tables_from_store(store)))
-    click.echo(f"{len(res.runs)} experiments run, {len(plan.skipped)} skipped, {res.wall_s:.0f} s; wrote {res.report}")
+                                  progress=progress, echo=say)
+    say("\n" + text(tables_from_store(store)))
+    say(f"{len(res.runs)} experiments run, {len(plan.skipped)} skipped, {res.wall_s:.0f} s; wrote {res.report}")
+    run_ids = [s.run_id for _, s in res.runs if s.run_id is not None]
+    if run_ids:
+        _results_table(store, run_ids, as_json, lead="" if quiet or as_json else "\nResults of these runs:\n")
     if res.failed:
         for exp, why in res.failed:
             click.echo(f"  failed: {exp.name}: {why}", err=True)
@@ -517,9 +548,18 @@ def runs_list(db) -> None:
 
 @runs.command(name="show")
 @click.argument("run_id", type=int)
+@click.option("--table", "as_table", is_flag=True,
+              help="Print the run's results table instead (as at the end of `bench run`).")
+@click.option("--json", "as_json", is_flag=True, help="With --table: the table as JSON.")
 @db_option
-def runs_show(run_id, db) -> None:
-    """A run's config, provenance, failed cells (with tracebacks) and skipped utterances."""
+def runs_show(run_id, as_table, as_json, db) -> None:
+    """A run's config, provenance, failed cells (with tracebacks) and skipped utterances; with
+    --table, its results: per SER model and enhancer, the metric at each SNR with its 95 % CI and
+    the significance mark.
+
+    \b
+    bench runs show 1 --table
+    """
     from .db import Store
 
     store = Store(db)
@@ -527,6 +567,11 @@ def runs_show(run_id, db) -> None:
     row = df[df.id == run_id]
     if row.empty:
         raise click.ClickException(f"no run {run_id}; `bench runs list` shows the runs")
+    if as_json and not as_table:
+        raise click.UsageError("--json goes with --table (the run itself is printed as JSON already)")
+    if as_table:
+        _results_table(store, [run_id], as_json)
+        return
     r = row.iloc[0]
     click.echo(json.dumps({k: (json.loads(r[k]) if k.endswith("_json") else _plain(r[k])) for k in df.columns}, indent=2))
     cells = store.cells_frame([run_id])
