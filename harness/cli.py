@@ -280,7 +280,7 @@ def report(out, db) -> None:
               help="Plugin option for every experiment that uses the plugin.")
 @click.option("--noise-root", metavar="PATH", help="Noise folder (shorthand for -o folder.root=PATH).")
 @click.option("--suites", "suites_dir", type=click.Path(file_okay=False), default=None,
-              help="Folder of the paper suites (default: benchmarks/ of this checkout).")
+              help="Folder of the paper suites (default: the shipped ones, `bench suites`).")
 @click.option("--seed", type=int, help="Run seed. Default: the suites' (0).")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=None, help="Workers (default: usable cores).")
 @click.option("--executor", type=click.Choice(["process", "inline", "dask"]), default="process", show_default=True)
@@ -295,8 +295,8 @@ def report(out, db) -> None:
 def paper(data_roots, snrs, enhancers, quick, options, noise_root, suites_dir, seed, jobs, executor, cache_dir, out,
           dry_run, quiet, as_json, db) -> None:
     """Reproduce Triantafyllopoulos et al. (Interspeech 2019): run every experiment the given corpora
-    allow (benchmarks/*_matched|mismatched|multisnr.toml), then write the report with the paper's
-    Tables 2-6 beside ours and print them.
+    allow (the shipped suites *_matched|mismatched|multisnr, `bench suites`), then write the report
+    with the paper's Tables 2-6 beside ours, print them and the results table of the runs.
 
     \b
     Example:
