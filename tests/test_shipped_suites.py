@@ -96,7 +96,9 @@ def test_the_shipped_suites_noise_folder_is_relative_to_the_suite_file():
     for path in BENCHMARKS.glob("*.toml"):
         root = tomllib.loads(path.read_text()).get("options", {}).get("folder", {}).get("root")
         if root is not None:  # the checkout's ../shared/data/noise, seen from benchmarks/
-            assert os.path.normpath(BENCHMARKS / root) == str(REPO.parent / "shared" / "data" / "noise"), path.name
+            assert os.path.normpath(BENCHMARKS / root) == str(REPO.parent / "shared" / "data" / "noise"), (
+                f"{path.name}: relative paths in a suite are relative to the suite's folder (benchmarks/): "
+                f"write root = \"../../shared/data/noise\", not {root!r}")
     _, data = suites.load("emodb_matched", default_registry())
     assert data["options"]["folder"]["root"] == str(REPO.parent / "shared" / "data" / "noise")
     assert data["options"]["emodb"]["classes"][0] == "anger"  # other options untouched
