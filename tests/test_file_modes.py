@@ -59,6 +59,15 @@ def test_report_follows_any_umask(tmp_path, mask):
     assert mode(path) == mode(plain) == 0o666 & ~mask
 
 
+def test_the_results_database_gets_the_normal_mode(tmp_path):
+    with the_umask(0o002):  # a group-shared setup: SQLite alone would make it 0644
+        store = Store(str(tmp_path / "r.db"))
+        store.start_run(config_json="{}", config_hash="h", protocol="clean", name=None, code_version="t", plugins={},
+                        env={}, seed=0, snr_definition="s", n_cells=0)
+    assert mode(tmp_path / "r.db") == 0o664 and store.count("runs") == 1
+    assert {mode(p) for p in tmp_path.glob("r.db-*")} <= {0o664}  # the WAL files alike
+
+
 def test_cache_entries_get_the_normal_mode(tmp_path):
     with the_umask(0o022):
         cache = Cache(tmp_path / "cache")
