@@ -197,7 +197,13 @@ def _results_table(store, run_ids: list[int], as_json: bool, lead: str = "") -> 
     """The results table of runs (ser_bench.report.terminal), as text or JSON, on stdout."""
     from .report import terminal
 
-    tabs = terminal.tables(store, run_ids)
+    try:
+        tabs = terminal.tables(store, run_ids)
+    except BenchError:
+        raise
+    except Exception as exc:  # the runs are stored: showing them must not turn a good run into a failed one
+        click.echo(f"(no results table: {type(exc).__name__}: {exc}; `bench report` shows the results)", err=True)
+        return
     if as_json:
         click.echo(json.dumps(terminal.as_dict(tabs, run_ids), indent=2, allow_nan=False))
     else:
@@ -330,7 +336,7 @@ def paper(data_roots, snrs, enhancers, quick, options, noise_root, suites_dir, s
     say("\n" + text(tables_from_store(store)))
     say(f"{len(res.runs)} experiments run, {len(plan.skipped)} skipped, {res.wall_s:.0f} s; wrote {res.report}")
     run_ids = [s.run_id for _, s in res.runs if s.run_id is not None]
-    if run_ids:
+    if run_ids or as_json:
         _results_table(store, run_ids, as_json, lead="" if quiet or as_json else "\nResults of these runs:\n")
     if res.failed:
         for exp, why in res.failed:
