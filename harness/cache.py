@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from .files import as_created
 from .interfaces import stable_hash
 
 DEFAULT_CACHE = ".bench-cache"
@@ -68,6 +69,7 @@ class Cache:
     def _write(self, p: Path, dump: Callable[[Any], None]) -> None:
         p.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=p.parent, suffix=".tmp")
+        as_created(fd)  # the mode of a normally created file (umask), not mkstemp's 0600
         try:
             with os.fdopen(fd, "wb") as fh:
                 dump(fh)

@@ -53,7 +53,10 @@ def cli() -> None:
 
 @cli.command()
 @click.argument("protocol", required=False, type=click.Choice(["clean", "matched", "mismatched", "multi-snr"]))
-@click.option("--suite", type=click.Path(dir_okay=False), help="TOML suite file (benchmarks/*.toml); flags override it.")
+@click.option("--suite", type=click.Path(dir_okay=False), metavar="FILE|NAME",
+              help="Suite: a TOML file, or the name of a shipped one (`bench suites` lists them); flags override it. "
+                   "Relative paths in the file are relative to the file's folder, those on the command line to "
+                   "the working directory.")
 @click.option("--dataset", "datasets", multiple=True, metavar="NAME",
               help="Dataset plugin (repeatable; `bench plugins` lists them). Default: synthetic.")
 @click.option("--ser-model", "ser_models", multiple=True, metavar="NAME",
@@ -95,12 +98,17 @@ def cli() -> None:
               help="Also measure enhancement quality and emotion preservation (PESQ, STOI, SI-SDR, F0/loudness "
                    "contour fidelity, eGeMAPS distance) of every noisy/enhanced condition; slower.")
 @click.option("--dry-run", is_flag=True, help="Print the cells and their count; compute nothing.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bars (the plugins' own bars too).")
+@click.option("--quiet", "-q", is_flag=True,
+              help="No progress bars (the plugins' own bars too); stdout holds only the results table, the run's "
+                   "messages go to stderr.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results table as JSON (on stdout; messages on stderr).")
 @db_option
 def run(protocol, suite, datasets, ser_models, enhancers, noise_sources, snrs, train_snrs, test_snrs, cv, cv_folds, seed,
-        options, data_roots, jobs, executor, scheduler, on_bad_audio, cache_dir, quality, dry_run, quiet,
+        options, data_roots, jobs, executor, scheduler, on_bad_audio, cache_dir, quality, dry_run, quiet, as_json,
         db) -> None:
-    """Run a PROTOCOL (clean | matched | mismatched | multi-snr) and store every result.
+    """Run a PROTOCOL (clean | matched | mismatched | multi-snr) and store every result, then print
+    the results table: per SER model and enhancer, the metric at each SNR with its 95 % CI and
+    + / - where enhanced is significantly better / worse than noisy.
 
     Re-running the same command computes only what is missing (an interrupted run resumes).
 
@@ -108,11 +116,12 @@ def run(protocol, suite, datasets, ser_models, enhancers, noise_sources, snrs, t
     Examples:
       bench run mismatched
       bench run matched --enhancer rescnn --snr 0 --snr 10
-      bench run --suite benchmarks/emodb_mismatched.toml --data-root emodb=../shared/data/emodb
+      bench run --suite emodb_mismatched --data-root emodb=../shared/data/emodb
     """
-    from .config import load_suite, make_config, merge, parse_option
+    from .config import make_config, merge, parse_option
+    from .plugins import default_registry
 
-    base = load_suite(suite) if suite else {}
+    suite_path, base = _load_suite(suite) if suite else (None, {})
     over: dict = {}
     if protocol:
         over["protocol"] = protocol
@@ -147,12 +156,11 @@ def run(protocol, suite, datasets, ser_models, enhancers, noise_sources, snrs, t
         opts.setdefault(name, {})["root"] = path
     if opts:
         over["options"] = opts
-    config = make_config(merge(base, over), source=suite or "command line")
+    config = make_config(merge(base, over), source=str(suite_path or "command line"))
     if config.quality:
         _require_quality_extra()
     from .db import Store
     from .runner import plan, run as run_protocol
-    from .plugins import default_registry
 
     if dry_run:
         _, folds, cells = plan(config, default_registry())
@@ -166,17 +174,50 @@ def run(protocol, suite, datasets, ser_models, enhancers, noise_sources, snrs, t
         return
     store = Store(db)
     progress = not quiet and sys.stderr.isatty()
+    say = _messages(quiet or as_json)
     with _stop_as_interrupt(store), progress_switch(progress):  # one switch for every bar
         summary = run_protocol(config, store=store, executor=executor, jobs=jobs, scheduler=scheduler,
-                               cache_dir=cache_dir, progress=progress, echo=click.echo)
-    click.echo(
+                               cache_dir=cache_dir, progress=progress, echo=say)
+    say(
         f"run {summary.run_id}: {summary.n_done} computed, {summary.n_skipped} already stored, "
         f"{summary.n_failed} failed, {summary.wall_s:.1f} s -> {store.url}"
     )
     for f in summary.failures[:10]:
         click.echo(f"  failed: {f}", err=True)
+    if summary.run_id is not None:
+        _results_table(store, [summary.run_id], as_json, lead="" if quiet or as_json else "\n")
     if summary.n_failed:
         raise SystemExit(1)
+
+
+def _messages(to_stderr: bool):  # noqa: ANN202
+    """Where a command's messages go: stdout, or stderr when stdout is for the table only (-q, --json)."""
+    return (lambda s: click.echo(s, err=True)) if to_stderr else click.echo
+
+
+def _results_table(store, run_ids: list[int], as_json: bool, lead: str = "") -> None:  # noqa: ANN001
+    """The results table of runs (ser_bench.report.terminal), as text or JSON, on stdout."""
+    from .report import terminal
+
+    try:
+        tabs = terminal.tables(store, run_ids)
+    except BenchError:
+        raise
+    except Exception as exc:  # the runs are stored: showing them must not turn a good run into a failed one
+        click.echo(f"(no results table: {type(exc).__name__}: {exc}; `bench report` shows the results)", err=True)
+        return
+    if as_json:
+        click.echo(json.dumps(terminal.as_dict(tabs, run_ids), indent=2, allow_nan=False))
+    else:
+        click.echo(lead + terminal.render(tabs))
+
+
+def _load_suite(text: str) -> tuple[Path, dict]:
+    """A suite file or shipped suite name -> (its file, its fields with paths made absolute)."""
+    from . import suites
+    from .plugins import default_registry
+
+    return suites.load(text, default_registry())
 
 
 def _interrupt(signum, frame) -> None:  # noqa: ANN001
@@ -247,20 +288,23 @@ def report(out, db) -> None:
               help="Plugin option for every experiment that uses the plugin.")
 @click.option("--noise-root", metavar="PATH", help="Noise folder (shorthand for -o folder.root=PATH).")
 @click.option("--suites", "suites_dir", type=click.Path(file_okay=False), default=None,
-              help="Folder of the paper suites (default: benchmarks/ of this checkout).")
+              help="Folder of the paper suites (default: the shipped ones, `bench suites`).")
 @click.option("--seed", type=int, help="Run seed. Default: the suites' (0).")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=None, help="Workers (default: usable cores).")
 @click.option("--executor", type=click.Choice(["process", "inline", "dask"]), default="process", show_default=True)
 @click.option("--cache", "cache_dir", envvar="BENCH_CACHE", default=None, help="Artefact cache folder (env BENCH_CACHE).")
 @click.option("--out", default="reports", show_default=True, type=click.Path(file_okay=False), help="Report folder.")
 @click.option("--dry-run", is_flag=True, help="List the experiments and their cell counts; compute nothing.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@click.option("--quiet", "-q", is_flag=True,
+              help="No progress bars; stdout holds only the results table (messages and the paper comparison go to "
+                   "stderr).")
+@click.option("--json", "as_json", is_flag=True, help="Print the results table as JSON (on stdout; the rest on stderr).")
 @db_option
 def paper(data_roots, snrs, enhancers, quick, options, noise_root, suites_dir, seed, jobs, executor, cache_dir, out,
-          dry_run, quiet, db) -> None:
+          dry_run, quiet, as_json, db) -> None:
     """Reproduce Triantafyllopoulos et al. (Interspeech 2019): run every experiment the given corpora
-    allow (benchmarks/*_matched|mismatched|multisnr.toml), then write the report with the paper's
-    Tables 2-6 beside ours and print them.
+    allow (the shipped suites *_matched|mismatched|multisnr, `bench suites`), then write the report
+    with the paper's Tables 2-6 beside ours, print them and the results table of the runs.
 
     \b
     Example:
@@ -287,11 +331,15 @@ def paper(data_roots, snrs, enhancers, quick, options, noise_root, suites_dir, s
 
     store = Store(db)
     progress = not quiet and sys.stderr.isatty()
+    say = _messages(quiet or as_json)
     with _stop_as_interrupt(store), progress_switch(progress):
         res = paper_mod.run_paper(plan, store=store, out=out, executor=executor, jobs=jobs, cache_dir=cache_dir,
-                                  progress=progress, echo=click.echo)
-    click.echo("\n" + text(tables_from_store(store)))
-    click.echo(f"{len(res.runs)} experiments run, {len(plan.skipped)} skipped, {res.wall_s:.0f} s; wrote {res.report}")
+                                  progress=progress, echo=say)
+    say("\n" + text(tables_from_store(store)))
+    say(f"{len(res.runs)} experiments run, {len(plan.skipped)} skipped, {res.wall_s:.0f} s; wrote {res.report}")
+    run_ids = [s.run_id for _, s in res.runs if s.run_id is not None]
+    if run_ids or as_json:
+        _results_table(store, run_ids, as_json, lead="" if quiet or as_json else "\nResults of these runs:\n")
     if res.failed:
         for exp, why in res.failed:
             click.echo(f"  failed: {exp.name}: {why}", err=True)
@@ -409,13 +457,77 @@ def docs(topic, show_path) -> None:
 
 
 @cli.command()
-@click.argument("suite", type=click.Path(dir_okay=False))
+@click.argument("name", required=False)
+@click.option("--path", "show_path", is_flag=True, help="Print the suite file's path instead (to copy and edit it).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def suites(name, show_path, as_json) -> None:
+    """List the suites that ship with ser-bench (the paper's experiments) with their cells; with NAME,
+    one suite's cells (per fold: each fold of the corpus repeats them).
+
+    \b
+    bench suites                         # every shipped suite: protocol, corpus, grid, cells per fold
+    bench suites emodb_mismatched        # its cells, and how to run it
+    cp "$(bench suites --path emodb_mismatched)" my_suite.toml   # start your own from a copy
+
+    Run one with `bench run --suite NAME` (a path to any suite file works too). Relative paths in
+    a suite file are relative to the file's folder; paths on the command line (--data-root, -o)
+    to the working directory.
+    """
+    from . import suites as suites_mod
+
+    files = suites_mod.shipped()
+    if name is not None:
+        path = suites_mod.locate(name)
+        if show_path:
+            click.echo(str(path))
+            return
+        info = suites_mod.summary(path)
+        if as_json:
+            click.echo(json.dumps(info, indent=2))
+            return
+        click.echo(f"{info['name']}: {info['title'] or ''} ({info['protocol']}, {', '.join(info['datasets'])}, cv "
+                   f"{info['cv']})\n  file: {info['path']}\n  run:  {info['usage']}")
+        click.echo(f"  {info['cells_per_fold']} cells per fold:")
+        width = max(len(c["ser_model"]) for c in info["cells"])
+        for ds in info["datasets"]:
+            for c in info["cells"]:
+                click.echo(f"    {ds}  {c['ser_model']:<{width}}  {c['train']} -> {c['test']}")
+        return
+    if show_path:
+        click.echo(str(suites_mod.suites_dir()))
+        return
+    infos = [suites_mod.summary(p) for p in files.values()]
+    if as_json:
+        click.echo(json.dumps(infos, indent=2))
+        return
+    head = ["NAME", "PROTOCOL", "DATASETS", "CELLS/FOLD", "GRID"]
+    rows = [[i["name"], i["protocol"], ",".join(i["datasets"]), str(i["cells_per_fold"]), _grid(i)] for i in infos]
+    widths = [max(len(r[k]) for r in [head, *rows]) for k in range(len(head) - 1)]
+    for r in [head, *rows]:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1])
+    click.echo(f"\n{len(infos)} suites in {suites_mod.suites_dir()}; `bench suites NAME` lists one's cells, "
+               "`bench run --suite NAME --data-root DATASET=PATH` runs it.")
+
+
+def _grid(info: dict) -> str:
+    snrs = info["train_snrs"] and f"train {_snrs(info['train_snrs'])} x test {_snrs(info['test_snrs'] or info['snrs'])}"
+    return (f"{' + '.join(info['ser_models'])}; {' / '.join(info['enhancers'])}; noise {' + '.join(info['noise_sources'])}; "
+            f"SNRs {snrs or _snrs(info['snrs'])} dB")
+
+
+def _snrs(values) -> str:  # noqa: ANN001
+    return ", ".join(f"{s:g}" for s in values)
+
+
+@cli.command()
+@click.argument("suite", type=click.Path(dir_okay=False), metavar="FILE|NAME")
 def validate(suite) -> None:
-    """Validate a suite file (config fields and plugin names) without running it."""
+    """Validate a suite file or shipped suite (config fields and plugin names) without running it."""
     from .config import validate_suite
     from .plugins import default_registry
+    from .suites import locate
 
-    cfg = validate_suite(suite)
+    cfg = validate_suite(locate(suite))
     reg = default_registry()
     for kind, names in (("dataset", cfg.datasets), ("ser_model", cfg.ser_models), ("enhancer", cfg.enhancers),
                         ("noise_source", cfg.noise_sources)):
@@ -444,9 +556,18 @@ def runs_list(db) -> None:
 
 @runs.command(name="show")
 @click.argument("run_id", type=int)
+@click.option("--table", "as_table", is_flag=True,
+              help="Print the run's results table instead (as at the end of `bench run`).")
+@click.option("--json", "as_json", is_flag=True, help="With --table: the table as JSON.")
 @db_option
-def runs_show(run_id, db) -> None:
-    """A run's config, provenance, failed cells (with tracebacks) and skipped utterances."""
+def runs_show(run_id, as_table, as_json, db) -> None:
+    """A run's config, provenance, failed cells (with tracebacks) and skipped utterances; with
+    --table, its results: per SER model and enhancer, the metric at each SNR with its 95 % CI and
+    the significance mark.
+
+    \b
+    bench runs show 1 --table
+    """
     from .db import Store
 
     store = Store(db)
@@ -454,6 +575,11 @@ def runs_show(run_id, db) -> None:
     row = df[df.id == run_id]
     if row.empty:
         raise click.ClickException(f"no run {run_id}; `bench runs list` shows the runs")
+    if as_json and not as_table:
+        raise click.UsageError("--json goes with --table (the run itself is printed as JSON already)")
+    if as_table:
+        _results_table(store, [run_id], as_json)
+        return
     r = row.iloc[0]
     click.echo(json.dumps({k: (json.loads(r[k]) if k.endswith("_json") else _plain(r[k])) for k in df.columns}, indent=2))
     cells = store.cells_frame([run_id])

@@ -18,6 +18,7 @@ from typing import Any
 
 from .config import RunConfig, load_suite, make_config, merge
 from .errors import BenchError, ConfigError
+from .suites import resolve_paths
 
 #: the paper's enhancer (our reimplementation of its ResNet)
 PAPER_ENHANCER = "rescnn"
@@ -80,7 +81,10 @@ class PaperResult:
 
 
 def default_suites_dir() -> Path:
-    return Path(__file__).resolve().parents[1] / "benchmarks"
+    """The shipped suites (``ser_bench/_suites`` installed, ``benchmarks/`` in a checkout)."""
+    from .suites import suites_dir
+
+    return suites_dir()
 
 
 def best_enhancer(registry: Any) -> str:
@@ -122,8 +126,9 @@ def make_plan(data_roots: dict[str, str], *, registry: Any, snrs: Sequence[float
     _with_known_names(registry, list(data_roots))
     suites = Path(suites_dir) if suites_dir else default_suites_dir()
     if not suites.is_dir():
-        raise ConfigError(f"paper suites folder {suites} not found: pass --suites DIR (the benchmarks/ folder "
-                          "of a ser-bench checkout)")
+        raise ConfigError(f"paper suites folder {suites} not found: pass --suites DIR (a folder holding "
+                          f"{EXPERIMENTS[0].suite} and the other paper suites), or leave --suites out for the "
+                          "shipped ones")
     best = None
     if enhancers:
         chosen = [e for e in enhancers if e != "none"]
@@ -150,7 +155,7 @@ def make_plan(data_roots: dict[str, str], *, registry: Any, snrs: Sequence[float
             skipped.append((exp, why))
             continue
         path = suites / exp.suite
-        base = load_suite(path)
+        base = resolve_paths(load_suite(path), path, registry)  # a suite's relative paths: from its folder
         over: dict[str, Any] = {"enhancers": ["none", *chosen]}
         multi = exp.protocol == "multi-snr"
         grid = [float(s) for s in base.get("train_snrs") or base.get("snrs") or []]
@@ -169,21 +174,25 @@ def make_plan(data_roots: dict[str, str], *, registry: Any, snrs: Sequence[float
         # absolute, so that the report finds the corpus again from any folder (its notes, e.g. a degraded copy)
         root = str(Path(data_roots[exp.dataset]).expanduser().resolve())
         opts: dict[str, dict[str, Any]] = {exp.dataset: {"root": root}}
-        # the suites name paths relative to the checkout (../shared/data/noise): from another folder,
-        # take them relative to the checkout the suites belong to
-        for plugin, o in (base.get("options") or {}).items():
-            rel = o.get("root") if isinstance(o, dict) else None
-            if isinstance(rel, str) and not Path(rel).expanduser().is_absolute() and not Path(rel).exists():
-                there = (suites.resolve().parent / rel).resolve()
-                if there.exists():
-                    opts.setdefault(plugin, {})["root"] = str(there)
         for src in ((QUICK_OPTIONS if quick else {}), options or {}):
             for plugin, o in src.items():
                 if plugin in used:
                     opts.setdefault(plugin, {}).update(o)
         over["options"] = opts
+        _check_noise_root(merge(base, over), path)
         planned.append(Planned(exp, make_config(merge(base, over), source=str(path)), path))
     return PaperPlan(planned, skipped, chosen, best)
+
+
+def _check_noise_root(data: dict[str, Any], path: Path) -> None:
+    """The paper suites' noise folder is the development checkout's (../../shared/data/noise from the
+    suite): elsewhere (an installed ser-bench) say how to give one, before any work starts."""
+    if "folder" not in data.get("noise_sources", []):
+        return
+    root = (data.get("options") or {}).get("folder", {}).get("root")
+    if root is not None and not Path(str(root)).expanduser().is_dir():
+        raise ConfigError(f"noise folder {root} (from {path.name}) does not exist: pass --noise-root PATH, a folder "
+                          "of noise clips (e.g. ESC-50 / UrbanSound8K without speech and music)")
 
 
 def describe(plan: PaperPlan, registry: Any, echo: Callable[[str], None]) -> int:

@@ -217,7 +217,7 @@ def test_bench_run_quiet_prints_no_bar_of_the_end_to_end_model(tmp_path):
            "--cv", "group-kfold", "--cv-folds", "2", "-j", "1", "-q"]
     p = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr
-    assert "2 computed" in p.stdout
+    assert "2 computed" in p.stderr  # -q: messages on stderr, only the results table on stdout
     assert "e2e-cls fit" not in p.stderr and "%|" not in p.stderr, p.stderr[-2000:]
 
 

@@ -131,7 +131,8 @@ def test_package_lists_every_package_folder():
              for p in (REPO / top).rglob("*.py") if "__pycache__" not in p.parts}
     assert found - listed == set(), "add these to [tool.setuptools] packages in pyproject.toml"
     assert cfg["package-dir"] == {"ser_bench": "harness", "ser_bench_plugins": "plugins",
-                                  "ser_bench._docs": "docs", "ser_bench._examples": "examples"}
+                                  "ser_bench._docs": "docs", "ser_bench._examples": "examples",
+                                  "ser_bench._suites": "benchmarks"}
     assert not {p.split(".")[0] for p in listed} - {"ser_bench", "ser_bench_plugins"}
 
 
@@ -140,9 +141,9 @@ def test_package_lists_every_package_folder():
 def test_the_wheel_ships_docs_and_example(tmp_path):
     src = tmp_path / "src"
     ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", "build", "dist", ".pytest_cache")
-    for name in ("harness", "plugins", "docs", "examples"):
+    for name in ("harness", "plugins", "docs", "examples", "benchmarks"):
         shutil.copytree(REPO / name, src / name, ignore=ignore)
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "README.md", "setup.py"):
         shutil.copy(REPO / name, src / name)
     # build isolation: pip takes setuptools>=68 from the index as `pip install` does (the environment's
     # own setuptools may be older)

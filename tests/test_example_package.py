@@ -135,7 +135,8 @@ def test_example_runs_a_protocol(env, tmp_path):
         "-o", "example-gate.threshold_db=8",
         "--db", f"sqlite:///{db}", "--cache", str(tmp_path / "cache"), "--executor", "inline", "-q",
     )
-    assert "0 failed" in res.stdout, res.stdout + res.stderr
+    assert "0 failed" in res.stderr, res.stdout + res.stderr  # -q: messages on stderr, the results table on stdout
+    assert "example-tones · mismatched" in res.stdout and "example-gate" in res.stdout
 
     from ser_bench.db import Store
 

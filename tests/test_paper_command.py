@@ -163,6 +163,8 @@ def test_a_tiny_real_run_writes_the_report_with_the_paper_tables(roots, tmp_path
     assert code == 0, out
     assert "2 experiments run, 4 skipped" in out
     assert "Table 2 · EMO-DB" in out and "Table 5 · EMO-DB" in out
+    # then the results table of its two runs (-q: the only thing on stdout)
+    assert "emodb · matched · noise folder · UAR %" in out and "emodb · mismatched · noise folder · UAR %" in out
     # 3 speakers with 6 classes: the paper's classes, but the corpus size is noted
     assert "ours 18 utterances from 3 speakers" in out
     assert "not differenced: ours has 18 utterances from 3 speakers, the paper's EMO-DB 465 from 10" in out

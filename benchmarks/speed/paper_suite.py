@@ -49,7 +49,7 @@ def timed(cmds: list[list[str]]) -> tuple[float, list[str]]:
         p = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
         if p.returncode:
             raise SystemExit(f"failed ({p.returncode}): {' '.join(cmd)}\n{p.stdout[-2000:]}{p.stderr[-2000:]}")
-        lines.append(p.stdout.strip().splitlines()[-1])
+        lines.append(p.stderr.strip().splitlines()[-1])  # -q: the summary line is on stderr, the table on stdout
     return time.perf_counter() - t, lines
 
 

@@ -90,6 +90,11 @@ def open_engine(url: str) -> Engine:
         db = engine.url.database
         if db and db != ":memory:" and not Path(db).parent.is_dir():
             raise DatabaseError(f"--db {db}: the folder {Path(db).parent} does not exist; create it or give another path")
+        if db and db != ":memory:" and not db.startswith("file:") and not Path(db).exists():
+            # created here, the way any file is (0666 minus the umask): SQLite would make it 0644 whatever
+            # the umask, and its -wal / -shm files take the database file's mode
+            with open(db, "a"):
+                pass
     else:
         try:
             with engine.connect():

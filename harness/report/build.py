@@ -14,7 +14,6 @@ import base64
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib.resources import files
@@ -28,6 +27,7 @@ from markupsafe import Markup
 from .. import __version__
 from ..db import Store
 from ..errors import BenchError
+from ..files import atomic_write
 from ..metrics import HIGHER_IS_BETTER
 from .fmt import environment
 
@@ -245,15 +245,10 @@ def build_report(store: Store, out: Path) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     # only index.html is ours: write it beside whatever the folder holds (never delete a thing),
-    # via a temporary file in the same folder so a reader never sees half a page
-    fd, tmp = tempfile.mkstemp(prefix=".index-", suffix=".html.tmp", dir=out)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(html)
-        os.replace(tmp, out / "index.html")
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # via a temporary file in the same folder so a reader never sees half a page; it gets the mode
+    # of a normally created file (0644 under umask 022), so a web server or a colleague can read it
+    with atomic_write(out / "index.html", "w", encoding="utf-8") as fh:
+        fh.write(html)
     return out / "index.html"
 
 
