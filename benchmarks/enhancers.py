@@ -34,6 +34,18 @@ ENHANCERS = ["none", "wiener", "rescnn", "deepfilternet", "rnnoise", "spectral-g
 SNRS = [-5, 0, 5, 10, 15, 20]
 
 
+#: --update: the noisy input's scores may differ by this much (numerical noise of library versions:
+#: PESQ / STOI / SI-SDR of the very same mixtures) and still count as the same mixtures.
+NOISY_TOLERANCE = 1e-4
+
+
+def noisy_gap(old: list[dict], new: list[dict]) -> float:
+    """Largest absolute difference between two noisy-score tables (inf if their shapes differ)."""
+    if len(old) != len(new) or any(set(a) != set(b) for a, b in zip(old, new)):
+        return float("inf")
+    return max((abs(float(a[k]) - float(b[k])) for a, b in zip(old, new) for k in a), default=0.0)
+
+
 def markdown(doc: dict) -> str:
     """Compact table: change vs noisy at 0 / 20 dB SNR for each metric, and the RTF."""
     noisy = {r["snr_db"]: r for r in doc["noisy"]}
@@ -96,13 +108,15 @@ def main() -> None:
     doc = json.loads(Path(args[args.index("--json-out") + 1]).read_text())
     command = "python benchmarks/enhancers.py " + " ".join(sys.argv[1:])
     if a.update:
-        Path(a.out + ".new").unlink()
         same = ("speech", "noise_clips", "snrs", "seed", "metrics")  # noise: its clips, not the path they lie at
         diff = [k for k in same if old.get(k) != doc.get(k)]
         diff += [f"noise {k}" for k in ("source", "part") if old["noise"].get(k) != doc["noise"].get(k)]
-        diff += ["noisy scores"] if json.dumps(old["noisy"]) != json.dumps(doc["noisy"]) else []
+        gap = noisy_gap(old["noisy"], doc["noisy"])
+        diff += [f"noisy scores differ by up to {gap:.2g}"] if gap > NOISY_TOLERANCE else []
         if diff:
-            raise SystemExit(f"--update: the new mixtures differ from {a.out}'s ({', '.join(diff)}); run without --update")
+            raise SystemExit(f"--update: the new mixtures differ from {a.out}'s ({', '.join(diff)}); run without "
+                             f"--update (the new results are in {a.out}.new)")
+        Path(a.out + ".new").unlink()
         old["enhancers"].update(doc["enhancers"])
         old.setdefault("updates", []).append({"command": command, "enhancers": sorted(doc["enhancers"]),
                                               "rtf": doc["rtf"]})
