@@ -12,7 +12,7 @@ import json
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -28,6 +28,10 @@ from .protocols import Cell, Condition, Fold
 from .registry import Registry
 
 CHUNK = 16  # utterances per preparation job
+
+#: the cache policy (``config.keep_audio``, ``bench run --keep-audio``): which audio a run keeps.
+#: Features, fitted models and predictions are always kept; clean audio is the user's own files.
+KEPT_AUDIO = {"none": frozenset(), "enhanced": frozenset({"enhanced"}), "all": frozenset({"noisy", "enhanced"})}
 
 
 class Context:
@@ -91,30 +95,63 @@ class Context:
         return ["noisy", MIXING_VERSION, utt.content_key(), cond.snr, self.config.seed,
                 self.identity("noise_source", cond.noise)]
 
-    # audio of one utterance under a condition -> (signal, content key)
-    def audio(self, utt: Utterance, cond: Condition) -> tuple[np.ndarray, str]:
-        clean_key = utt.content_key()
-        if cond.kind == "clean":
-            return utt.load(), "clean:" + clean_key
+    # ---- audio: what the cache policy keeps (config.keep_audio) is read back, the rest remade
+    def keeps_audio(self, kind: str) -> bool:
+        """Whether the run's cache policy keeps audio of a condition kind ("noisy" mixtures,
+        "enhanced" signals; clean audio is the user's own file and never copied)."""
+        return kind in KEPT_AUDIO[self.config.keep_audio]
+
+    def has_audio(self, key: str) -> bool:
+        """Whether audio ``key`` is in the cache (as an exact float entry or a FLAC one)."""
+        return self.cache.path("audio", key).exists() or self.cache.audio_path(key).exists()
+
+    def _kept(self, kind: str, key: str, make: Callable[[], np.ndarray]) -> np.ndarray:
+        """Audio ``key``: read back if kept, else made (and kept if the policy keeps ``kind``)."""
+        val = self.cache.load_audio(key)
+        if val is not None:
+            self.cache.hits += 1
+            return val
+        self.cache.misses += 1
+        val = np.asarray(make())
+        if self.keeps_audio(kind):
+            self.cache.store_audio(key, val)
+        return val
+
+    def _mixture(self, utt: Utterance, cond: Condition, exact: bool) -> tuple[np.ndarray, str]:
+        """The noisy mixture of ``utt`` under ``cond`` and its key; ``exact``: always remade
+        (mixing is deterministic and cheap), never read from its 16-bit copy."""
         noise = self.plugin("noise_source", cond.noise)
-        parts = self._noisy_parts(utt, cond)
+        nkey = self.cache.key(self._noisy_parts(utt, cond))
 
         def make_noisy() -> np.ndarray:
-            m = mix(utt.load(), noise.clips("test"), cond.snr, key=clean_key, seed=self.config.seed,
+            m = mix(utt.load(), noise.clips("test"), cond.snr, key=utt.content_key(), seed=self.config.seed,
                     source=cond.noise, speech_name=str(utt.path or utt.id))
             return m.noisy
 
-        noisy, nkey = self.cache.get_or_compute("audio", parts, make_noisy)
+        if exact:
+            exact_entry = self.cache.load("audio", nkey)  # an exact (float) entry, as older versions kept
+            return (exact_entry if exact_entry is not None else make_noisy()), nkey
+        return self._kept("noisy", nkey, make_noisy), nkey
+
+    # audio of one utterance under a condition -> (signal, content key)
+    def audio(self, utt: Utterance, cond: Condition) -> tuple[np.ndarray, str]:
+        if cond.kind == "clean":
+            return utt.load(), "clean:" + utt.content_key()
         if cond.kind == "noisy":
-            return noisy, nkey
+            return self._mixture(utt, cond, exact=False)
         enh = self.plugin("enhancer", cond.enhancer)
         ident = self.identity("enhancer", cond.enhancer)
-        if enh.inner is None:
-            make = lambda: self._enhance_keeping_snr(enh, ident, noisy, nkey)[0]  # noqa: E731
-        else:  # a wrapper: its inner enhancer's output comes from (and goes to) the cache
-            make = lambda: enh.enhance(noisy, lambda want_snr: self.inner_output(enh, cond.enhancer,  # noqa: E731
-                                                                                  noisy, nkey, want_snr))
-        return self.cache.get_or_compute("audio", ["enhanced", nkey, ident], make)
+        ekey = self.cache.key(["enhanced", self.cache.key(self._noisy_parts(utt, cond)), ident])
+        # an enhancer always sees the exact mixture, so its output does not depend on the policy
+
+        def make() -> np.ndarray:
+            noisy, nkey = self._mixture(utt, cond, exact=True)
+            if enh.inner is None:
+                return self._enhance_keeping_snr(enh, ident, noisy, nkey)[0]
+            # a wrapper: its inner enhancer's output comes from (and goes to) the cache
+            return enh.enhance(noisy, lambda want_snr: self.inner_output(enh, cond.enhancer, noisy, nkey, want_snr))
+
+        return self._kept("enhanced", ekey, make), ekey
 
     def _snr_key(self, nkey: str, ident: Any) -> str:
         return self.cache.key(["enhancer-snr", nkey, ident])
@@ -138,13 +175,14 @@ class Context:
         if key not in self._idents:
             self._idents[key] = inner.identity()
         ident = self._idents[key]
-        parts = ["enhanced", nkey, ident]
+        ekey = self.cache.key(["enhanced", nkey, ident])
         stored = self.cache.load("audio", self._snr_key(nkey, ident)) if want_snr else None
         if want_snr and stored is None:  # (re)compute: audio cached without its estimate, or neither
             y, snr = self._enhance_keeping_snr(inner, ident, noisy, nkey)
-            self.cache.store("audio", self.cache.key(parts), y)
+            if self.keeps_audio("enhanced"):
+                self.cache.store_audio(ekey, y)
             return y, snr
-        y = self.cache.get_or_compute("audio", parts, lambda: self._enhance_keeping_snr(inner, ident, noisy, nkey)[0])[0]
+        y = self._kept("enhanced", ekey, lambda: self._enhance_keeping_snr(inner, ident, noisy, nkey)[0])
         return y, (float(stored[0]) if stored is not None else None)
 
     def features(self, dataset: str, model_name: str, cond: Condition, ids: Sequence[str]) -> list[np.ndarray]:

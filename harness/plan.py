@@ -64,16 +64,20 @@ def plan(config: RunConfig, registry: Registry,
 
 
 def prepared(ctx: Context, job: dict) -> bool:
-    """Whether everything a preparation job would make is in the cache already."""
+    """Whether everything a preparation job would make is in the cache already (or would not be
+    kept: the audio of a model fitted on audio, where the cache policy drops it, is made by the
+    cell job that reads it)."""
     cond = Condition(**job["cond"])
     utts = ctx.utterances(job["dataset"])
     for m in job["models"]:
         cached = ctx.plugin("ser_model", m).cache_features
-        if not cached and cond.kind == "clean":
+        if not cached and (cond.kind == "clean" or not ctx.keeps_audio(cond.kind)):
             continue
         for uid in job["ids"]:
-            key = ctx.feature_key(utts[uid], cond, m) if cached else ctx._audio_key(utts[uid], cond)
-            if not ctx.cache.path("features" if cached else "audio", key).exists():
+            if cached:
+                if not ctx.cache.path("features", ctx.feature_key(utts[uid], cond, m)).exists():
+                    return False
+            elif not ctx.has_audio(ctx._audio_key(utts[uid], cond)):
                 return False
     return True
 
