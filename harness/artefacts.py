@@ -105,7 +105,7 @@ class Context:
         """Whether audio ``key`` is in the cache (as an exact float entry or a FLAC one)."""
         return self.cache.path("audio", key).exists() or self.cache.audio_path(key).exists()
 
-    def _kept(self, kind: str, key: str, make: Callable[[], np.ndarray]) -> np.ndarray:
+    def _kept(self, kind: str, key: str, make: Callable[[], np.ndarray], about: tuple[str, str]) -> np.ndarray:
         """Audio ``key``: read back if kept, else made (and kept if the policy keeps ``kind``)."""
         val = self.cache.load_audio(key)
         if val is not None:
@@ -114,10 +114,14 @@ class Context:
         self.cache.misses += 1
         val = np.asarray(make())
         if self.keeps_audio(kind):
-            self.cache.store_audio(key, val)
+            self.cache.store_audio(key, val, about)
         return val
 
-    def _mixture(self, utt: Utterance, cond: Condition, exact: bool) -> tuple[np.ndarray, str]:
+    def mixture(self, utt: Utterance, cond: Condition) -> tuple[np.ndarray, str]:
+        """The exact noisy mixture of ``utt`` under a noisy or enhanced ``cond``, and its key."""
+        return self._mixture(utt, cond, exact=True)
+
+    def _mixture(self, utt: Utterance, cond: Condition, exact: bool, dataset: str = "?") -> tuple[np.ndarray, str]:
         """The noisy mixture of ``utt`` under ``cond`` and its key; ``exact``: always remade
         (mixing is deterministic and cheap), never read from its 16-bit copy."""
         noise = self.plugin("noise_source", cond.noise)
@@ -131,14 +135,15 @@ class Context:
         if exact:
             exact_entry = self.cache.load("audio", nkey)  # an exact (float) entry, as older versions kept
             return (exact_entry if exact_entry is not None else make_noisy()), nkey
-        return self._kept("noisy", nkey, make_noisy), nkey
+        return self._kept("noisy", nkey, make_noisy, (dataset, "none")), nkey
 
     # audio of one utterance under a condition -> (signal, content key)
-    def audio(self, utt: Utterance, cond: Condition) -> tuple[np.ndarray, str]:
+    def audio(self, utt: Utterance, cond: Condition, dataset: str = "?") -> tuple[np.ndarray, str]:
+        """The signal of ``utt`` under ``cond`` and its content key (``dataset``: for the index)."""
         if cond.kind == "clean":
             return utt.load(), "clean:" + utt.content_key()
         if cond.kind == "noisy":
-            return self._mixture(utt, cond, exact=False)
+            return self._mixture(utt, cond, exact=False, dataset=dataset)
         enh = self.plugin("enhancer", cond.enhancer)
         ident = self.identity("enhancer", cond.enhancer)
         ekey = self.cache.key(["enhanced", self.cache.key(self._noisy_parts(utt, cond)), ident])
@@ -149,9 +154,10 @@ class Context:
             if enh.inner is None:
                 return self._enhance_keeping_snr(enh, ident, noisy, nkey)[0]
             # a wrapper: its inner enhancer's output comes from (and goes to) the cache
-            return enh.enhance(noisy, lambda want_snr: self.inner_output(enh, cond.enhancer, noisy, nkey, want_snr))
+            return enh.enhance(noisy, lambda want_snr: self.inner_output(enh, cond.enhancer, noisy, nkey, want_snr,
+                                                                         dataset))
 
-        return self._kept("enhanced", ekey, make), ekey
+        return self._kept("enhanced", ekey, make, (dataset, cond.enhancer)), ekey
 
     def _snr_key(self, nkey: str, ident: Any) -> str:
         return self.cache.key(["enhancer-snr", nkey, ident])
@@ -166,7 +172,7 @@ class Context:
         return y, snr
 
     def inner_output(self, wrapper: Enhancer, name: str, noisy: np.ndarray, nkey: str,
-                     want_snr: bool) -> tuple[np.ndarray, float | None]:
+                     want_snr: bool, dataset: str = "?") -> tuple[np.ndarray, float | None]:
         """A wrapper enhancer's inner output for the mixture ``nkey`` (cached under the inner
         enhancer's identity, so runs of the inner enhancer itself share it) and, if ``want_snr``,
         the mean of the inner enhancer's own SNR estimate (kept beside it)."""
@@ -180,9 +186,10 @@ class Context:
         if want_snr and stored is None:  # (re)compute: audio cached without its estimate, or neither
             y, snr = self._enhance_keeping_snr(inner, ident, noisy, nkey)
             if self.keeps_audio("enhanced"):
-                self.cache.store_audio(ekey, y)
+                self.cache.store_audio(ekey, y, (dataset, inner.name))
             return y, snr
-        y = self._kept("enhanced", ekey, lambda: self._enhance_keeping_snr(inner, ident, noisy, nkey)[0])
+        y = self._kept("enhanced", ekey, lambda: self._enhance_keeping_snr(inner, ident, noisy, nkey)[0],
+                       (dataset, inner.name))
         return y, (float(stored[0]) if stored is not None else None)
 
     def features(self, dataset: str, model_name: str, cond: Condition, ids: Sequence[str]) -> list[np.ndarray]:
@@ -202,7 +209,7 @@ class Context:
             for m, model in models.items():
                 if not model.cache_features:
                     if audio is None:
-                        audio = self.audio(utt, cond)[0]
+                        audio = self.audio(utt, cond, dataset)[0]
                     out[m].append(audio)
                     continue
                 # feature key first: a hit needs no audio at all
@@ -210,9 +217,9 @@ class Context:
                 val = self.cache.load("features", fkey)
                 if val is None:
                     if audio is None:
-                        audio = self.audio(utt, cond)[0]
+                        audio = self.audio(utt, cond, dataset)[0]
                     val = np.asarray(model.featurize(audio))
-                    self.cache.store("features", fkey, val)
+                    self.cache.store("features", fkey, val, (dataset, cond.enhancer))
                 out[m].append(val)
         return out
 

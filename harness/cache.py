@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import socket
 import tempfile
 import zlib
 from collections.abc import Callable
@@ -27,6 +28,8 @@ import numpy as np
 from .interfaces import stable_hash
 
 DEFAULT_CACHE = ".bench-cache"
+#: the folder of index files (which dataset and enhancer each entry belongs to)
+INDEX = "index"
 log = logging.getLogger("ser_bench.cache")
 
 
@@ -64,11 +67,23 @@ class Cache:
             p.unlink(missing_ok=True)
             return None
 
-    def store(self, kind: str, key: str, value: np.ndarray) -> None:
+    def store(self, kind: str, key: str, value: np.ndarray, about: tuple[str, str] | None = None) -> None:
+        """Store ``value``; ``about``: the (dataset, enhancer) it belongs to, for ``bench cache du``."""
         if not self.enabled:
             return
         self._write(self.path(kind, key), lambda fh: np.save(fh, np.asarray(value), allow_pickle=False))
         self.writes[kind] = self.writes.get(kind, 0) + 1
+        self.note(kind, self.path(kind, key).name, about)
+
+    def note(self, kind: str, name: str, about: tuple[str, str] | None) -> None:
+        """Append ``kind, file name, dataset, enhancer`` to this process's index file (read by
+        ``bench cache du``; an entry without a line counts as dataset / enhancer "?")."""
+        if about is None:
+            return
+        folder = self.root / INDEX
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / f"{socket.gethostname()}-{os.getpid()}.tsv", "a", encoding="utf-8") as fh:
+            fh.write("\t".join([kind, name, *(str(a).replace("\t", " ") for a in about)]) + "\n")
 
     def _write(self, p: Path, dump: Callable[[Any], None]) -> None:
         p.parent.mkdir(parents=True, exist_ok=True)
@@ -107,7 +122,7 @@ class Cache:
         self.hits += 1
         return obj
 
-    def store_object(self, kind: str, key: str, obj: Any) -> bool:
+    def store_object(self, kind: str, key: str, obj: Any, about: tuple[str, str] | None = None) -> bool:
         """Pickle ``obj`` under ``key``; False (nothing stored) if it cannot be pickled."""
         if not self.enabled:
             return False
@@ -118,13 +133,14 @@ class Cache:
             return False
         self._write(self.object_path(kind, key), lambda fh: fh.write(blob))
         self.writes[kind] = self.writes.get(kind, 0) + 1
+        self.note(kind, self.object_path(kind, key).name, about)
         return True
 
     # ---- audio: 16-bit FLAC, verified on reading
     def audio_path(self, key: str) -> Path:
         return self.root / "audio" / key[:2] / f"{key}.flac"
 
-    def store_audio(self, key: str, x: np.ndarray) -> None:
+    def store_audio(self, key: str, x: np.ndarray, about: tuple[str, str] | None = None) -> None:
         """Keep a signal (mono float32, 16 kHz) as 16-bit FLAC under ``audio/``; a signal peaking
         above 1 is scaled into range and the gain kept, so decoding restores its level."""
         if not self.enabled:
@@ -133,7 +149,7 @@ class Cache:
 
         x = np.asarray(x, dtype=np.float32).reshape(-1)
         if not x.size:  # FLAC holds no empty stream
-            self.store("audio", key, x)
+            self.store("audio", key, x, about)
             return
         peak = float(np.max(np.abs(x))) if x.size else 0.0
         gain = peak if peak > 1.0 and np.isfinite(peak) else 1.0
@@ -147,6 +163,7 @@ class Cache:
 
         self._write(self.audio_path(key), dump)
         self.writes["audio"] = self.writes.get("audio", 0) + 1
+        self.note("audio", self.audio_path(key).name, about)
 
     def load_audio(self, key: str) -> np.ndarray | None:
         """A signal kept under ``key``: an exact float entry (``.npy``, as older versions kept

@@ -514,6 +514,10 @@ cli.add_command(train)
 cli.add_command(enhance)
 cli.add_command(eval_enhancer)
 
+from .cli_cache import cache  # noqa: E402  (bench cache du / prune)
+
+cli.add_command(cache)
+
 
 def _load_plugin_commands() -> None:
     """Let plugins add commands (hook ``register_commands``)."""

@@ -77,7 +77,7 @@ def _fit(ctx: Context, cell: Cell, fold: Fold, seed: int, train: FeatureSet,
         model.seed_ = seed
     model.fit(train, valid)
     if cache_fits:
-        ctx.cache.store_object("fits", key, model)
+        ctx.cache.store_object("fits", key, model, (cell.dataset, cell.train.enhancer))
     return model, False
 
 

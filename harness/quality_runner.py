@@ -167,8 +167,8 @@ def quality_job(payload: dict) -> dict:
         for uid in payload["ids"]:
             utt = utts[uid]
             try:
-                noisy, nkey = ctx.audio(utt, noisy_cond)
-                test, tkey = ctx.audio(utt, cond) if cond.kind == "enhanced" else (noisy, nkey)
+                noisy, nkey = ctx.mixture(utt, noisy_cond)  # exact, whatever the cache keeps
+                test, tkey = ctx.audio(utt, cond, qc.dataset) if cond.kind == "enhanced" else (noisy, nkey)
                 ref, rkey = reference(ctx, utt, cond, noisy)
             except Exception as exc:  # noqa: BLE001 - this file fails, the others go on
                 rows.append({"utt": uid, "values": {}, "errors": {"audio": f"{type(exc).__name__}: {exc}"}})
