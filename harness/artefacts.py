@@ -28,6 +28,8 @@ from .protocols import Cell, Condition, Fold
 from .registry import Registry
 
 CHUNK = 16  # utterances per preparation job
+#: bytes of features (or, for models fitted on audio, signals) a process keeps between cells
+FEATURE_LRU_BYTES = 256 * 2**20
 
 #: the cache policy (``config.keep_audio``, ``bench run --keep-audio``): which audio a run keeps.
 #: Features, fitted models and predictions are always kept; clean audio is the user's own files.
@@ -247,7 +249,9 @@ class Context:
     def condition_features(self, dataset: str, model_name: str, cond: Condition,
                            ids: Sequence[str]) -> dict[str, np.ndarray]:
         """Features of ``ids`` under ``cond`` (kept in a small per-process LRU, which grows as
-        cells ask for more utterances of the same condition)."""
+        cells ask for more utterances of the same condition). The LRU holds at most 8 conditions
+        and :data:`FEATURE_LRU_BYTES`: a model fitted on audio (whose "features" are signals)
+        keeps the one condition it is reading, so no process holds a whole corpus's audio."""
         key = (dataset, model_name, cond)
         have = self._feats.get(key)
         if have is None:
@@ -256,7 +260,8 @@ class Context:
         missing = [i for i in dict.fromkeys(ids) if i not in have]
         if missing:
             have.update(zip(missing, self.features(dataset, model_name, cond, missing)))
-        while len(self._feats) > 8:
+        size = lambda d: sum(getattr(v, "nbytes", 0) for v in d.values())  # noqa: E731
+        while len(self._feats) > 1 and (len(self._feats) > 8 or sum(map(size, self._feats.values())) > FEATURE_LRU_BYTES):
             self._feats.popitem(last=False)
         return have
 

@@ -144,6 +144,53 @@ def lost_cell(job: dict, message: str) -> dict:
                         for _ in job["cells"]]}
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far, in MB (0 where the platform cannot tell)."""
+    try:
+        import resource
+        import sys
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
+    except (ImportError, OSError):  # Windows
+        return 0.0
+
+
+class Measured:
+    """A job function whose result (a dict) also carries its process's peak RSS (``"rss_mb"``):
+    the driver learns how much memory its workers needed, wherever they run."""
+
+    def __init__(self, fn: Any) -> None:
+        self.fn = fn
+        self.__name__ = getattr(fn, "__name__", "job")
+
+    def __call__(self, payload: Any) -> Any:
+        res = self.fn(payload)
+        if isinstance(res, dict):
+            res["rss_mb"] = peak_rss_mb()
+        return res
+
+
+class MeasuredExecutor:
+    """An executor whose jobs report their peak RSS; :attr:`workers_peak_mb` holds the largest."""
+
+    def __init__(self, ex: Any) -> None:
+        self.ex = ex
+        self.workers_peak_mb = 0.0
+
+    def map_unordered(self, fn: Any, jobs: Any, **kw: Any) -> Any:
+        for job, res in self.ex.map_unordered(Measured(fn), jobs, **kw):
+            if isinstance(res, dict):
+                self.workers_peak_mb = max(self.workers_peak_mb, float(res.pop("rss_mb", 0.0) or 0.0))
+            yield job, res
+
+    def close(self) -> None:
+        self.ex.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.ex, name)
+
+
 #: Crash-test hook (benchmarks/kill_resume.py): the driver SIGKILLs itself right after storing
 #: this many cells, so kill points are exact whatever the machine's speed. Unset in normal use.
 FAULT_ENV = "BENCH_FAULT_KILL_AFTER_CELLS"

@@ -32,7 +32,9 @@ from .db import Store
 from .errors import bad_audio_error
 from .executors import Executor, InlineExecutor, make_executor, one_thread, usable_cores
 from .interfaces import stable_hash
-from .jobs import FAULT_ENV, cell_job, fault_point, lost_cell, lost_prepare, prepare_job, score
+from .jobs import (
+    FAULT_ENV, MeasuredExecutor, cell_job, fault_point, lost_cell, lost_prepare, peak_rss_mb, prepare_job, score,
+)
 from .mixing import SNR_DEFINITION
 from .plan import cell_key, fit_cached, plan, prepared, unstored
 from .plugins import registry_for
@@ -57,6 +59,9 @@ class RunSummary:
     n_failed: int
     wall_s: float
     failures: list[str] = field(default_factory=list)
+    #: peak resident memory (MB) of the driver process, and of the busiest worker (stored with the run)
+    peak_rss_mb: float | None = None
+    workers_peak_rss_mb: float | None = None
 
 
 
@@ -111,6 +116,11 @@ def _run(config: RunConfig, *, store: Store, registry: Registry, ex: Executor, e
     if inline:  # after plan(): the plugins (and torch, if they use it) are loaded
         restore.append(one_thread())
     remote = getattr(ex, "name", "") == "dask"  # workers elsewhere: relative paths must not travel
+    ex = measured = MeasuredExecutor(ex)  # every job reports its process's peak RSS
+    cell_measured = measured
+
+    def rss() -> tuple[float, float]:  # peak MB of the driver and of the busiest worker
+        return round(peak_rss_mb(), 1), round(max(measured.workers_peak_mb, cell_measured.workers_peak_mb), 1)
     base = {"config": remote_config(config, registry) if remote else config.model_dump_json(),
             "cache_dir": str(ctx.cache.root.resolve()),
             "ctx": ctx if inline else None, "extra_plugins": extra_plugins, "exclude": None}
@@ -164,8 +174,8 @@ def _run(config: RunConfig, *, store: Store, registry: Registry, ex: Executor, e
     store.record_utterance_notes(run_id, notes)
     echo(f"run {run_id}: {n_all} cells, {n_skipped} already stored, {len(todo) + len(qtodo)} to compute")
     if not todo and not qtodo:
-        store.finish_run(run_id, "done", wall_s=time.perf_counter() - t_start, keys=run_keys)
-        return RunSummary(run_id, n_all, n_skipped, 0, 0, time.perf_counter() - t_start)
+        store.finish_run(run_id, "done", wall_s=time.perf_counter() - t_start, keys=run_keys, rss=rss())
+        return RunSummary(run_id, n_all, n_skipped, 0, 0, time.perf_counter() - t_start, [], *rss())
 
     n_done = n_failed = 0
     failures: list[str] = []
@@ -214,7 +224,7 @@ def _run(config: RunConfig, *, store: Store, registry: Registry, ex: Executor, e
         if not prep and cell_jobs and all(fit_cached(ctx, registry, j) for j in cell_jobs):
             # nothing left but reading cached features and fits, and predicting: starting worker
             # processes (each importing the plugins' libraries) would cost more than the work
-            cell_ex = InlineExecutor()
+            cell_ex = cell_measured = MeasuredExecutor(InlineExecutor())
             cell_jobs = [dict(j, ctx=ctx) for j in cell_jobs]
         for job, res in cell_ex.map_unordered(cell_job, cell_jobs, lost=lost_cell):
             for c, k, seed, r in zip(job["cells"], job["keys"], job["seeds"], res["results"]):
@@ -241,12 +251,12 @@ def _run(config: RunConfig, *, store: Store, registry: Registry, ex: Executor, e
             n_done, n_failed, failures = n_done + qd, n_failed + qf, failures + qfail
     except BaseException as exc:
         store.finish_run(run_id, "interrupted", wall_s=time.perf_counter() - t_start,
-                         error=f"{type(exc).__name__}: {exc}", keys=run_keys)
+                         error=f"{type(exc).__name__}: {exc}", keys=run_keys, rss=rss())
         raise
     finally:
         ex.close()
     wall = time.perf_counter() - t_start
-    store.finish_run(run_id, "done" if not n_failed else "failed", wall_s=wall, keys=run_keys,
+    store.finish_run(run_id, "done" if not n_failed else "failed", wall_s=wall, keys=run_keys, rss=rss(),
                      error=None if not n_failed else f"{n_failed} cell(s) failed; see `bench runs show {run_id}`")
-    return RunSummary(run_id, n_all, n_skipped, n_done, n_failed, wall, failures)
+    return RunSummary(run_id, n_all, n_skipped, n_done, n_failed, wall, failures, *rss())
 
