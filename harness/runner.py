@@ -64,7 +64,6 @@ class RunSummary:
     workers_peak_rss_mb: float | None = None
 
 
-
 def run(
     config: RunConfig,
     *,
@@ -103,7 +102,6 @@ def run(
         for undo in restore:
             undo()
         ex.close()
-
 
 
 def _run(config: RunConfig, *, store: Store, registry: Registry, ex: Executor, extra_plugins: list[str],
