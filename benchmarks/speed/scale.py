@@ -3,8 +3,9 @@ cache and a fresh database, on a local process pool and on a Dask cluster of two
 started workers (`dask scheduler` + two `dask worker` processes) sharing the cache folder.
 
 The corpus (``scaled-corpus``, benchmarks/speed/scale_plugin.py) cycles over EMO-DB's files
-(../shared/data/emodb; the embedded synthetic corpus without it), each copy with its own gain:
-1x = 820 utterances = 0.63 h, 16x = 13,120 utterances = 10.1 h of audio. The protocol is chosen
+(../shared/data/emodb, 489 files without disgust, 2.0 s on average; the embedded synthetic corpus
+without it), each copy with its own gain: 1x = 1,130 utterances = 0.63 h, 16x = 18,080 utterances
+= 10.0 h of audio. The protocol is chosen
 to be affordable at 16x on a shared 2-core machine: mismatched, enhancer none, one SNR (0 dB,
 synthetic noise), so 2 conditions (clean, noisy); a linear-time SER model (log band energies +
 nearest centroid: the harness is measured, not an SVM's superlinear fit); 2 speaker-grouped
@@ -164,7 +165,7 @@ def dask_cluster(work: Path) -> tuple[str, list[subprocess.Popen]]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[1, 4, 16])
-    ap.add_argument("--unit", type=int, default=820, help="utterances of the 1x corpus (820 EMO-DB files: 0.63 h)")
+    ap.add_argument("--unit", type=int, default=1130, help="utterances of the 1x corpus (1,130 EMO-DB files: 0.63 h)")
     ap.add_argument("--root", default=str(DATA / "emodb") if (DATA / "emodb" / "wav").is_dir() else "")
     ap.add_argument("--enhancers", nargs="+", default=["none"])
     ap.add_argument("--snrs", type=float, nargs="+", default=[0.0])
