@@ -22,7 +22,9 @@ from typing import Any
 import numpy as np
 
 from .errors import AudioError
-from .interfaces import SAMPLE_RATE
+
+#: The one sample rate between the harness and plugins (re-exported by :mod:`ser_bench.interfaces`).
+SAMPLE_RATE = 16_000
 
 log = logging.getLogger("ser_bench.audio")
 

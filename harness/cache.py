@@ -6,13 +6,19 @@ and are renamed into place, so a crash of the process never leaves a half-writte
 later run would read; concurrent writers of the same key simply race to an identical result.
 Entries are not fsynced (on a busy disk that cost 2.5 % of a cold run): after an operating-system
 crash an entry may be empty or truncated, and reading it then fails, drops it and recomputes it.
+
+Audio is kept compactly (:meth:`Cache.store_audio`): 16-bit FLAC with the sample count, a gain
+(for signals peaking above full scale) and a CRC-32 of the samples in the file's comment, so a
+truncated or damaged entry is detected on reading, dropped and recomputed, never trusted.
 """
 from __future__ import annotations
 
 import logging
 import os
 import pickle
+import socket
 import tempfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,6 +29,8 @@ from .files import as_created
 from .interfaces import stable_hash
 
 DEFAULT_CACHE = ".bench-cache"
+#: the folder of index files (which dataset and enhancer each entry belongs to)
+INDEX = "index"
 log = logging.getLogger("ser_bench.cache")
 
 
@@ -60,11 +68,23 @@ class Cache:
             p.unlink(missing_ok=True)
             return None
 
-    def store(self, kind: str, key: str, value: np.ndarray) -> None:
+    def store(self, kind: str, key: str, value: np.ndarray, about: tuple[str, str] | None = None) -> None:
+        """Store ``value``; ``about``: the (dataset, enhancer) it belongs to, for ``bench cache du``."""
         if not self.enabled:
             return
         self._write(self.path(kind, key), lambda fh: np.save(fh, np.asarray(value), allow_pickle=False))
         self.writes[kind] = self.writes.get(kind, 0) + 1
+        self.note(kind, self.path(kind, key).name, about)
+
+    def note(self, kind: str, name: str, about: tuple[str, str] | None) -> None:
+        """Append ``kind, file name, dataset, enhancer`` to this process's index file (read by
+        ``bench cache du``; an entry without a line counts as dataset / enhancer "?")."""
+        if about is None:
+            return
+        folder = self.root / INDEX
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / f"{socket.gethostname()}-{os.getpid()}.tsv", "a", encoding="utf-8") as fh:
+            fh.write("\t".join([kind, name, *(str(a).replace("\t", " ") for a in about)]) + "\n")
 
     def _write(self, p: Path, dump: Callable[[Any], None]) -> None:
         p.parent.mkdir(parents=True, exist_ok=True)
@@ -104,7 +124,7 @@ class Cache:
         self.hits += 1
         return obj
 
-    def store_object(self, kind: str, key: str, obj: Any) -> bool:
+    def store_object(self, kind: str, key: str, obj: Any, about: tuple[str, str] | None = None) -> bool:
         """Pickle ``obj`` under ``key``; False (nothing stored) if it cannot be pickled."""
         if not self.enabled:
             return False
@@ -115,7 +135,57 @@ class Cache:
             return False
         self._write(self.object_path(kind, key), lambda fh: fh.write(blob))
         self.writes[kind] = self.writes.get(kind, 0) + 1
+        self.note(kind, self.object_path(kind, key).name, about)
         return True
+
+    # ---- audio: 16-bit FLAC, verified on reading
+    def audio_path(self, key: str) -> Path:
+        return self.root / "audio" / key[:2] / f"{key}.flac"
+
+    def store_audio(self, key: str, x: np.ndarray, about: tuple[str, str] | None = None) -> None:
+        """Keep a signal (mono float32, 16 kHz) as 16-bit FLAC under ``audio/``; a signal peaking
+        above 1 is scaled into range and the gain kept, so decoding restores its level."""
+        if not self.enabled:
+            return
+        import soundfile as sf
+
+        x = np.asarray(x, dtype=np.float32).reshape(-1)
+        if not x.size:  # FLAC holds no empty stream
+            self.store("audio", key, x, about)
+            return
+        peak = float(np.max(np.abs(x))) if x.size else 0.0
+        gain = peak if peak > 1.0 and np.isfinite(peak) else 1.0
+        q = np.clip(np.round(np.nan_to_num(x / gain) * PCM_SCALE), -32768, 32767).astype(np.int16)
+        tag = f"{AUDIO_TAG} n={q.size} gain={gain!r} crc={zlib.crc32(q.tobytes())}"
+
+        def dump(fh: Any) -> None:
+            with sf.SoundFile(fh, "w", 16_000, 1, "PCM_16", format="FLAC") as f:
+                f.comment = tag
+                f.write(q)
+
+        self._write(self.audio_path(key), dump)
+        self.writes["audio"] = self.writes.get("audio", 0) + 1
+        self.note("audio", self.audio_path(key).name, about)
+
+    def load_audio(self, key: str) -> np.ndarray | None:
+        """A signal kept under ``key``: an exact float entry (``.npy``, as older versions kept
+        audio) or a FLAC one; None if absent or damaged (a damaged entry is dropped)."""
+        if not self.enabled:
+            return None
+        exact = self.load("audio", key)
+        if exact is not None:
+            return exact
+        p = self.audio_path(key)
+        if not p.exists():
+            return None
+        try:
+            return read_flac(p)
+        except FileNotFoundError:
+            return None
+        except Exception as exc:  # truncated, damaged, or not ours
+            log.warning("cache entry %s unreadable (%s: %s); recomputing it", p, type(exc).__name__, exc)
+            p.unlink(missing_ok=True)
+            return None
 
     def get_or_compute(self, kind: str, parts: Any, fn: Callable[[], np.ndarray]) -> tuple[np.ndarray, str]:
         """Return (value, key), computing and storing the value on a miss."""
@@ -128,3 +198,25 @@ class Cache:
         val = np.asarray(fn())
         self.store(kind, key, val)
         return val, key
+
+
+#: 16-bit full scale used for audio entries (sample = round(x * PCM_SCALE))
+PCM_SCALE = 32767.0
+AUDIO_TAG = "ser-bench-audio/1"
+
+
+def read_flac(path: str | Path) -> np.ndarray:
+    """Decode an audio entry written by :meth:`Cache.store_audio`, checking its sample count and
+    CRC; raises ValueError on any mismatch (a truncated or damaged file)."""
+    import soundfile as sf
+
+    with sf.SoundFile(str(path)) as f:
+        tag = f.comment or ""
+        q = f.read(dtype="int16")
+    fields = dict(item.split("=", 1) for item in tag.split()[1:] if "=" in item)
+    if not tag.startswith(AUDIO_TAG) or {"n", "gain", "crc"} - set(fields):
+        raise ValueError(f"not a ser-bench audio entry (comment {tag!r})")
+    q = q.reshape(-1)
+    if q.size != int(fields["n"]) or zlib.crc32(q.tobytes()) != int(fields["crc"]):
+        raise ValueError(f"damaged: {q.size} of {fields['n']} samples, or their CRC differs")
+    return (q.astype(np.float32) * np.float32(float(fields["gain"]) / PCM_SCALE)).astype(np.float32)

@@ -94,6 +94,10 @@ def cli() -> None:
                    "run before computing anything (default), or skip it and record it in the registry.")
 @click.option("--cache", "cache_dir", envvar="BENCH_CACHE", default=None,
               help="Artefact cache folder (env BENCH_CACHE; default ./.bench-cache).")
+@click.option("--keep-audio", type=click.Choice(["none", "enhanced", "all"]), default=None,
+              help="Audio the cache keeps: none (default; features, fits and predictions are always kept, so a "
+                   "warm rerun needs no audio), enhanced (enhanced signals as 16-bit FLAC, so a new SER model "
+                   "reruns no enhancer), all (mixtures too).")
 @click.option("--quality", is_flag=True, default=None,
               help="Also measure enhancement quality and emotion preservation (PESQ, STOI, SI-SDR, F0/loudness "
                    "contour fidelity, eGeMAPS distance) of every noisy/enhanced condition; slower.")
@@ -104,8 +108,8 @@ def cli() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the results table as JSON (on stdout; messages on stderr).")
 @db_option
 def run(protocol, suite, datasets, ser_models, enhancers, noise_sources, snrs, train_snrs, test_snrs, cv, cv_folds, seed,
-        options, data_roots, jobs, executor, scheduler, on_bad_audio, cache_dir, quality, dry_run, quiet, as_json,
-        db) -> None:
+        options, data_roots, jobs, executor, scheduler, on_bad_audio, cache_dir, keep_audio, quality, dry_run,
+        quiet, as_json, db) -> None:
     """Run a PROTOCOL (clean | matched | mismatched | multi-snr) and store every result, then print
     the results table: per SER model and enhancer, the metric at each SNR with its 95 % CI and
     + / - where enhanced is significantly better / worse than noisy.
@@ -143,6 +147,8 @@ def run(protocol, suite, datasets, ser_models, enhancers, noise_sources, snrs, t
         over["quality"] = True
     if on_bad_audio:
         over["on_bad_audio"] = on_bad_audio
+    if keep_audio:
+        over["keep_audio"] = keep_audio
     if scheduler and click.get_current_context().get_parameter_source("executor") == click.core.ParameterSource.DEFAULT:
         executor = "dask"  # --scheduler implies the Dask executor
     opts: dict = {}
@@ -635,6 +641,10 @@ from .cli_enhance import enhance, eval_enhancer, train  # noqa: E402  (bench tra
 cli.add_command(train)
 cli.add_command(enhance)
 cli.add_command(eval_enhancer)
+
+from .cli_cache import cache  # noqa: E402  (bench cache du / prune)
+
+cli.add_command(cache)
 
 
 def _load_plugin_commands() -> None:

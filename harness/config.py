@@ -47,6 +47,12 @@ class RunConfig(BaseModel):
     #: "skip" leaves it out of every fold and records it per utterance in the registry
     #: (table utterance_notes; `bench runs show`)
     on_bad_audio: Literal["fail", "skip"] = "fail"
+    #: which audio the artefact cache keeps (features, fitted models and predictions always are):
+    #: "none" (default: mixtures and enhanced signals are remade when a missing feature needs
+    #: them; a warm rerun reads features only), "enhanced" (enhanced signals as 16-bit FLAC: a new
+    #: SER model or the quality stage need not rerun the enhancers), "all" (mixtures too). Not
+    #: part of the config hash: it changes what is kept, never a result.
+    keep_audio: Literal["none", "enhanced", "all"] = "none"
 
     @field_validator("snrs", "train_snrs", "test_snrs")
     @classmethod
@@ -69,7 +75,7 @@ class RunConfig(BaseModel):
         return self
 
     def config_hash(self) -> str:
-        data = self.model_dump(mode="json", exclude={"name"})
+        data = self.model_dump(mode="json", exclude={"name", "keep_audio"})
         if not data.get("quality"):
             data.pop("quality", None)  # hashes of runs without the quality stage stay as they were
         if data.get("cv") != "group-kfold":

@@ -24,9 +24,8 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from .audio import SAMPLE_RATE, check_signal, load_audio  # noqa: F401  (SAMPLE_RATE: re-exported)
 from .errors import ConfigError, PluginError
-
-SAMPLE_RATE = 16_000
 Task = Literal["classification", "regression"]
 
 
@@ -136,8 +135,6 @@ class Utterance:
 
     def load(self) -> np.ndarray:
         """Return the audio: mono float32 at 16 kHz, validated (raises AudioError naming the file)."""
-        from .audio import check_signal, load_audio
-
         if self.loader is not None:
             return check_signal(self.loader(), source=str(self.path or self.id))
         if self.path is None:
@@ -254,8 +251,6 @@ class NoiseClip:
     path: Any = None
 
     def load(self) -> np.ndarray:
-        from .audio import check_signal
-
         return check_signal(self.loader(), source=str(self.path or self.id))
 
 

@@ -11,6 +11,8 @@ noise source), so the same inputs give the same mixture in any process and any o
 """
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +20,33 @@ import numpy as np
 from .audio import is_silent
 from .errors import AudioError
 from .interfaces import NoiseClip, stable_hash
+
+#: Bytes of decoded noise clips each process keeps (a run remakes mixtures rather than storing
+#: them, so the same few clips are read again for every utterance).
+CLIP_CACHE_BYTES = 64 * 2**20
+_CLIPS: OrderedDict[tuple, np.ndarray] = OrderedDict()
+_CLIPS_LOCK = threading.Lock()
+
+
+def _clip_audio(clip: NoiseClip) -> np.ndarray:
+    """A clip's audio as float64, from a small per-process LRU keyed by its content identity
+    (clips without a fingerprint are loaded every time)."""
+    if not clip.fingerprint:
+        return np.asarray(clip.load(), dtype=np.float64)
+    key = (clip.id, clip.fingerprint, str(clip.path))
+    with _CLIPS_LOCK:
+        hit = _CLIPS.get(key)
+        if hit is not None:
+            _CLIPS.move_to_end(key)
+            return hit
+    raw = np.asarray(clip.load(), dtype=np.float64)
+    raw.setflags(write=False)  # shared by every mixture that uses it
+    with _CLIPS_LOCK:
+        _CLIPS[key] = raw
+        while sum(a.nbytes for a in _CLIPS.values()) > CLIP_CACHE_BYTES and len(_CLIPS) > 1:
+            _CLIPS.popitem(last=False)
+    return raw
+
 
 SNR_DEFINITION = (
     "SNR = 10*log10(mean(s^2)/mean(n^2)) over the whole utterance, s = clean speech, n = the noise "
@@ -92,7 +121,7 @@ def mix(
     first = None
     for _draw in range(MAX_DRAWS):  # a silent stretch of a clip: draw clip and offset again, same stream
         clip = clips[int(rng.integers(0, len(clips)))]
-        raw = np.asarray(clip.load(), dtype=np.float64)
+        raw = _clip_audio(clip)
         seg, off = noise_segment(raw, len(speech), rng)
         if power(seg) > 0.0 and not is_silent(seg):
             break

@@ -4,7 +4,7 @@ from __future__ import annotations
 import importlib
 import importlib.metadata as md
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from functools import lru_cache
 
 import pluggy
@@ -146,3 +146,28 @@ def installed_names(exclude: object = None) -> dict[tuple[str, str], str]:
             except Exception:
                 continue
     return found
+
+
+_REGISTRIES: dict[tuple[str, ...], Registry] = {}
+
+
+def registry_for(extra_plugins: Sequence[str] = ()) -> Registry:
+    """The default registry, or one with extra plugin objects given as ``"module:attribute"``.
+
+    Workers rebuild the driver's registry from these strings (a registry object itself cannot
+    travel to another process); an attribute that is a class is instantiated.
+    """
+    extra = tuple(extra_plugins or ())
+    if not extra:
+        return default_registry()
+    if extra not in _REGISTRIES:
+        objs = []
+        for spec in extra:
+            mod, colon, attr = spec.partition(":")
+            if not colon or not mod or not attr:
+                raise PluginError(f"extra plugin {spec!r} must look like 'module:attribute'")
+            obj = getattr(importlib.import_module(mod), attr)
+            objs.append(obj() if isinstance(obj, type) else obj)
+        _REGISTRIES[extra] = build_registry(make_plugin_manager(extra=objs))
+    return _REGISTRIES[extra]
+

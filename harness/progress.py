@@ -44,3 +44,8 @@ def switch(on: bool) -> Iterator[None]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def run_bar(enabled: bool, total: int, desc: str) -> Any:
+    """A bar of one of a run's stages (off when ``enabled`` is False or the run is quiet)."""
+    return bar(total=total, desc=desc, disable=not enabled, unit="it", leave=False, dynamic_ncols=True)

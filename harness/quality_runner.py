@@ -28,8 +28,10 @@ from typing import Any
 
 import numpy as np
 
+from .artefacts import worker_context
 from .interfaces import Utterance, stable_hash
 from .mixing import MIXING_VERSION, PEAK_LIMIT, mix
+from .progress import run_bar
 from .protocols import Condition
 from .quality import (
     METRICS, egemaps_functionals, egemaps_lld, functional_stats, functionals_key, implementation_ids, lld_key,
@@ -133,9 +135,7 @@ def _maybe(fn: Callable[[], np.ndarray]) -> np.ndarray | None:
 
 def clean_job(payload: dict) -> dict:
     """eGeMAPS functionals (and cached LLDs) of a chunk of clean utterances."""
-    from .runner import _context
-
-    ctx = _context(payload)
+    ctx = worker_context(payload)
     out: dict[str, Any] = {"ok": True, "func": {}, "errors": {}, "n": len(payload["ids"])}
     try:
         utts = ctx.utterances(payload["dataset"])
@@ -154,10 +154,8 @@ def clean_job(payload: dict) -> dict:
 
 def quality_job(payload: dict) -> dict:
     """Every measure of a chunk of utterances under one condition. Never raises."""
-    from .runner import _context
-
     t0 = time.perf_counter()
-    ctx = _context(payload)
+    ctx = worker_context(payload)
     qc = QualityCell(**payload["qcell"])
     cond = qc.condition
     stats = payload.get("stats")
@@ -169,8 +167,8 @@ def quality_job(payload: dict) -> dict:
         for uid in payload["ids"]:
             utt = utts[uid]
             try:
-                noisy, nkey = ctx.audio(utt, noisy_cond)
-                test, tkey = ctx.audio(utt, cond) if cond.kind == "enhanced" else (noisy, nkey)
+                noisy, nkey = ctx.mixture(utt, noisy_cond)  # exact, whatever the cache keeps
+                test, tkey = ctx.audio(utt, cond, qc.dataset) if cond.kind == "enhanced" else (noisy, nkey)
                 ref, rkey = reference(ctx, utt, cond, noisy)
             except Exception as exc:  # noqa: BLE001 - this file fails, the others go on
                 rows.append({"utt": uid, "values": {}, "errors": {"audio": f"{type(exc).__name__}: {exc}"}})
@@ -259,8 +257,6 @@ def run_quality(
     echo: Callable[[str], None] = lambda s: None,
 ) -> tuple[int, int, list[str]]:
     """Compute and store every quality cell in ``todo``; returns (done, failed, failure lines)."""
-    from .runner import _bar
-
     if not todo:
         return 0, 0, []
     datasets = list(OrderedDict.fromkeys(qc.dataset for qc, _ in todo))
@@ -270,7 +266,7 @@ def run_quality(
     funcs: dict[str, dict[str, np.ndarray]] = {ds: {} for ds in datasets}
     stats: dict[str, Any] = {}
     notes: dict[str, str] = {}
-    bar = _bar(progress, sum(len(j["ids"]) for j in jobs), "quality: clean")
+    bar = run_bar(progress, sum(len(j["ids"]) for j in jobs), "quality: clean")
     for job, res in ex.map_unordered(clean_job, jobs, lost=_lost_clean):
         funcs[job["dataset"]].update(res.get("func", {}))
         bar.update(res["n"])
@@ -294,7 +290,7 @@ def run_quality(
     cell_of = {k: qc for qc, k in todo}
     n_done = n_failed = 0
     failures: list[str] = []
-    bar = _bar(progress, sum(len(j["ids"]) for j in jobs), "quality")
+    bar = run_bar(progress, sum(len(j["ids"]) for j in jobs), "quality")
     for job, res in ex.map_unordered(quality_job, jobs, lost=_lost_quality):
         key = job["key"]
         acc[key] += res["rows"]

@@ -29,6 +29,7 @@ from ser_bench.errors import AudioError, BenchError, ConfigError, PluginError, U
 from ser_bench.interfaces import Utterance
 from ser_bench.audio import is_silent
 from ser_bench.mixing import MIXING_VERSION, PEAK_LIMIT, mix, snr_db
+from ser_bench.audit import audit
 from ser_bench.runner import Context, run
 from ser_bench.testing import speech_like
 
@@ -114,7 +115,7 @@ def test_empty_file_names_the_file(tmp_path):
     with pytest.raises(AudioError, match=r"empty\.wav: the file is empty \(0 bytes\); copy or export it again"):
         load_audio(p)
     utt = Utterance(id="e", speaker="s", label="a", path=p)
-    problem, _ = Context(RunConfig(protocol="clean"), None, str(tmp_path / "c")).audit(utt)
+    problem, _ = audit(Context(RunConfig(protocol="clean"), None, str(tmp_path / "c")), utt)
     assert problem == f"{p}: the file is empty (0 bytes); copy or export it again"
 
 
@@ -125,10 +126,10 @@ def test_truncated_file_is_detected_although_decoders_read_what_is_there(tmp_pat
     cut.write_bytes(full.read_bytes()[: 44 + 8000])
     assert len(load_audio(cut)) == 4000  # libsndfile silently returns the part that is there...
     ctx = Context(RunConfig(protocol="clean"), None, str(tmp_path / "c"))
-    problem, _ = ctx.audit(Utterance(id="t", speaker="s", label="a", path=cut))
+    problem, _ = audit(ctx, Utterance(id="t", speaker="s", label="a", path=cut))
     assert problem == (f"{cut}: truncated: the header declares 32000 bytes of audio, the file holds 8000; "
                        "copy or export the file again")  # ... so the audit reads the header itself
-    assert ctx.audit(Utterance(id="f", speaker="s", label="a", path=full)) == ("", "")
+    assert audit(ctx, Utterance(id="f", speaker="s", label="a", path=full)) == ("", "")
 
 
 def test_zero_length_audio(tmp_path):
@@ -149,7 +150,7 @@ def test_stereo_is_downmixed_by_averaging_and_recorded(tmp_path):
     x = load_audio(p)
     assert x.ndim == 1 and np.allclose(x, (left + right) / 2, atol=1e-6)
     ctx = Context(RunConfig(protocol="clean"), None, str(tmp_path / "c"))
-    assert ctx.audit(Utterance(id="st", speaker="s", label="a", path=p)) == ("", "2 channels downmixed to mono (mean)")
+    assert audit(ctx, Utterance(id="st", speaker="s", label="a", path=p)) == ("", "2 channels downmixed to mono (mean)")
 
 
 @pytest.mark.parametrize("sr_in", [8000, 22050, 44100, 48000])
@@ -167,7 +168,7 @@ def test_other_sample_rates_are_resampled_properly(tmp_path, sr_in):
         y = load_audio(q)[1000:-1000]
         assert 20 * np.log10(np.sqrt(np.mean(y**2)) / (0.3 / np.sqrt(2)) + 1e-12) < -60
     ctx = Context(RunConfig(protocol="clean"), None, str(tmp_path / "c"))
-    _, conv = ctx.audit(Utterance(id="r", speaker="s", label="a", path=p))
+    _, conv = audit(ctx, Utterance(id="r", speaker="s", label="a", path=p))
     assert conv == f"resampled {sr_in} Hz -> 16000 Hz (soxr, very high quality)"
 
 
@@ -187,7 +188,7 @@ def test_silent_speech_cannot_be_mixed_and_is_flagged_by_the_audit(tmp_path):
         mix(np.zeros(8000, np.float32), [clip], 0.0, key="k", seed=0, source="t", speech_name="quiet.wav")
     p = tmp_path / "quiet.wav"
     sf.write(p, np.zeros(8000, np.float32), SR)
-    problem, _ = Context(RunConfig(protocol="clean"), None, str(tmp_path / "c")).audit(
+    problem, _ = audit(Context(RunConfig(protocol="clean"), None, str(tmp_path / "c")), 
         Utterance(id="q", speaker="s", label="a", path=p))
     assert problem.startswith(f"{p}: the speech is silent (peak below 1e-05)") and "remove or replace" in problem
 

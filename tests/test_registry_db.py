@@ -71,7 +71,8 @@ def test_migrating_a_blank_database_gives_the_orm_schema(db_url):
         cols = {c["name"] for c in insp.get_columns(table.name)}
         assert cols == {c.name for c in table.columns}, table.name
     assert schema_version(store.engine) == [n for n, _ in MIGRATIONS]
-    assert [n for n, _ in MIGRATIONS] == ["0001_initial", "0002_utterance_notes", "0003_bigint_seeds"]
+    assert [n for n, _ in MIGRATIONS] == ["0001_initial", "0002_utterance_notes", "0003_bigint_seeds",
+                                          "0004_run_peak_rss"]
     Store(db_url)  # idempotent
     assert schema_version(store.engine) == [n for n, _ in MIGRATIONS]
 
@@ -89,8 +90,10 @@ def test_an_old_database_is_upgraded_keeping_its_rows(db_url):
             "'{}', 'old', 'v0', '{}', '{}', 0, 'x', 0, 0, 0)"))
     engine.dispose()
     store = Store(db_url)
-    assert schema_version(store.engine) == ["0001_initial", "0002_utterance_notes", "0003_bigint_seeds"]
+    assert schema_version(store.engine) == ["0001_initial", "0002_utterance_notes", "0003_bigint_seeds",
+                                            "0004_run_peak_rss"]
     assert store.runs_frame().config_hash.tolist() == ["old"]
+    assert store.runs_frame().peak_rss_mb.isna().all()  # runs before 0004 have no peak memory recorded
     rid = int(store.runs_frame().id.iloc[0])
     assert store.record_cell(rid, "big", COORDS, status="done", seed=2**32 - 1, metrics={"uar": 1.0})
     assert int(store.cells_frame().seed.iloc[0]) == 2**32 - 1  # per-cell seeds are unsigned 32-bit

@@ -75,8 +75,8 @@ def test_plugin_error_fails_the_cell_not_the_run(registry, tiny_config):
 
 def test_features_are_cached_on_disk(registry, tiny_config, tmp_path):
     store = Store()
-    run(tiny_config("mismatched"), store=store, registry=registry, progress=False)
+    run(tiny_config("mismatched", keep_audio="all"), store=store, registry=registry, progress=False)
     feats = list((tmp_path / "cache" / "features").rglob("*.npy"))
-    audio = list((tmp_path / "cache" / "audio").rglob("*.npy"))
-    # 12 utterances x (clean + 2 noisy + 2 enhanced) features; 12 x 4 noisy/enhanced signals
+    audio = list((tmp_path / "cache" / "audio").rglob("*.flac"))
+    # 12 utterances x (clean + 2 noisy + 2 enhanced) features; 12 x 4 noisy/enhanced signals (kept: "all")
     assert len(feats) == 12 * 5 and len(audio) == 12 * 4

@@ -140,9 +140,10 @@ def test_the_fit_key_covers_labels_and_the_seed(reg, tiny_config):
 
 
 def test_only_the_test_partition_is_mixed_enhanced_and_featurised(reg, tiny_config, tmp_path):
-    s = run(_cfg(tiny_config, "mismatched", datasets=["tones-parts"]), store=Store(), registry=reg, progress=False)
+    s = run(_cfg(tiny_config, "mismatched", datasets=["tones-parts"], keep_audio="all"), store=Store(), registry=reg,
+            progress=False)
     assert s.n_done == 5
-    audio = list((tmp_path / "cache" / "audio").rglob("*.npy"))
+    audio = list((tmp_path / "cache" / "audio").rglob("*.flac"))
     feats = list((tmp_path / "cache" / "features").rglob("*.npy"))
     # 4 test utterances x 2 SNRs x (noisy + enhanced); features: 12 clean + those 16
     assert len(audio) == 4 * 4
@@ -372,12 +373,12 @@ def test_recola_mismatched_after_clean_trains_nothing_and_mixes_only_test_record
 
     def cfg(protocol):
         return RunConfig(protocol=protocol, datasets=["recola"], ser_models=["e2e-arousal"], enhancers=["none"],
-                         noise_sources=["synthetic-noise"], snrs=[0.0, 10.0],
+                         noise_sources=["synthetic-noise"], snrs=[0.0, 10.0], keep_audio="all",
                          options={k: v for k, v in opts.items() if protocol != "clean" or k != "synthetic-noise"})
 
     run(cfg("clean"), store=Store(), executor="inline", progress=False)
     assert fits["n"] == 1
     s = run(cfg("mismatched"), store=Store(str(tmp_path / "m.db")), executor="inline", progress=False)
     assert s.n_done == 3 and fits["n"] == 1  # the clean fit of the earlier run, from the cache
-    audio = list((tmp_path / "cache" / "audio").rglob("*.npy"))
+    audio = list((tmp_path / "cache" / "audio").rglob("*.flac"))
     assert len(audio) == 2 * 2  # 2 test recordings x 2 SNRs: train and dev recordings are never mixed

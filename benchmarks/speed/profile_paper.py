@@ -43,7 +43,7 @@ STAGES = {
     "database": [("store.py", "record_cell"), ("store.py", "existing"), ("store.py", "start_run"),
                  ("store.py", "finish_run"), ("store.py", "__init__"), ("store.py", "delete_cells"),
                  ("store.py", "record_utterance_notes")],
-    "audit": [("runner.py", "_audit")],
+    "audit": [("audit.py", "audit_all")],
 }
 
 

@@ -110,10 +110,19 @@ def m0003_bigint_seeds(conn: Connection) -> None:
             conn.execute(text(f"ALTER TABLE {table} MODIFY seed BIGINT NOT NULL"))
 
 
+def m0004_run_peak_rss(conn: Connection) -> None:
+    """A run's peak resident memory (MB): of the driver process and of its busiest worker."""
+    have = {c["name"] for c in inspect(conn).get_columns("runs")}
+    for col in ("peak_rss_mb", "workers_peak_rss_mb"):
+        if col not in have:
+            conn.execute(text(f"ALTER TABLE runs ADD COLUMN {col} FLOAT"))
+
+
 MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
     ("0001_initial", m0001_initial),
     ("0002_utterance_notes", m0002_utterance_notes),
     ("0003_bigint_seeds", m0003_bigint_seeds),
+    ("0004_run_peak_rss", m0004_run_peak_rss),
 ]
 
 #: Key of the PostgreSQL advisory lock that serialises migrations and run creation.

@@ -35,6 +35,9 @@ class Run(Base):
     n_failed: Mapped[int] = mapped_column(Integer, default=0)
     wall_s: Mapped[float | None] = mapped_column(Float)
     error: Mapped[str | None] = mapped_column(Text)
+    #: peak resident memory (MB) of the driver process and of the busiest worker (migration 0004)
+    peak_rss_mb: Mapped[float | None] = mapped_column(Float)
+    workers_peak_rss_mb: Mapped[float | None] = mapped_column(Float)
 
 
 class Cell(Base):

@@ -165,24 +165,27 @@ class Store:
             return run.id
 
     def finish_run(self, run_id: int, status: str, *, wall_s: float | None = None, error: str | None = None,
-                   keys: Iterable[str] | None = None) -> None:
+                   keys: Iterable[str] | None = None, rss: tuple[float | None, float | None] | None = None) -> None:
         """Close a run: its status, wall time, error, and how many of its cells are done / failed.
 
         ``keys``: the cell keys of the run. A run's cells include those another run (or an earlier
         attempt) already stored, so they are counted by key; without ``keys``, the cells this run
-        stored itself are counted.
+        stored itself are counted. ``rss``: peak resident memory (MB) of the driver and of the
+        busiest worker.
         """
         keys = None if keys is None else list(keys)
-        self._retry(lambda: self._finish_run(run_id, status, wall_s=wall_s, error=error, keys=keys))
+        self._retry(lambda: self._finish_run(run_id, status, wall_s=wall_s, error=error, keys=keys, rss=rss))
 
     def _finish_run(self, run_id: int, status: str, *, wall_s: float | None, error: str | None,
-                    keys: list[str] | None) -> None:
+                    keys: list[str] | None, rss: tuple[float | None, float | None] | None = None) -> None:
         with Session(self.engine) as s, s.begin():
             run = s.get(Run, run_id)
             run.status = status
             run.finished_at = _now()
             run.wall_s = wall_s
             run.error = error
+            if rss is not None:
+                run.peak_rss_mb, run.workers_peak_rss_mb = rss
             if keys is None:
                 counts = dict(s.execute(select(Cell.status, func.count()).where(Cell.run_id == run_id)
                                         .group_by(Cell.status)).all())
