@@ -209,6 +209,7 @@ class Context:
         models = {m: self.plugin("ser_model", m) for m in model_names}
         utts = self.utterances(dataset)
         out: dict[str, list[np.ndarray]] = {m: [] for m in model_names}
+        todo: dict[str, list[tuple[int, str, np.ndarray]]] = {m: [] for m in model_names}  # featurised below, batched
         for uid in ids:
             utt = utts[uid]
             audio = None
@@ -224,9 +225,13 @@ class Context:
                 if val is None:
                     if audio is None:
                         audio = self.audio(utt, cond)[0]
-                    val = np.asarray(model.featurize(audio))
-                    self.cache.store("features", fkey, val)
+                    todo[m].append((len(out[m]), fkey, audio))
                 out[m].append(val)
+        for m, items in todo.items():
+            if items:
+                for (i, fkey, _), val in zip(items, models[m].featurize_batch([a for _, _, a in items]), strict=True):
+                    out[m][i] = np.asarray(val)
+                    self.cache.store("features", fkey, out[m][i])
         return out
 
     def feature_key(self, utt: Utterance, cond: Condition, model_name: str) -> str:
