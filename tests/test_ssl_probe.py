@@ -9,16 +9,23 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-pytest.importorskip("transformers", reason="needs transformers: pip install 'ser-bench[ssl]'")
-torch = pytest.importorskip("torch")
+import importlib.util
 
-from ser_bench.cli import cli  # noqa: E402
-from ser_bench.db import Store  # noqa: E402
-from ser_bench.errors import ConfigError, PluginError  # noqa: E402
-from ser_bench.interfaces import FeatureSet, TimeSeries  # noqa: E402
-from ser_bench.testing import check_ser_model  # noqa: E402
-from ser_bench_plugins.ssl_probe import encoder as E  # noqa: E402
-from ser_bench_plugins.ssl_probe.model import SSLProbe, SSLProbeRegressor  # noqa: E402
+import torch
+
+from ser_bench.cli import cli
+from ser_bench.db import Store
+from ser_bench.errors import ConfigError, PluginError
+from ser_bench.interfaces import FeatureSet, TimeSeries
+from ser_bench.testing import check_ser_model
+from ser_bench_plugins.ssl_probe import encoder as E
+from ser_bench_plugins.ssl_probe.model import SSLProbe, SSLProbeRegressor
+
+try:
+    HAVE_TRANSFORMERS = importlib.util.find_spec("transformers") is not None
+except ModuleNotFoundError:
+    HAVE_TRANSFORMERS = False
+pytestmark = pytest.mark.skipif(not HAVE_TRANSFORMERS, reason="needs transformers: pip install 'ser-bench[ssl]'")
 
 ARCHS = {"wavlm": "wavlm-tiny", "hubert": "hubert-tiny", "wav2vec2": "wav2vec2-tiny",
          "data2vec-audio": "data2vec-audio-tiny", "whisper": "whisper-tiny-random"}
@@ -356,3 +363,17 @@ def test_plugins_lists_every_option():
     assert r.exit_code == 0
     for opt in SSLProbe.Config.model_fields:
         assert f"    {opt}:" in r.output, opt
+
+
+def test_bench_run_regression_on_a_recola_layout(tiny_models, tmp_path):
+    """ssl-probe-reg on dimensional labels: a trace per recording, as long as its label, scored by CCC."""
+    from ser_bench_plugins.recola import write_synthetic_recola
+
+    root = write_synthetic_recola(tmp_path / "recola", n_train=2, n_dev=1, n_test=1, seconds=5.0)
+    r = CliRunner().invoke(cli, ["run", "mismatched", "--dataset", "recola", "--data-root", f"recola={root}",
+                                 "--ser-model", "ssl-probe-reg", "-o", f"ssl-probe-reg.model={tiny_models['whisper']}",
+                                 "-o", "ssl-probe-reg.epochs=20", "--enhancer", "wiener", "--snr", "10", "-q", "-j", "1"])
+    assert r.exit_code == 0, r.output
+    df = Store().results_frame()
+    assert sorted(df.test_condition) == ["clean", "enhanced", "noisy"] and set(df.metric) == {"ccc"}
+    assert df.value.between(-1, 1).all()

@@ -12,10 +12,12 @@ EMO-DB's paper suite (the matched + mismatched suites share their features: clea
     python benchmarks/speed/ssl_cost.py --models random:hubert-base --n 10
     python benchmarks/speed/ssl_cost.py --device cuda --n 100            # on a GPU, where one is lent
 
-Prints JSON: per model the parameters, build + weight-digest time, encoded audio seconds, compute
-seconds, real-time factor (compute / audio: below 1 is faster than real time), the extrapolated
-hours for EMO-DB once and for the paper suite per worker, and the load average around each
-measurement (the machine may be shared: the figures are then upper bounds).
+Prints JSON: per model the parameters, build + weight-digest time, encoded audio seconds, wall and
+CPU seconds, real-time factors (wall or CPU seconds / audio seconds: below 1 is faster than real
+time), the extrapolated hours for EMO-DB once and for the paper suite (one worker; two workers
+halve the wall time on two free cores), and the load average around each measurement. On a shared
+machine the wall figures are upper bounds; with one torch thread the CPU figures are what the same
+work takes on a free core.
 """
 from __future__ import annotations
 
@@ -87,7 +89,9 @@ def main() -> None:
             "params_m": round(n_params / 1e6, 1), "layers": enc.n_layers, "dim": enc.dim,
             "build_and_digest_s": round(t1 - t0, 2), "warmup_s": round(t2 - t1, 2),
             "encode_wall_s": round(wall, 2), "encode_cpu_s": round(cpu, 2), "rtf": round(rtf, 4),
-            "x_realtime": round(1 / rtf, 2),
+            "rtf_cpu": round(cpu / sub_s, 4), "x_realtime": round(1 / rtf, 2),
+            "emodb_all_h_cpu": round(cpu / sub_s * dur_all / 3600, 3),
+            "paper_suite_h_cpu": round(cpu / sub_s * dur_six * PAPER_CONDITIONS / 3600, 2),
             "emodb_all_h": round(rtf * dur_all / 3600, 3),
             "paper_suite_h_one_worker": round(rtf * dur_six * PAPER_CONDITIONS / 3600, 2),
             "paper_suite_h_two_workers": round(rtf * dur_six * PAPER_CONDITIONS / 3600 / 2, 2),
