@@ -198,11 +198,14 @@ def config_identity(info: ModelInfo) -> dict[str, Any]:
 
 def tensor_digest(module) -> str:
     """Digest of a module's parameters and buffers (names, dtypes, shapes, bytes)."""
+    import torch
+
     h = hashlib.blake2b(digest_size=16)
     for name, t in sorted(module.state_dict().items()):
         t = t.detach().cpu().contiguous()
         h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
-        h.update(t.view(-1).view(dtype=__import__("torch").uint8).numpy().tobytes() if t.numel() else b"")
+        if t.numel():
+            h.update(t.view(-1).view(torch.uint8).numpy().tobytes())
     return "t:" + h.hexdigest()
 
 

@@ -459,9 +459,6 @@ class SSLProbeRegressor(SSLProbe):
         self._fit_any(X, y, groups, valid)
         return self
 
-    def _targets_x(self, fs: FeatureSet) -> np.ndarray:
-        return self._stack(fs)
-
     def _targets_y(self, fs: FeatureSet) -> np.ndarray:
         return self._window_targets(fs).astype(np.float32)
 
