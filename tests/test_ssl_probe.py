@@ -186,6 +186,9 @@ def test_missing_weights_say_what_to_download(tmp_path):
         SSLProbe().feature_key()
     with pytest.raises(ConfigError, match="random:wavlm-base"):
         SSLProbe(model="random:nonsense").feature_key()
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="no CUDA GPU"):
+            SSLProbe(model="random:wavlm-tiny", device="cuda").featurize(_tone(0.2))
 
 
 def test_a_model_that_is_not_an_audio_encoder_is_refused(tmp_path):
