@@ -36,6 +36,10 @@ FEATURE_LRU_BYTES = 256 * 2**20
 KEPT_AUDIO = {"none": frozenset(), "enhanced": frozenset({"enhanced"}), "all": frozenset({"noisy", "enhanced"})}
 
 
+#: Uncached utterances handed to a SER model's ``featurize_batch`` at once (a preparation job's size).
+FEATURIZE_BATCH = 16
+
+
 class Context:
     """Per-process state: registry, cache and plugin instances (created once per process)."""
 
@@ -205,6 +209,16 @@ class Context:
         models = {m: self.plugin("ser_model", m) for m in model_names}
         utts = self.utterances(dataset)
         out: dict[str, list[np.ndarray]] = {m: [] for m in model_names}
+        # uncached utterances go to each model's featurize_batch (an SSL encoder batches them by
+        # length), at most FEATURIZE_BATCH at a time so that memory stays flat in len(ids)
+        todo: dict[str, list[tuple[int, str, np.ndarray]]] = {m: [] for m in model_names}
+
+        def flush(m: str) -> None:
+            items, todo[m] = todo[m], []
+            for (i, fkey, _), val in zip(items, models[m].featurize_batch([a for _, _, a in items]), strict=True):
+                out[m][i] = np.asarray(val)
+                self.cache.store("features", fkey, out[m][i], (dataset, cond.enhancer))
+
         for uid in ids:
             utt = utts[uid]
             audio = None
@@ -220,9 +234,15 @@ class Context:
                 if val is None:
                     if audio is None:
                         audio = self.audio(utt, cond, dataset)[0]
-                    val = np.asarray(model.featurize(audio))
-                    self.cache.store("features", fkey, val, (dataset, cond.enhancer))
+                    todo[m].append((len(out[m]), fkey, audio))
+                    if len(todo[m]) >= FEATURIZE_BATCH:
+                        out[m].append(None)  # type: ignore[arg-type]  # filled by flush
+                        flush(m)
+                        continue
                 out[m].append(val)
+        for m in models:
+            if todo[m]:
+                flush(m)
         return out
 
     def feature_key(self, utt: Utterance, cond: Condition, model_name: str) -> str:

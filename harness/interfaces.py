@@ -421,6 +421,12 @@ class SERModel(Plugin, ABC):
         """Features of one mono 16 kHz signal. Default: the waveform itself."""
         return audio
 
+    def featurize_batch(self, audios: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Features of several signals (the harness hands over those of one preparation job whose
+        features are not cached yet). Default: :meth:`featurize` on each. Models that run faster on
+        batches (a neural encoder on a GPU) override it; the result must equal featurize's."""
+        return [self.featurize(a) for a in audios]
+
     def feature_key(self) -> str:
         """Identifies what :meth:`featurize` computes (cache key). Default: name+version+options."""
         return self.identity_hash()

@@ -32,6 +32,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "ser_bench_plugins.recola",
     "ser_bench_plugins.e2e",
     "ser_bench_plugins.corpora",
+    "ser_bench_plugins.ssl_probe",
 )
 ENTRY_POINT_GROUP = "ser_bench"
 #: Comma-separated allow-list of third-party plugins (entry-point names or distribution names).

@@ -17,6 +17,8 @@ EXTRAS = {
     "enterface": (["imageio_ffmpeg"], ["tests/test_datasets_enterface.py"]),
     "postgres": (["psycopg"], ["tests/test_registry_db.py"]),
     "dask": (["dask", "distributed"], ["tests/test_executors.py"]),  # ~1.5 min of process pools: slow
+    # README's test command installs it; a developer's venv may not have it
+    "ssl": (["transformers"], ["tests/test_ssl_probe.py"]),
 }
 
 BLOCK = """
