@@ -38,7 +38,8 @@ DEFAULT_ARGS = ["mismatched", "--snr", "0", "--snr", "10", "-o", "synthetic.per_
 #: Columns that legitimately differ between runs (timings, ids, timestamps, machine details, and
 #: the code version: a commit may land between two runs of a working tree).
 VOLATILE = {
-    "runs": {"id", "created_at", "finished_at", "wall_s", "env_json", "code_version"},
+    "runs": {"id", "created_at", "finished_at", "wall_s", "env_json", "code_version", "peak_rss_mb",
+             "workers_peak_rss_mb"},
     "cells": {"id", "run_id", "created_at", "prep_s", "fit_s", "predict_s"},
     "utterance_notes": {"id", "run_id", "created_at"},
 }
