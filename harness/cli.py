@@ -52,7 +52,8 @@ def cli() -> None:
 
 
 @cli.command()
-@click.argument("protocol", required=False, type=click.Choice(["clean", "matched", "mismatched", "multi-snr"]))
+@click.argument("protocol", required=False,
+                type=click.Choice(["clean", "matched", "mismatched", "multi-snr", "multi-condition"]))
 @click.option("--suite", type=click.Path(dir_okay=False), help="TOML suite file (benchmarks/*.toml); flags override it.")
 @click.option("--dataset", "datasets", multiple=True, metavar="NAME",
               help="Dataset plugin (repeatable; `bench plugins` lists them). Default: synthetic.")
@@ -63,6 +64,10 @@ def cli() -> None:
 @click.option("--noise", "noise_sources", multiple=True, metavar="NAME",
               help="Noise source plugin (repeatable; its 'test' part is mixed in). Default: synthetic-noise.")
 @click.option("--snr", "snrs", multiple=True, type=float, help="SNR in dB (repeatable). Default: -5 0 5 10 15 20.")
+@click.option("--corruption", "corruptions", multiple=True, metavar="CHAIN",
+              help="A corruption condition (repeatable), e.g. 'reverb(rt60=0.6)', 'babble(snr=0)', 'telephone', "
+                   "'reverb(rt60=0.6)+noise(snr=5)'. Without --snr (and a suite's snrs) the run has no plain "
+                   "additive-noise conditions. `bench docs corruptions` lists them.")
 @click.option("--train-snr", "train_snrs", multiple=True, type=float, help="multi-snr: training SNRs (default: --snr).")
 @click.option("--test-snr", "test_snrs", multiple=True, type=float, help="multi-snr: test SNRs (default: --snr).")
 @click.option("--cv", type=click.Choice(["auto", "loso", "partition", "group-kfold"]),
@@ -95,10 +100,10 @@ def cli() -> None:
 @click.option("--dry-run", is_flag=True, help="Print the cells and their count; compute nothing.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars (the plugins' own bars too).")
 @db_option
-def run(protocol, suite, datasets, ser_models, enhancers, noise_sources, snrs, train_snrs, test_snrs, cv, cv_folds, seed,
+def run(protocol, suite, datasets, ser_models, enhancers, noise_sources, snrs, corruptions, train_snrs, test_snrs, cv, cv_folds, seed,
         options, data_roots, jobs, executor, scheduler, on_bad_audio, cache_dir, quality, dry_run, quiet,
         db) -> None:
-    """Run a PROTOCOL (clean | matched | mismatched | multi-snr) and store every result.
+    """Run a PROTOCOL (clean | matched | mismatched | multi-snr | multi-condition) and store every result.
 
     Re-running the same command computes only what is missing (an interrupted run resumes).
 
@@ -115,11 +120,16 @@ def run(protocol, suite, datasets, ser_models, enhancers, noise_sources, snrs, t
     if protocol:
         over["protocol"] = protocol
     elif "protocol" not in base:
-        raise click.UsageError("give a PROTOCOL (clean, matched, mismatched, multi-snr) or a --suite that sets one")
+        raise click.UsageError("give a PROTOCOL (clean, matched, mismatched, multi-snr, multi-condition) or a --suite "
+                               "that sets one")
     for field, val in (("datasets", datasets), ("ser_models", ser_models), ("noise_sources", noise_sources),
                        ("snrs", snrs), ("train_snrs", train_snrs), ("test_snrs", test_snrs)):
         if val:
             over[field] = list(val)
+    if corruptions:
+        over["corruptions"] = list(corruptions)
+        if not snrs and "snrs" not in base:
+            over["snrs"] = []
     if enhancers:
         over["enhancers"] = ["none"] + [e for e in enhancers if e != "none"]
     if cv:

@@ -27,6 +27,7 @@ import numpy as np
 
 from .cache import Cache
 from .config import RunConfig
+from . import corruptions
 from .db import Store
 from .audio import SILENCE_PEAK, is_silent
 from .bad_entries import BadEntry, collecting
@@ -139,6 +140,8 @@ class Context:
 
     def _noisy_parts(self, utt: Utterance, cond: Condition) -> list:
         """Cache-key parts of the mixture behind a noisy or enhanced condition."""
+        if cond.corruption:  # a corruption chain: its own content key (ser_bench.corruptions)
+            return corruptions.chain_parts(self, utt, cond.corruption)
         return ["noisy", MIXING_VERSION, utt.content_key(), cond.snr, self.config.seed,
                 self.identity("noise_source", cond.noise)]
 
@@ -147,10 +150,12 @@ class Context:
         clean_key = utt.content_key()
         if cond.kind == "clean":
             return utt.load(), "clean:" + clean_key
-        noise = self.plugin("noise_source", cond.noise)
         parts = self._noisy_parts(utt, cond)
 
         def make_noisy() -> np.ndarray:
+            if cond.corruption:  # the one hook of corruptions: the corrupted audio replaces the mixture
+                return corruptions.corrupt(self, utt, cond.corruption)
+            noise = self.plugin("noise_source", cond.noise)
             m = mix(utt.load(), noise.clips("test"), cond.snr, key=clean_key, seed=self.config.seed,
                     source=cond.noise, speech_name=str(utt.path or utt.id))
             return m.noisy
@@ -562,6 +567,7 @@ def cell_key(cell: Cell, config: RunConfig, ids: dict[str, str], fold: Fold) -> 
     return stable_hash({
         "cell": cell.as_dict(), "plugins": {n: ids[n] for n in used}, "seed": config.seed,
         "mixing": MIXING_VERSION, "fold": stable_hash([fold.train, fold.valid, fold.test]),
+        **corruptions.cell_key_parts(cell, ids),
     }, n=32)
 
 
@@ -575,6 +581,7 @@ def plan(config: RunConfig, registry: Registry,
     registry.check("ser_model", config.ser_models)
     registry.check("enhancer", config.enhancers)
     registry.check("noise_source", config.noise_sources)
+    corruptions.check(config, registry)
     ctx = Context(config, registry, None, exclude=exclude)
     folds = {}
     for ds in config.datasets:
@@ -590,7 +597,8 @@ def plan(config: RunConfig, registry: Registry,
                         ("noise_source", config.noise_sources)):
         for n in names:  # validates every plugin's options (and training state) before any work starts
             ctx.plugin(kind, n)
-    unused = set(config.options) - set(config.datasets + config.ser_models + config.enhancers + config.noise_sources)
+    unused = set(config.options) - set(config.datasets + config.ser_models + config.enhancers + config.noise_sources
+                                       + corruptions.names(config))
     if unused:
         raise BenchError(f"options given for plugins that this run does not use: {', '.join(sorted(unused))}; "
                          "check the names (`bench plugins`) or add them to the run")
@@ -759,6 +767,7 @@ def _run(config: RunConfig, *, store: Store, registry: Registry, ex: Executor, e
                         ("enhancer", config.enhancers), ("noise_source", config.noise_sources)):
         for n in names:
             idents[n] = stable_hash(ctx.identity(kind, n))
+    idents.update(corruptions.run_identities(ctx))
     keys = [cell_key(c, config, idents, fold_by[(c.dataset, c.fold)]) for c in cells]
     qcells = []  # quality cells (config.quality): PESQ, STOI, SI-SDR, prosody fidelity per condition
     if config.quality:
