@@ -379,3 +379,18 @@ def cell_key_parts(cell: Any, ids: dict[str, str]) -> dict[str, Any]:
     whose key stays what it was)."""
     used = [s.name for c in (cell.train.corruption, cell.test.corruption) if c for s in parse_chain(c)]
     return {"corruptions": {n: ids[f"corruption:{n}"] for n in sorted(set(used))}} if used else {}
+
+
+def record_draws(store: Any, run_id: int, ctx: Any, needed: Any) -> int:
+    """Store what every corrupted test condition of a run drew per utterance (from the cache;
+    ``needed``: the runner's ``(dataset, condition) -> (models, utterance ids)``)."""
+    rows = []
+    for (ds, cond), (_models, want) in needed.items():
+        if cond.kind != "noisy" or not cond.corruption:
+            continue
+        utts = ctx.utterances(ds)
+        for uid in want:
+            d = draws(ctx, utts[uid], cond.corruption) if uid in utts else None
+            if d is not None:
+                rows.append({"dataset": ds, "utterance_id": uid, "corruption": cond.corruption, "draws": d})
+    return store.record_corruption_draws(run_id, rows)

@@ -319,6 +319,9 @@ class Corruption(Plugin, ABC):
     severity: ClassVar[str] = ""
     #: Whether a larger severity value is a *milder* corruption (SNR) or a harsher one (RT60).
     milder_when_larger: ClassVar[bool] = False
+    #: What it does to speech, matched against :attr:`Enhancer.built_for` in the report:
+    #: "additive-noise", "competing-speech", "reverberation" or "channel".
+    category: ClassVar[str] = "channel"
 
     class Params(PluginConfig):
         pass
@@ -347,6 +350,9 @@ class Enhancer(Plugin, ABC):
     message saying how to train it.
     """
 
+    #: The corruptions it was built to undo (categories of :class:`Corruption`): the report says
+    #: plainly where it is applied to another (a denoiser on reverberant speech).
+    built_for: ClassVar[tuple[str, ...]] = ("additive-noise",)
     requires_training: ClassVar[bool] = False
 
     @abstractmethod

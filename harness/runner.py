@@ -825,6 +825,7 @@ def _run(config: RunConfig, *, store: Store, registry: Registry, ex: Executor, e
                     prep_errors.setdefault((job["dataset"], m, Condition(**job["cond"])), res["error"])
             bar.update(res["n"])
         bar.close()
+        corruptions.record_draws(store, run_id, ctx, needed)  # what each corruption drew, per utterance
         # ---- stage 2: cells, grouped by fit (dataset, SER model, training condition, fold): one fit each
         bar = _bar(progress, len(todo), "cells")
         groups: OrderedDict[tuple, list[tuple[Cell, str, int]]] = OrderedDict()

@@ -45,6 +45,7 @@ class AdditiveNoise(Corruption):
     name: ClassVar[str] = "noise"
     version: ClassVar[str] = "1"
     description: ClassVar[str] = "additive noise from a noise source at an SNR (the harness's mixing)"
+    category: ClassVar[str] = "additive-noise"
     severity: ClassVar[str] = "snr"
     milder_when_larger: ClassVar[bool] = True
 
@@ -90,6 +91,7 @@ class SimulatedReverb(Corruption):
     name: ClassVar[str] = "reverb"
     version: ClassVar[str] = "1"
     description: ClassVar[str] = "reverberation in a simulated room (image-source method) at an RT60"
+    category: ClassVar[str] = "reverberation"
     severity: ClassVar[str] = "rt60"
 
     class Params(PluginConfig):
@@ -155,12 +157,15 @@ def correct_decay(h: np.ndarray, target: float, iters: int = 6) -> tuple[np.ndar
     :data:`RT60_TOLERANCE`): multiply by ``10 ** (-3 t (1/target - 1/measured))`` (amplitude; 60 dB
     of energy per RT60), re-measure, repeat. Returns the RIR and its measured RT60."""
     t = np.arange(len(h)) / SAMPLE_RATE
-    measured = schroeder_rt60(h)
-    for _ in range(iters):
-        if abs(measured - target) <= 0.25 * RT60_TOLERANCE * target:
-            break
-        h = h * 10.0 ** (-3.0 * t * (1.0 / target - 1.0 / measured))
+    try:
         measured = schroeder_rt60(h)
+        for _ in range(iters):
+            if abs(measured - target) <= 0.25 * RT60_TOLERANCE * target or not 0.2 < measured / target < 5:
+                break
+            h = h * 10.0 ** (-3.0 * t * (1.0 / target - 1.0 / measured))
+            measured = schroeder_rt60(h)
+    except ValueError as exc:  # the RIR does not decay far enough to be measured
+        raise AudioError(f"reverb: the simulated room's RIR cannot be measured ({exc}) for an RT60 of {target:g} s") from None
     if abs(measured - target) > RT60_TOLERANCE * target:
         raise AudioError(f"reverb: the simulated room's RT60 came out {measured:.3f} s for a target of {target:g} s")
     return h, measured
@@ -175,6 +180,7 @@ class MeasuredRIR(Corruption):
     name: ClassVar[str] = "rir"
     version: ClassVar[str] = "1"
     description: ClassVar[str] = "reverberation by measured RIRs from a folder of WAV files"
+    category: ClassVar[str] = "reverberation"
     location_options: ClassVar[tuple[str, ...]] = ("root",)
 
     class Config(PluginConfig):
@@ -227,6 +233,7 @@ class Babble(Corruption):
     name: ClassVar[str] = "babble"
     version: ClassVar[str] = "1"
     description: ClassVar[str] = "babble of N talkers from a clean speech corpus (LibriSpeech) at an SNR"
+    category: ClassVar[str] = "competing-speech"
     severity: ClassVar[str] = "snr"
     milder_when_larger: ClassVar[bool] = True
 
@@ -325,6 +332,7 @@ class Telephone(Corruption):
     name: ClassVar[str] = "telephone"
     version: ClassVar[str] = "1"
     description: ClassVar[str] = "telephone channel: 8 kHz, 300-3400 Hz, G.711 mu-law"
+    category: ClassVar[str] = "channel"
 
     class Params(PluginConfig):
         low_hz: float = Field(300.0, gt=0, description="band's lower edge (Hz)")
@@ -354,6 +362,7 @@ class Clipping(Corruption):
     name: ClassVar[str] = "clipping"
     version: ClassVar[str] = "1"
     description: ClassVar[str] = "hard clipping at a fraction of the peak"
+    category: ClassVar[str] = "channel"
     severity: ClassVar[str] = "fraction"
     milder_when_larger: ClassVar[bool] = True
 
@@ -402,6 +411,7 @@ class Codec(Corruption):
     name: ClassVar[str] = "codec"
     version: ClassVar[str] = "1"
     description: ClassVar[str] = "lossy codec (mp3 / opus via imageio-ffmpeg) at a bitrate"
+    category: ClassVar[str] = "channel"
     severity: ClassVar[str] = "bitrate"
     milder_when_larger: ClassVar[bool] = True
 
