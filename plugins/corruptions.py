@@ -70,8 +70,11 @@ class AdditiveNoise(Corruption):
 #: Image-source order cap per 0.5 s of RT60: beyond it the sources arrive after the RIR has
 #: decayed by > 40 dB in the rooms drawn here; the decay correction then sets the measured RT60.
 ISM_ORDER_CAP = 40
-#: The measured RT60 of every simulated RIR is within this fraction of the target (else an error).
+#: The measured RT60 of every simulated RIR is within this fraction of the target (else the room
+#: is drawn again).
 RT60_TOLERANCE = 0.05
+#: Rooms drawn for one utterance before giving up.
+MAX_ROOM_DRAWS = 5
 
 
 class SimulatedReverb(Corruption):
@@ -106,7 +109,19 @@ class SimulatedReverb(Corruption):
         return reverberate(x, h).astype(np.float32), info
 
     def rir(self, params: Any, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, Any]]:
-        """One room's RIR (direct path first) and what was drawn."""
+        """One room's RIR (direct path first) and what was drawn. A room whose RIR cannot be
+        brought to the RT60 (rare: a truncated image-source response) is drawn again, up to
+        :data:`MAX_ROOM_DRAWS` times, from the same stream (``redraws`` is recorded)."""
+        last: AudioError | None = None
+        for attempt in range(MAX_ROOM_DRAWS):
+            try:
+                h, info = self._room(params, rng)
+                return h, {**info, "redraws": attempt}
+            except AudioError as exc:
+                last = exc
+        raise AudioError(f"{last}; {MAX_ROOM_DRAWS} rooms were drawn: widen size_min / size_max") from None
+
+    def _room(self, params: Any, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, Any]]:
         try:
             import pyroomacoustics as pra
         except ImportError as exc:  # pragma: no cover - a core dependency
@@ -137,7 +152,10 @@ class SimulatedReverb(Corruption):
         h = np.asarray(room.rir[0][0], dtype=np.float64)
         h = h[max(0, int(np.argmax(np.abs(h)))):]
         h = _pad_tail(h, params.rt60)
-        raw = schroeder_rt60(h)
+        try:
+            raw = schroeder_rt60(h)
+        except ValueError as exc:
+            raise AudioError(f"reverb: the image-source RIR cannot be measured ({exc})") from None
         h, measured = correct_decay(h, params.rt60)
         info = {"rt60": params.rt60, "room": [round(float(d), 3) for d in dims], "mic": [round(float(v), 3) for v in mic],
                 "source": [round(float(v), 3) for v in src], "distance": round(float(np.linalg.norm(src - mic)), 3),
@@ -152,7 +170,7 @@ def _pad_tail(h: np.ndarray, rt60: float) -> np.ndarray:
     return np.pad(h, (0, max(0, n - len(h))))
 
 
-def correct_decay(h: np.ndarray, target: float, iters: int = 6) -> tuple[np.ndarray, float]:
+def correct_decay(h: np.ndarray, target: float, iters: int = 12) -> tuple[np.ndarray, float]:
     """Reshape ``h``'s exponential decay so its Schroeder RT60 is ``target`` (within
     :data:`RT60_TOLERANCE`): multiply by ``10 ** (-3 t (1/target - 1/measured))`` (amplitude; 60 dB
     of energy per RT60), re-measure, repeat. Returns the RIR and its measured RT60."""
