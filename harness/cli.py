@@ -67,7 +67,8 @@ def cli() -> None:
 @click.option("--corruption", "corruptions", multiple=True, metavar="CHAIN",
               help="A corruption condition (repeatable), e.g. 'reverb(rt60=0.6)', 'babble(snr=0)', 'telephone', "
                    "'reverb(rt60=0.6)+noise(snr=5)'. Without --snr (and a suite's snrs) the run has no plain "
-                   "additive-noise conditions. `bench docs corruptions` lists them.")
+                   "additive-noise conditions. `bench plugins` lists the corruptions, `bench plugins reverb` "
+                   "their parameters.")
 @click.option("--train-snr", "train_snrs", multiple=True, type=float, help="multi-snr: training SNRs (default: --snr).")
 @click.option("--test-snr", "test_snrs", multiple=True, type=float, help="multi-snr: test SNRs (default: --snr).")
 @click.option("--cv", type=click.Choice(["auto", "loso", "partition", "group-kfold"]),
@@ -360,6 +361,9 @@ def _plugin_row(entry, with_options: bool) -> dict:
             cls = entry.resolve()
             row["class"] = f"{cls.__module__}.{cls.__qualname__}"
             row["options"] = [o.as_dict() for o in options(cls)]
+            if entry.kind == "corruption":  # a step's parameters: NAME(KEY=VALUE, ...)
+                row["params"] = [o.as_dict() for o in options(cls, "Params")]
+                row["severity"] = getattr(cls, "severity", "")
         except PluginError as exc:
             row["problem"] = str(exc)
     return row
@@ -378,6 +382,13 @@ def _echo_plugin(r: dict) -> None:
         return
     if r.get("class"):
         click.echo(f"  class {r['class']}")
+    if r.get("params") is not None:
+        sev = f"; severity: {r['severity']}" if r.get("severity") else ""
+        click.echo(f"  step parameters (--corruption '{r['name']}(KEY=VALUE, ...)'{sev}):")
+        for o in r["params"]:
+            click.echo(f"    {o['name']}: {o['type']} = {o['default']}")
+            for line in textwrap.wrap(o["description"] or "(undocumented)", 88):
+                click.echo(f"        {line}")
     opts = r.get("options", [])
     if not opts:
         click.echo("  no options\n")
