@@ -4,12 +4,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-pytest.importorskip("imageio_ffmpeg", reason="the codec corruption needs pip install 'ser-bench[codec]'")
+from ser_bench.corruptions import StepContext
+from ser_bench.mixing import power
+from ser_bench.testing import check_corruption, speech_like
+from ser_bench_plugins.corruptions import Codec
 
-from ser_bench.corruptions import StepContext  # noqa: E402
-from ser_bench.mixing import power  # noqa: E402
-from ser_bench.testing import check_corruption, speech_like  # noqa: E402
-from ser_bench_plugins.corruptions import Codec  # noqa: E402
+try:
+    import imageio_ffmpeg  # noqa: F401
+
+    HAVE_FFMPEG = True
+except ImportError:
+    HAVE_FFMPEG = False
+
+pytestmark = pytest.mark.skipif(not HAVE_FFMPEG, reason="the codec corruption needs pip install 'ser-bench[codec]'")
 
 
 def _lag(y, x, max_lag=800):

@@ -181,9 +181,11 @@ def render_block(b: Block) -> dict[str, Any]:
         s = b.scores.get(e)
         if not s:
             continue
+        have = [f for f in fams if s["ce"].get(f) is not None]
+        part = f" ({len(have)} of {len(fams)} families)" if len(have) < len(fams) else ""  # not comparable then
         score_rows.append({"enhancer": e, "ce": [_ratio(s["ce"].get(f)) for f in fams],
-                           "rce": [_ratio(s["rce"].get(f)) for f in fams], "mce": _ratio(s["mce"]),
-                           "rmce": _ratio(s["rmce"]), "gap": _pct(s.get("gap"), ".0f") if e != "none" else "",
+                           "rce": [_ratio(s["rce"].get(f)) for f in fams], "mce": _ratio(s["mce"]) + part,
+                           "rmce": _ratio(s["rmce"]) + part, "gap": _pct(s.get("gap"), ".0f") if e != "none" else "",
                            "n": s["n_conditions"]})
     cond_rows = []
     for c in b.conditions:
