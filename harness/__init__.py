@@ -7,6 +7,7 @@ from .errors import AudioError, BenchError, ConfigError, PluginError, UnknownPlu
 from .hookspecs import hookimpl  # noqa: E402
 from .interfaces import (  # noqa: E402
     SAMPLE_RATE,
+    Corruption,
     Dataset,
     Enhancer,
     FeatureSet,
@@ -19,7 +20,7 @@ from .interfaces import (  # noqa: E402
 )
 
 __all__ = [
-    "SAMPLE_RATE", "AudioError", "BenchError", "ConfigError", "Dataset", "Enhancer", "FeatureSet",
+    "SAMPLE_RATE", "AudioError", "BenchError", "ConfigError", "Corruption", "Dataset", "Enhancer", "FeatureSet",
     "NoiseClip", "NoiseSource", "PluginConfig", "PluginError", "SERModel", "TimeSeries",
     "UnknownPluginError", "Utterance", "__version__", "hookimpl",
 ]

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from . import corruptions
 from .bad_entries import BadEntry, collecting
 from .cache import Cache
 from .config import RunConfig
@@ -98,6 +99,8 @@ class Context:
 
     def _noisy_parts(self, utt: Utterance, cond: Condition) -> list:
         """Cache-key parts of the mixture behind a noisy or enhanced condition."""
+        if cond.corruption:  # a corruption chain: its own content key (ser_bench.corruptions)
+            return corruptions.chain_parts(self, utt, cond.corruption)
         return ["noisy", MIXING_VERSION, utt.content_key(), cond.snr, self.config.seed,
                 self.identity("noise_source", cond.noise)]
 
@@ -130,10 +133,12 @@ class Context:
     def _mixture(self, utt: Utterance, cond: Condition, exact: bool, dataset: str = "?") -> tuple[np.ndarray, str]:
         """The noisy mixture of ``utt`` under ``cond`` and its key; ``exact``: always remade
         (mixing is deterministic and cheap), never read from its 16-bit copy."""
-        noise = self.plugin("noise_source", cond.noise)
         nkey = self.cache.key(self._noisy_parts(utt, cond))
 
         def make_noisy() -> np.ndarray:
+            if cond.corruption:  # the one hook of corruptions: the corrupted audio replaces the mixture
+                return corruptions.corrupt(self, utt, cond.corruption)
+            noise = self.plugin("noise_source", cond.noise)
             m = mix(utt.load(), noise.clips("test"), cond.snr, key=utt.content_key(), seed=self.config.seed,
                     source=cond.noise, speech_name=str(utt.path or utt.id))
             return m.noisy

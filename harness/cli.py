@@ -52,7 +52,8 @@ def cli() -> None:
 
 
 @cli.command()
-@click.argument("protocol", required=False, type=click.Choice(["clean", "matched", "mismatched", "multi-snr"]))
+@click.argument("protocol", required=False,
+                type=click.Choice(["clean", "matched", "mismatched", "multi-snr", "multi-condition"]))
 @click.option("--suite", type=click.Path(dir_okay=False), metavar="FILE|NAME",
               help="Suite: a TOML file, or the name of a shipped one (`bench suites` lists them); flags override it. "
                    "Relative paths in the file are relative to the file's folder, those on the command line to "
@@ -66,6 +67,11 @@ def cli() -> None:
 @click.option("--noise", "noise_sources", multiple=True, metavar="NAME",
               help="Noise source plugin (repeatable; its 'test' part is mixed in). Default: synthetic-noise.")
 @click.option("--snr", "snrs", multiple=True, type=float, help="SNR in dB (repeatable). Default: -5 0 5 10 15 20.")
+@click.option("--corruption", "corruptions", multiple=True, metavar="CHAIN",
+              help="A corruption condition (repeatable), e.g. 'reverb(rt60=0.6)', 'babble(snr=0)', 'telephone', "
+                   "'reverb(rt60=0.6)+noise(snr=5)'. Without --snr (and a suite's snrs) the run has no plain "
+                   "additive-noise conditions. `bench plugins` lists the corruptions, `bench plugins reverb` "
+                   "their parameters.")
 @click.option("--train-snr", "train_snrs", multiple=True, type=float, help="multi-snr: training SNRs (default: --snr).")
 @click.option("--test-snr", "test_snrs", multiple=True, type=float, help="multi-snr: test SNRs (default: --snr).")
 @click.option("--cv", type=click.Choice(["auto", "loso", "partition", "group-kfold", "dataset", "emobox"]),
@@ -107,12 +113,12 @@ def cli() -> None:
                    "messages go to stderr.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results table as JSON (on stdout; messages on stderr).")
 @db_option
-def run(protocol, suite, datasets, ser_models, enhancers, noise_sources, snrs, train_snrs, test_snrs, cv, cv_folds, seed,
-        options, data_roots, jobs, executor, scheduler, on_bad_audio, cache_dir, keep_audio, quality, dry_run,
-        quiet, as_json, db) -> None:
-    """Run a PROTOCOL (clean | matched | mismatched | multi-snr) and store every result, then print
-    the results table: per SER model and enhancer, the metric at each SNR with its 95 % CI and
-    + / - where enhanced is significantly better / worse than noisy.
+def run(protocol, suite, datasets, ser_models, enhancers, noise_sources, snrs, corruptions, train_snrs, test_snrs, cv,
+        cv_folds, seed, options, data_roots, jobs, executor, scheduler, on_bad_audio, cache_dir, keep_audio, quality,
+        dry_run, quiet, as_json, db) -> None:
+    """Run a PROTOCOL (clean | matched | mismatched | multi-snr | multi-condition) and store every result,
+    then print the results table: per SER model and enhancer, the metric at each SNR with its 95 % CI
+    and + / - where enhanced is significantly better / worse than noisy.
 
     Re-running the same command computes only what is missing (an interrupted run resumes).
 
@@ -130,11 +136,16 @@ def run(protocol, suite, datasets, ser_models, enhancers, noise_sources, snrs, t
     if protocol:
         over["protocol"] = protocol
     elif "protocol" not in base:
-        raise click.UsageError("give a PROTOCOL (clean, matched, mismatched, multi-snr) or a --suite that sets one")
+        raise click.UsageError("give a PROTOCOL (clean, matched, mismatched, multi-snr, multi-condition) or a --suite "
+                               "that sets one")
     for field, val in (("datasets", datasets), ("ser_models", ser_models), ("noise_sources", noise_sources),
                        ("snrs", snrs), ("train_snrs", train_snrs), ("test_snrs", test_snrs)):
         if val:
             over[field] = list(val)
+    if corruptions:
+        over["corruptions"] = list(corruptions)
+        if not snrs and "snrs" not in base:
+            over["snrs"] = []
     if enhancers:
         over["enhancers"] = ["none"] + [e for e in enhancers if e != "none"]
     if cv:
@@ -406,6 +417,9 @@ def _plugin_row(entry, with_options: bool) -> dict:
             cls = entry.resolve()
             row["class"] = f"{cls.__module__}.{cls.__qualname__}"
             row["options"] = [o.as_dict() for o in options(cls)]
+            if entry.kind == "corruption":  # a step's parameters: NAME(KEY=VALUE, ...)
+                row["params"] = [o.as_dict() for o in options(cls, "Params")]
+                row["severity"] = getattr(cls, "severity", "")
         except PluginError as exc:
             row["problem"] = str(exc)
     return row
@@ -424,6 +438,13 @@ def _echo_plugin(r: dict) -> None:
         return
     if r.get("class"):
         click.echo(f"  class {r['class']}")
+    if r.get("params") is not None:
+        sev = f"; severity: {r['severity']}" if r.get("severity") else ""
+        click.echo(f"  step parameters (--corruption '{r['name']}(KEY=VALUE, ...)'{sev}):")
+        for o in r["params"]:
+            click.echo(f"    {o['name']}: {o['type']} = {o['default']}")
+            for line in textwrap.wrap(o["description"] or "(undocumented)", 88):
+                click.echo(f"        {line}")
     opts = r.get("options", [])
     if not opts:
         click.echo("  no options\n")

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .errors import ConfigError
 from .interfaces import stable_hash
 
-PROTOCOLS = ("clean", "matched", "mismatched", "multi-snr")
+PROTOCOLS = ("clean", "matched", "mismatched", "multi-snr", "multi-condition")
 DEFAULT_SNRS = [-5.0, 0.0, 5.0, 10.0, 15.0, 20.0]
 
 
@@ -25,14 +25,20 @@ class RunConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    protocol: Literal["clean", "matched", "mismatched", "multi-snr"]
+    protocol: Literal["clean", "matched", "mismatched", "multi-snr", "multi-condition"]
     datasets: list[str] = Field(default_factory=lambda: ["synthetic"], min_length=1)
     ser_models: list[str] = Field(default_factory=lambda: ["svm-egemaps"], min_length=1)
     enhancers: list[str] = Field(default_factory=lambda: ["none", "wiener"], min_length=1)
     noise_sources: list[str] = Field(default_factory=lambda: ["synthetic-noise"], min_length=1)
-    snrs: list[float] = Field(default_factory=lambda: list(DEFAULT_SNRS), min_length=1)
+    #: additive-noise conditions: every noise source at every SNR (may be empty when the run
+    #: has ``corruptions``)
+    snrs: list[float] = Field(default_factory=lambda: list(DEFAULT_SNRS))
     train_snrs: list[float] | None = None  # multi-snr only; default: snrs
     test_snrs: list[float] | None = None  # multi-snr only; default: snrs
+    #: other test conditions: corruption chains, e.g. ``"reverb(rt60=0.6)"``,
+    #: ``"babble(snr=0,talkers=5)"``, ``"reverb(rt60=0.6)+noise(snr=5)"`` (ser_bench.corruptions);
+    #: a ``noise`` step without ``source`` uses the first of ``noise_sources``
+    corruptions: list[str] = Field(default_factory=list)
     cv: Literal["auto", "loso", "partition", "group-kfold", "dataset", "emobox"] = "auto"
     #: folds of ``cv = "group-kfold"`` (whole speakers per fold, balanced by label)
     cv_folds: int = Field(5, ge=2)
@@ -66,6 +72,21 @@ class RunConfig(BaseModel):
             raise ValueError(f"duplicate SNRs in {v}")
         return [float(s) for s in v]
 
+    @field_validator("corruptions")
+    @classmethod
+    def _chains(cls, v: list[str]) -> list[str]:
+        from .corruptions import parse_chain
+
+        for text in v:
+            parse_chain(text)  # a ConfigError (a ValueError) names the bad step
+        return v
+
+    @model_validator(mode="after")
+    def _some_condition(self) -> RunConfig:
+        if not self.snrs and not self.corruptions:
+            raise ValueError("snrs is empty and there are no corruptions: give at least one SNR or one corruption")
+        return self
+
     @model_validator(mode="after")
     def _unique_names(self) -> RunConfig:
         for field in ("datasets", "ser_models", "enhancers", "noise_sources"):
@@ -80,6 +101,8 @@ class RunConfig(BaseModel):
             data.pop("quality", None)  # hashes of runs without the quality stage stay as they were
         if data.get("cv") != "group-kfold":
             data.pop("cv_folds", None)  # only group-kfold uses it; other runs keep their hashes
+        if not data.get("corruptions"):
+            data.pop("corruptions", None)  # runs without corruptions keep their hashes
         if data.get("on_bad_audio") == "fail":
             data.pop("on_bad_audio", None)  # likewise for runs under the default bad-audio policy
         return stable_hash(data)

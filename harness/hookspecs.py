@@ -46,6 +46,12 @@ def register_noise_sources(register: Register) -> None:
 
 
 @hookspec
+def register_corruptions(register: Register) -> None:
+    """Offer corruptions (subclasses of :class:`ser_bench.Corruption`): reverberation, babble, a
+    channel... Same rules as enhancers. A run names a corruption step as ``NAME(param=value)``."""
+
+
+@hookspec
 def register_commands(cli: Any) -> None:
     """Add click commands to the ``bench`` group (``cli`` is the click group)."""
 

@@ -304,6 +304,44 @@ class NoiseSource(Plugin, ABC):
         return chosen
 
 
+# --------------------------------------------------------------------------- corruptions
+
+
+class Corruption(Plugin, ABC):
+    """One way of corrupting clean speech (reverberation, babble, a channel...) at a severity.
+
+    A test condition is a chain of corruption *steps*, each ``NAME(param=value, ...)``, applied in
+    order (``reverb(rt60=0.6)+noise(snr=5)``). The plugin's options (``Config``) hold what is fixed
+    for a run (a folder of RIRs, a speech corpus); the step's parameters (``Params``) hold the
+    severity and its kind of variation. ``apply`` gets the signal, the validated parameters and a
+    random generator seeded from (the utterance, the step, the run seed) alone, so every step is
+    deterministic and content-keyed (see :mod:`ser_bench.corruptions`).
+    """
+
+    #: The parameter that sets the severity (``"rt60"``, ``"snr"``), or "" for a fixed corruption.
+    severity: ClassVar[str] = ""
+    #: Whether a larger severity value is a *milder* corruption (SNR) or a harsher one (RT60).
+    milder_when_larger: ClassVar[bool] = False
+    #: What it does to speech, matched against :attr:`Enhancer.built_for` in the report:
+    #: "additive-noise", "competing-speech", "reverberation" or "channel".
+    category: ClassVar[str] = "channel"
+
+    class Params(PluginConfig):
+        pass
+
+    @abstractmethod
+    def apply(self, x: np.ndarray, params: Any, rng: np.random.Generator, ctx: Any) -> tuple[np.ndarray, dict[str, Any]]:
+        """Corrupt ``x`` (mono float32, 16 kHz) -> ``(y, info)``: ``y`` the same length, time-aligned
+        with ``x``; ``info`` what was drawn for this utterance (JSON-able: room size, DRR, talkers).
+        ``ctx`` (:class:`ser_bench.corruptions.StepContext`) names the utterance and the run's noise
+        sources."""
+
+    def key_parts(self, params: Any, ctx: Any) -> list[Any]:
+        """Extra cache-key parts of a step beyond the plugin identity and parameters (e.g. the
+        identity of the noise source it draws from)."""
+        return []
+
+
 # --------------------------------------------------------------------------- enhancers
 
 
@@ -315,6 +353,9 @@ class Enhancer(Plugin, ABC):
     message saying how to train it.
     """
 
+    #: The corruptions it was built to undo (categories of :class:`Corruption`): the report says
+    #: plainly where it is applied to another (a denoiser on reverberant speech).
+    built_for: ClassVar[tuple[str, ...]] = ("additive-noise",)
     requires_training: ClassVar[bool] = False
 
     @abstractmethod

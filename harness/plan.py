@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from . import corruptions
 from .artefacts import Context, fit_key, per_cell_seed
 from .config import RunConfig
 from .db import Store
@@ -27,6 +28,7 @@ def cell_key(cell: Cell, config: RunConfig, ids: dict[str, str], fold: Fold) -> 
     return stable_hash({
         "cell": cell.as_dict(), "plugins": {n: ids[n] for n in used}, "seed": config.seed,
         "mixing": MIXING_VERSION, "fold": stable_hash([fold.train, fold.valid, fold.test]),
+        **corruptions.cell_key_parts(cell, ids),
     }, n=32)
 
 
@@ -40,6 +42,7 @@ def plan(config: RunConfig, registry: Registry,
     registry.check("ser_model", config.ser_models)
     registry.check("enhancer", config.enhancers)
     registry.check("noise_source", config.noise_sources)
+    corruptions.check(config, registry)
     ctx = Context(config, registry, None, exclude=exclude)
     folds = {}
     for ds in config.datasets:
@@ -55,7 +58,8 @@ def plan(config: RunConfig, registry: Registry,
                         ("noise_source", config.noise_sources)):
         for n in names:  # validates every plugin's options (and training state) before any work starts
             ctx.plugin(kind, n)
-    unused = set(config.options) - set(config.datasets + config.ser_models + config.enhancers + config.noise_sources)
+    unused = set(config.options) - set(config.datasets + config.ser_models + config.enhancers + config.noise_sources
+                                       + corruptions.names(config))
     if unused:
         raise BenchError(f"options given for plugins that this run does not use: {', '.join(sorted(unused))}; "
                          "check the names (`bench plugins`) or add them to the run")

@@ -89,9 +89,10 @@ class Option:
         return {"name": self.name, "type": self.type, "default": self.default, "description": self.description}
 
 
-def options(cls: type) -> list[Option]:
-    """Every option of ``cls.Config`` with its type, default and one-line description."""
-    config = cls.Config
+def options(cls: type, model: str = "Config") -> list[Option]:
+    """Every option of ``cls.Config`` (or of another nested model, e.g. a corruption's ``Params``)
+    with its type, default and one-line description."""
+    config = getattr(cls, model)
     found = _documented(cls)
     out = []
     for name, field in config.model_fields.items():

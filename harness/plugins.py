@@ -33,6 +33,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "ser_bench_plugins.e2e",
     "ser_bench_plugins.corpora",
     "ser_bench_plugins.ssl_probe",
+    "ser_bench_plugins.corruptions",
 )
 ENTRY_POINT_GROUP = "ser_bench"
 #: Comma-separated allow-list of third-party plugins (entry-point names or distribution names).

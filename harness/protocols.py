@@ -8,12 +8,22 @@ to fit and score. Every protocol includes the clean baseline (train clean, test 
 - matched:    noisy(s) -> noisy(s), and enhanced(e, s) -> enhanced(e, s), for each SNR s
 - mismatched: clean -> noisy(s), and clean -> enhanced(e, s)
 - multi-snr:  noisy(a) -> noisy(b), and enhanced(e, a) -> enhanced(e, b), for a in train_snrs, b in test_snrs
+- multi-condition: as multi-snr over the run's corruption conditions: corrupted(a) -> corrupted(b)
+  for every pair of corruptions a, b (and, for the noise sources, every pair of SNRs)
+
+Corruptions (``config.corruptions``, :mod:`ser_bench.corruptions`) are further test conditions:
+a ``noisy`` (corrupted) or ``enhanced`` condition whose ``corruption`` is the chain's canonical
+label (``reverb(rt60=0.6)+noise(snr=5,source=folder)``), ``snr`` None and ``noise`` the noise
+source its ``noise`` step draws from ("-" if none). Matched and mismatched treat them like an
+SNR; multi-snr pairs each corruption with itself. Conditions without a corruption keep their
+representation (and so their cell and cache keys).
 
 Noisy cells are stored under the enhancer ``none``; the enhancer ``none`` adds no enhanced cells
 (its "enhanced" audio is the noisy audio).
 """
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 
@@ -30,11 +40,13 @@ class Condition:
     snr: float | None = None
     noise: str = CLEAN_NOISE
     enhancer: str = "none"
+    #: the canonical corruption chain ("" for clean and additive-noise-at-an-SNR conditions)
+    corruption: str = ""
 
     def label(self) -> str:
         if self.kind == "clean":
             return "clean"
-        base = f"{self.kind}@{self.snr:g}dB/{self.noise}"
+        base = f"{self.kind}@{self.corruption}" if self.corruption else f"{self.kind}@{self.snr:g}dB/{self.noise}"
         return base + (f"/{self.enhancer}" if self.kind == "enhanced" else "")
 
 
@@ -53,15 +65,28 @@ class Cell:
     fold: str
 
     def coords(self) -> dict:
-        return {
+        out = {
             "dataset": self.dataset, "ser_model": self.ser_model, "protocol": self.protocol,
             "enhancer": self.enhancer, "noise": self.noise,
             "train_condition": self.train.kind, "train_snr": self.train.snr,
             "test_condition": self.test.kind, "test_snr": self.test.snr, "fold": self.fold,
         }
+        if self.train.corruption or self.test.corruption:  # absent otherwise: old cells keep their keys
+            from .corruptions import steps_json
+
+            out.update(train_corruption=self.train.corruption or None, test_corruption=self.test.corruption or None,
+                       corruption_json=json.dumps(steps_json(self.test.corruption)) if self.test.corruption else None)
+        return out
 
     def as_dict(self) -> dict:
-        return {**self.coords(), "train": asdict(self.train), "test": asdict(self.test)}
+        return {**self.coords(), "train": _cond_dict(self.train), "test": _cond_dict(self.test)}
+
+
+def _cond_dict(c: Condition) -> dict:
+    d = asdict(c)
+    if not d["corruption"]:
+        del d["corruption"]  # conditions without a corruption: the dict (and cell key) they always had
+    return d
 
 
 @dataclass(frozen=True)
@@ -81,7 +106,7 @@ def condition_pairs(config: RunConfig) -> Iterator[tuple[str, str, Condition, Co
         return
     enhancers = [e for e in config.enhancers if e != "none"]
     for noise in config.noise_sources:
-        if proto == "multi-snr":
+        if proto in ("multi-snr", "multi-condition"):
             pairs = [(a, b) for a in (config.train_snrs or config.snrs) for b in (config.test_snrs or config.snrs)]
         else:
             pairs = [(s, s) for s in config.snrs]
@@ -95,6 +120,30 @@ def condition_pairs(config: RunConfig) -> Iterator[tuple[str, str, Condition, Co
                 enh_b = Condition("enhanced", b, noise, e)
                 train = CLEAN if proto == "mismatched" else Condition("enhanced", a, noise, e)
                 yield e, noise, train, enh_b
+    yield from corruption_pairs(config, enhancers)
+
+
+def corruption_conditions(config: RunConfig) -> list[str]:
+    """The run's corruption chains, canonical (a ``noise`` step gets the first noise source)."""
+    from .corruptions import corruption_conditions as conditions
+
+    return conditions(config)
+
+
+def corruption_pairs(config: RunConfig, enhancers: list[str]) -> Iterator[tuple[str, str, Condition, Condition]]:
+    from .corruptions import chain_sources
+
+    labels = corruption_conditions(config)
+    proto = config.protocol
+    pairs = [(a, b) for a in labels for b in labels] if proto == "multi-condition" else [(c, c) for c in labels]
+    for a, b in pairs:
+        noise_b = (chain_sources(b) or [CLEAN_NOISE])[0]
+        noise_a = (chain_sources(a) or [CLEAN_NOISE])[0]
+        noisy_b = Condition("noisy", None, noise_b, corruption=b)
+        yield "none", noise_b, CLEAN if proto == "mismatched" else Condition("noisy", None, noise_a, corruption=a), noisy_b
+        for e in enhancers:
+            train = CLEAN if proto == "mismatched" else Condition("enhanced", None, noise_a, e, corruption=a)
+            yield e, noise_b, train, Condition("enhanced", None, noise_b, e, corruption=b)
 
 
 def make_folds(utts: Sequence[Utterance], cv: str, dataset: str, has_partitions: bool,

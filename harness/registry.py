@@ -8,22 +8,24 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from .errors import PluginError, UnknownPluginError
-from .interfaces import Dataset, Enhancer, NoiseSource, Plugin, SERModel
+from .interfaces import Corruption, Dataset, Enhancer, NoiseSource, Plugin, SERModel
 
-Kind = Literal["enhancer", "ser_model", "dataset", "noise_source"]
+Kind = Literal["enhancer", "ser_model", "dataset", "noise_source", "corruption"]
 KINDS: dict[str, type[Plugin]] = {
     "enhancer": Enhancer,
     "ser_model": SERModel,
     "dataset": Dataset,
     "noise_source": NoiseSource,
+    "corruption": Corruption,
 }
 HOOKS: dict[str, str] = {
     "enhancer": "register_enhancers",
     "ser_model": "register_ser_models",
     "dataset": "register_datasets",
     "noise_source": "register_noise_sources",
+    "corruption": "register_corruptions",
 }
-LABEL = {"enhancer": "enhancer", "ser_model": "SER model", "dataset": "dataset", "noise_source": "noise source"}
+LABEL = {"enhancer": "enhancer", "ser_model": "SER model", "dataset": "dataset", "noise_source": "noise source", "corruption": "corruption"}
 
 
 @dataclass

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import corruptions
 from .artefacts import CHUNK, FIT_FORMAT, Context, fit_key, per_cell_seed, remote_config, worker_context
 from .audit import AUDIT_CHUNK, AUDIT_VERSION, audit, audit_all, audit_job, bad_inputs, describe_conversion, wav_truncation
 from .cache import Cache
@@ -144,6 +145,7 @@ def _run(config: RunConfig, *, store: Store, registry: Registry, ex: Executor, e
                         ("enhancer", config.enhancers), ("noise_source", config.noise_sources)):
         for n in names:
             idents[n] = stable_hash(ctx.identity(kind, n))
+    idents.update(corruptions.run_identities(ctx))
     keys = [cell_key(c, config, idents, fold_by[(c.dataset, c.fold)]) for c in cells]
     qcells = []  # quality cells (config.quality): PESQ, STOI, SI-SDR, prosody fidelity per condition
     if config.quality:
@@ -201,6 +203,7 @@ def _run(config: RunConfig, *, store: Store, registry: Registry, ex: Executor, e
                     prep_errors.setdefault((job["dataset"], m, Condition(**job["cond"])), res["error"])
             bar.update(res["n"])
         bar.close()
+        corruptions.record_draws(store, run_id, ctx, needed)  # what each corruption drew, per utterance
         # ---- stage 2: cells, grouped by fit (dataset, SER model, training condition, fold): one fit each
         bar = run_bar(progress, len(todo), "cells")
         groups: OrderedDict[tuple, list[tuple[Cell, str, int]]] = OrderedDict()

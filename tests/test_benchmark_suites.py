@@ -36,8 +36,17 @@ def test_suite_is_valid(path, registry):
         registry.check(kind, names)
         for n in names:  # each plugin's options validate (without touching any data)
             registry.get(kind, n).Config(**cfg.plugin_options(n))
+    from ser_bench.corruptions import names as corruption_names
+    from ser_bench.corruptions import parse_chain, validate_params
+
+    for chain in cfg.corruptions:  # corruption steps: registered, valid parameters and options
+        for step in parse_chain(chain):
+            cls = registry.get("corruption", step.name)
+            cls.Config(**cfg.plugin_options(step.name))
+            if step.name != "noise":  # its source is filled in from the run's noise sources
+                validate_params(cls.__new__(cls), step)
     # options only for plugins the suite uses (a typo in a plugin name would be ignored silently)
-    used = {n for _, f in KINDS for n in getattr(cfg, f)}
+    used = {n for _, f in KINDS for n in getattr(cfg, f)} | set(corruption_names(cfg))
     assert set(cfg.options) <= used, f"{path.name}: options for unused plugins {set(cfg.options) - used}"
 
 

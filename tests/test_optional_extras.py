@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 #: extra -> (modules it installs, test files that use them)
 EXTRAS = {
     "enterface": (["imageio_ffmpeg"], ["tests/test_datasets_enterface.py"]),
+    "codec": (["imageio_ffmpeg"], ["tests/test_corruptions_codec.py"]),
     "postgres": (["psycopg"], ["tests/test_registry_db.py"]),
     "dask": (["dask", "distributed"], ["tests/test_executors.py"]),  # ~1.5 min of process pools: slow
     # README's test command installs it; a developer's venv may not have it

@@ -5,6 +5,7 @@ Each PostgreSQL test gets a database of its own, created from that URL and dropp
 """
 from __future__ import annotations
 
+import json
 import multiprocessing as mp
 import os
 import threading
@@ -72,7 +73,7 @@ def test_migrating_a_blank_database_gives_the_orm_schema(db_url):
         assert cols == {c.name for c in table.columns}, table.name
     assert schema_version(store.engine) == [n for n, _ in MIGRATIONS]
     assert [n for n, _ in MIGRATIONS] == ["0001_initial", "0002_utterance_notes", "0003_bigint_seeds",
-                                          "0004_run_peak_rss"]
+                                          "0004_run_peak_rss", "0005_corruptions"]
     Store(db_url)  # idempotent
     assert schema_version(store.engine) == [n for n, _ in MIGRATIONS]
 
@@ -91,7 +92,7 @@ def test_an_old_database_is_upgraded_keeping_its_rows(db_url):
     engine.dispose()
     store = Store(db_url)
     assert schema_version(store.engine) == ["0001_initial", "0002_utterance_notes", "0003_bigint_seeds",
-                                            "0004_run_peak_rss"]
+                                            "0004_run_peak_rss", "0005_corruptions"]
     assert store.runs_frame().config_hash.tolist() == ["old"]
     assert store.runs_frame().peak_rss_mb.isna().all()  # runs before 0004 have no peak memory recorded
     rid = int(store.runs_frame().id.iloc[0])
@@ -218,3 +219,35 @@ def test_cli_takes_the_database_url(db_url):
     assert "schema 0001_initial, 0002_utterance_notes, 0003_bigint_seeds" in r.output
     r = CliRunner().invoke(cli, ["runs", "list", "--db", db_url])
     assert r.exit_code == 0 and r.output == ""
+
+
+def test_migration_0005_adds_corruption_columns_to_an_old_registry(db_url):
+    """A registry from before corruptions (0001-0003) keeps its cells, which read as uncorrupted."""
+    engine = create_engine(db_url)
+    with engine.begin() as conn:
+        m0001_initial(conn)
+        conn.execute(text("CREATE TABLE schema_migrations (name VARCHAR(100) PRIMARY KEY, applied_at TIMESTAMP NOT NULL)"))
+        conn.execute(text("INSERT INTO schema_migrations VALUES ('0001_initial', CURRENT_TIMESTAMP)"))
+    engine.dispose()
+    from ser_bench.db.migrations import m0002_utterance_notes, m0003_bigint_seeds
+
+    with create_engine(db_url).begin() as conn:
+        m0002_utterance_notes(conn)
+        m0003_bigint_seeds(conn)
+        conn.execute(text("INSERT INTO schema_migrations VALUES ('0002_utterance_notes', CURRENT_TIMESTAMP)"))
+        conn.execute(text("INSERT INTO schema_migrations VALUES ('0003_bigint_seeds', CURRENT_TIMESTAMP)"))
+    store = Store(db_url)
+    rid = _run(store)
+    assert store.record_cell(rid, "old-style", COORDS, status="done", metrics={"uar": 0.5})
+    assert store.record_cell(rid, "corrupted", dict(COORDS, test_condition="noisy", test_corruption="reverb(rt60=0.6)",
+                                                      corruption_json='[{"kind": "reverb", "rt60": 0.6}]'),
+                             status="done", metrics={"uar": 0.4})
+    res = store.results_frame().set_index("cell_key")
+    import pandas as pd
+
+    assert pd.isna(res.loc["old-style"].test_corruption)  # an old cell: uncorrupted
+    assert res.loc["corrupted"].test_corruption == "reverb(rt60=0.6)"
+    assert len(res) == 2  # same coordinates otherwise, but another corruption: not superseded
+    assert store.record_corruption_draws(rid, [dict(dataset="d", utterance_id="u", corruption="reverb(rt60=0.6)",
+                                                     draws=[{"room": [4, 5, 3]}])]) == 1
+    assert json.loads(store.corruption_draws_frame().draws_json.iloc[0]) == [{"room": [4, 5, 3]}]

@@ -118,11 +118,34 @@ def m0004_run_peak_rss(conn: Connection) -> None:
             conn.execute(text(f"ALTER TABLE runs ADD COLUMN {col} FLOAT"))
 
 
+def m0005_corruptions(conn: Connection) -> None:
+    """Corruptions as a condition axis: each cell's train / test corruption chain (canonical label,
+    NULL for clean and additive-noise-at-an-SNR cells) and the test chain's kinds and parameters
+    as JSON (``[{"kind": "reverb", "rt60": 0.6}, ...]``); and what each corruption step drew per
+    utterance (room size, distance, DRR, talkers...), per run."""
+    for col in ("train_corruption", "test_corruption", "corruption_json"):
+        conn.execute(text(f"ALTER TABLE cells ADD COLUMN {col} TEXT"))
+    md = MetaData()
+    Table("runs", md, Column("id", Integer, primary_key=True))  # for the foreign key only
+    Table(
+        "corruption_draws", md,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("run_id", Integer, ForeignKey("runs.id", ondelete="CASCADE"), nullable=False, index=True),
+        Column("dataset", String(100), nullable=False),
+        Column("utterance_id", String(500), nullable=False),
+        Column("corruption", Text, nullable=False),
+        Column("draws_json", Text, nullable=False),
+        Column("created_at", DateTime, nullable=False),
+    )
+    md.tables["corruption_draws"].create(conn, checkfirst=True)
+
+
 MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
     ("0001_initial", m0001_initial),
     ("0002_utterance_notes", m0002_utterance_notes),
     ("0003_bigint_seeds", m0003_bigint_seeds),
     ("0004_run_peak_rss", m0004_run_peak_rss),
+    ("0005_corruptions", m0005_corruptions),
 ]
 
 #: Key of the PostgreSQL advisory lock that serialises migrations and run creation.

@@ -68,6 +68,10 @@ class Cell(Base):
     info_json: Mapped[str | None] = mapped_column(Text)
     predictions_json: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
+    #: corruption chains (migration 0004; NULL for clean and additive-noise-at-an-SNR cells)
+    train_corruption: Mapped[str | None] = mapped_column(Text)
+    test_corruption: Mapped[str | None] = mapped_column(Text)
+    corruption_json: Mapped[str | None] = mapped_column(Text)  # the test chain's kinds and parameters
 
 
 class Result(Base):
@@ -92,4 +96,18 @@ class UtteranceNote(Base):
     kind: Mapped[str] = mapped_column(String(16))  # skipped | converted
     path: Mapped[str | None] = mapped_column(Text)
     detail: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+
+
+class CorruptionDraw(Base):
+    """What a corruption chain drew for one utterance in a run (migration 0004): room size,
+    source-microphone distance, DRR, measured RT60, talkers... as JSON, one list entry per step."""
+
+    __tablename__ = "corruption_draws"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    dataset: Mapped[str] = mapped_column(String(100))
+    utterance_id: Mapped[str] = mapped_column(String(500))
+    corruption: Mapped[str] = mapped_column(Text)
+    draws_json: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime]

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from ..errors import BenchError
 
 from .migrations import exclusive, migrate
-from .schema import Cell, Result, Run, UtteranceNote
+from .schema import Cell, CorruptionDraw, Result, Run, UtteranceNote
 
 DEFAULT_DB = "registry.db"
 #: database driver module -> the extra that installs it
@@ -269,7 +269,7 @@ class Store:
         """One row per (done cell, metric), with the cell's coordinates and run id.
 
         A cell is *superseded* when a newer cell has the same coordinates (dataset, models,
-        conditions, SNRs, fold, metric) but another content key: the same experiment rerun with
+        conditions, SNRs, corruptions, fold, metric) but another content key: the same experiment rerun with
         other settings, e.g. a retrained checkpoint or other plugin options under the same enhancer
         name. Only the newest is returned unless ``superseded``; how many were left out, and from
         which runs, is in ``frame.attrs["superseded"]`` (reports say so rather than average the
@@ -278,7 +278,8 @@ class Store:
         q = (
             select(Cell.id.label("cell_id"), Cell.run_id, Cell.kind, Cell.dataset, Cell.ser_model, Cell.enhancer,
                    Cell.noise, Cell.protocol, Cell.train_condition, Cell.train_snr, Cell.test_condition,
-                   Cell.test_snr, Cell.fold, Cell.cell_key, Cell.n_test, Result.metric, Result.value)
+                   Cell.test_snr, Cell.fold, Cell.cell_key, Cell.n_test, Cell.train_corruption, Cell.test_corruption,
+                   Cell.corruption_json, Result.metric, Result.value)
             .join(Result, Result.cell_id == Cell.id)
             .where(Cell.status == "done")
             .order_by(Cell.id, Result.metric)
@@ -289,7 +290,7 @@ class Store:
             df.attrs["superseded"] = {"results": 0, "runs": []}
             return df
         coords = ["kind", "dataset", "ser_model", "enhancer", "noise", "protocol", "train_condition", "train_snr",
-                  "test_condition", "test_snr", "fold", "metric"]
+                  "test_condition", "test_snr", "train_corruption", "test_corruption", "fold", "metric"]
         newest = df.groupby(coords, dropna=False, sort=False)["cell_id"].transform("max")
         old = df[df.cell_id != newest]
         df = df[df.cell_id == newest].reset_index(drop=True)
@@ -329,6 +330,40 @@ class Store:
                 return added
 
         return int(self._retry(work) or 0)
+
+    def record_corruption_draws(self, run_id: int, rows: Iterable[dict[str, Any]]) -> int:
+        """Record what corruption chains drew per utterance (keys: dataset, utterance_id,
+        corruption, draws: a JSON-able list, one entry per step). Idempotent per (run, dataset,
+        utterance, corruption). Returns the number of rows added."""
+        rows = list(rows)
+        if not rows:
+            return 0
+
+        def work() -> int:
+            with Session(self.engine) as s, s.begin():
+                have = set(s.execute(select(CorruptionDraw.dataset, CorruptionDraw.utterance_id, CorruptionDraw.corruption)
+                                     .where(CorruptionDraw.run_id == run_id)).all())
+                added = 0
+                for r in rows:
+                    k = (r["dataset"], r["utterance_id"], r["corruption"])
+                    if k in have:
+                        continue
+                    have.add(k)
+                    s.add(CorruptionDraw(run_id=run_id, dataset=r["dataset"], utterance_id=r["utterance_id"],
+                                         corruption=r["corruption"], draws_json=json.dumps(r["draws"], default=str),
+                                         created_at=_now()))
+                    added += 1
+                return added
+
+        return int(self._retry(work) or 0)
+
+    def corruption_draws_frame(self, run_ids: Iterable[int] | None = None) -> pd.DataFrame:
+        q = select(CorruptionDraw).order_by(CorruptionDraw.run_id, CorruptionDraw.corruption, CorruptionDraw.dataset,
+                                            CorruptionDraw.utterance_id)
+        if run_ids is not None:
+            q = q.where(CorruptionDraw.run_id.in_(list(run_ids)))
+        with self.engine.connect() as conn:
+            return pd.read_sql(q, conn)
 
     def utterance_notes_frame(self, run_ids: Iterable[int] | None = None) -> pd.DataFrame:
         q = select(UtteranceNote).order_by(UtteranceNote.run_id, UtteranceNote.dataset, UtteranceNote.utterance_id,

@@ -197,6 +197,8 @@ def collect(store: Store) -> dict[str, Any]:
     """Everything the report shows, as plain data (also embedded in the page as JSON)."""
     res = store.results_frame()
     res = res[res.kind == "ser"] if not res.empty else res
+    if not res.empty and "test_corruption" in res:  # corrupted cells have their own section (report/corruptions.py)
+        res = res[res.test_corruption.isna()]
     runs = store.runs_frame()
     tables: list[Table] = []
     if not res.empty:
@@ -316,4 +318,4 @@ def _extra_sections(store: Store) -> list[dict[str, str]]:
 
 
 #: Report modules that add sections; each defines ``section(store)``.
-EXTRA_SECTION_MODULES: list[str] = ["ser_bench.report.paper", "ser_bench.report.quality"]
+EXTRA_SECTION_MODULES: list[str] = ["ser_bench.report.paper", "ser_bench.report.quality", "ser_bench.report.corruptions"]

@@ -24,8 +24,8 @@ test failure) naming the plugin, the rule it breaks and what was observed, e.g.:
 
 * :mod:`.common`: :class:`ConformanceError`, :data:`RULES`, :func:`check_metadata` (the rules
   every plugin follows);
-* :mod:`.enhancers`, :mod:`.ser_models`, :mod:`.datasets`, :mod:`.noise_sources`: one check per
-  plugin kind;
+* :mod:`.enhancers`, :mod:`.ser_models`, :mod:`.datasets`, :mod:`.noise_sources`,
+  :mod:`.corruptions`: one check per plugin kind;
 * :mod:`.hooks`: :func:`check_hooks` (a plugin module) and :func:`check_plugin` (dispatch by kind);
 * :mod:`.fakes`: :class:`ToneDataset`, :class:`ToneTraceDataset`, :class:`FakeNoise`,
   :class:`CentroidSER`, tiny deterministic plugins to test against; register them all at once
@@ -35,6 +35,7 @@ test failure) naming the plugin, the rule it breaks and what was observed, e.g.:
 from __future__ import annotations
 
 from .common import RULES, ConformanceError, check_metadata
+from .corruptions import check_corruption
 from .datasets import check_dataset
 from .enhancers import check_enhancer
 from .fakes import CentroidSER, FakeNoise, ToneDataset, ToneTraceDataset, make_tone_dataset, testing_plugin
@@ -45,6 +46,6 @@ from .signals import add_white_noise, speech_like, syllable_envelope, tone_burst
 
 __all__ = [
     "RULES", "CentroidSER", "ConformanceError", "FakeNoise", "ToneDataset", "ToneTraceDataset", "add_white_noise",
-    "check_dataset", "check_enhancer", "check_hooks", "check_metadata", "check_noise_source", "check_plugin",
+    "check_corruption", "check_dataset", "check_enhancer", "check_hooks", "check_metadata", "check_noise_source", "check_plugin",
     "check_ser_model", "make_tone_dataset", "speech_like", "syllable_envelope", "testing_plugin", "tone_bursts",
 ]

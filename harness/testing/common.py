@@ -43,6 +43,11 @@ RULES: dict[str, tuple[str, ...]] = {
         "lists clips", "has unique clip ids", "has unique fingerprints", "splits train/test",
         "has disjoint train and test parts", "is deterministic", "has readable audio", "has audible audio",
     ),
+    "check_corruption": (
+        "has strict Params", "names its severity", "accepts its parameters", "returns a signal and info",
+        "does not modify its input", "keeps length", "returns finite samples", "stays in range", "is deterministic",
+        "keeps the timing",
+    ),
     "check_plugin": ("is a plugin",),
     "check_hooks": (
         "implements known hooks", "registers cleanly", "registers valid names", "registers unique names",

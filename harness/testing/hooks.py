@@ -7,11 +7,12 @@ import pluggy
 
 from .. import hookspecs
 from ..errors import BenchError
-from ..interfaces import Dataset, Enhancer, NoiseSource, Plugin, SERModel
+from ..interfaces import Corruption, Dataset, Enhancer, NoiseSource, Plugin, SERModel
 from ..plugininfo import static_attributes
 from ..plugins import installed_names
 from ..registry import HOOKS, LABEL, Entry
 from .common import _NAME_RE, ConformanceError, _call
+from .corruptions import check_corruption
 from .datasets import check_dataset
 from .enhancers import check_enhancer
 from .noise_sources import check_noise_source
@@ -19,13 +20,14 @@ from .ser_models import check_ser_model
 
 
 def check_plugin(plugin: Plugin | type[Plugin], **kwargs: Any) -> Plugin:
-    """Run the check for the plugin's kind (enhancer, SER model, dataset or noise source)."""
+    """Run the check for the plugin's kind (enhancer, SER model, dataset, noise source or corruption)."""
     cls = plugin if isinstance(plugin, type) else type(plugin)
-    checks = {Enhancer: check_enhancer, SERModel: check_ser_model, Dataset: check_dataset, NoiseSource: check_noise_source}
+    checks = {Enhancer: check_enhancer, SERModel: check_ser_model, Dataset: check_dataset, NoiseSource: check_noise_source,
+              Corruption: check_corruption}
     for base, check in checks.items():
         if isinstance(cls, type) and issubclass(cls, base):
             return check(plugin, **kwargs)  # type: ignore[operator]
-    raise ConformanceError(repr(plugin), "is a plugin", "it subclasses none of Enhancer, SERModel, Dataset, NoiseSource")
+    raise ConformanceError(repr(plugin), "is a plugin", "it subclasses none of Enhancer, SERModel, Dataset, NoiseSource, Corruption")
 
 
 def check_hooks(plugin: object, *, installed: bool = True) -> dict[tuple[str, str], type[Plugin]]:
