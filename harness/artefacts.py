@@ -239,12 +239,10 @@ class Context:
                 if val is None:
                     if audio is None:
                         audio = self.audio(utt, cond, dataset)[0]
-                    todo[m].append((len(out[m]), fkey, audio))
-                    if len(todo[m]) >= FEATURIZE_BATCH:
-                        out[m].append(None)  # type: ignore[arg-type]  # filled by flush
-                        flush(m)
-                        continue
-                out[m].append(val)
+                    todo[m].append((len(out[m]), fkey, audio))  # its slot (None for now) is filled by flush
+                out[m].append(val)  # type: ignore[arg-type]
+                if len(todo[m]) >= FEATURIZE_BATCH:
+                    flush(m)
         for m in models:
             if todo[m]:
                 flush(m)

@@ -312,24 +312,9 @@ class Store:
         notes = list(notes)
         if not notes:
             return 0
-
-        def work() -> int:
-            with Session(self.engine) as s, s.begin():
-                have = set(s.execute(
-                    select(UtteranceNote.dataset, UtteranceNote.utterance_id, UtteranceNote.kind)
-                    .where(UtteranceNote.run_id == run_id)).all())
-                added = 0
-                for n in notes:
-                    k = (n["dataset"], n["utterance_id"], n["kind"])
-                    if k in have:
-                        continue
-                    have.add(k)
-                    s.add(UtteranceNote(run_id=run_id, dataset=n["dataset"], utterance_id=n["utterance_id"],
-                                        kind=n["kind"], path=n.get("path"), detail=n["detail"], created_at=_now()))
-                    added += 1
-                return added
-
-        return int(self._retry(work) or 0)
+        return self._add_new(run_id, UtteranceNote, ("dataset", "utterance_id", "kind"), notes, lambda n: UtteranceNote(
+            run_id=run_id, dataset=n["dataset"], utterance_id=n["utterance_id"], kind=n["kind"], path=n.get("path"),
+            detail=n["detail"], created_at=_now()))
 
     def record_corruption_draws(self, run_id: int, rows: Iterable[dict[str, Any]]) -> int:
         """Record what corruption chains drew per utterance (keys: dataset, utterance_id,
@@ -338,20 +323,25 @@ class Store:
         rows = list(rows)
         if not rows:
             return 0
+        return self._add_new(run_id, CorruptionDraw, ("dataset", "utterance_id", "corruption"), rows,
+                             lambda r: CorruptionDraw(run_id=run_id, dataset=r["dataset"], utterance_id=r["utterance_id"],
+                                                      corruption=r["corruption"],
+                                                      draws_json=json.dumps(r["draws"], default=str), created_at=_now()))
+
+    def _add_new(self, run_id: int, model: Any, key: tuple[str, ...], rows: list[dict[str, Any]], make) -> int:  # noqa: ANN001
+        """Add ``make(row)`` for each row whose ``key`` columns the run has not stored yet (idempotent
+        per run and key; retried like every write). Returns the number of rows added."""
 
         def work() -> int:
             with Session(self.engine) as s, s.begin():
-                have = set(s.execute(select(CorruptionDraw.dataset, CorruptionDraw.utterance_id, CorruptionDraw.corruption)
-                                     .where(CorruptionDraw.run_id == run_id)).all())
+                have = set(s.execute(select(*(getattr(model, c) for c in key)).where(model.run_id == run_id)).all())
                 added = 0
                 for r in rows:
-                    k = (r["dataset"], r["utterance_id"], r["corruption"])
+                    k = tuple(r[c] for c in key)
                     if k in have:
                         continue
                     have.add(k)
-                    s.add(CorruptionDraw(run_id=run_id, dataset=r["dataset"], utterance_id=r["utterance_id"],
-                                         corruption=r["corruption"], draws_json=json.dumps(r["draws"], default=str),
-                                         created_at=_now()))
+                    s.add(make(r))
                     added += 1
                 return added
 
