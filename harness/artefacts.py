@@ -295,9 +295,11 @@ _LOCAL = threading.local()  # one context per worker thread (Dask workers may ru
 def remote_config(config: RunConfig, registry: Registry) -> str:
     """The run config as JSON for workers that do not share this process's working directory (a
     Dask cluster's): every relative path option (a ``Path`` field of the plugin's Config, such as
-    ``--data-root`` or ``folder.root``) made absolute from here, where the user meant it."""
+    ``--data-root``, ``folder.root``, a corruption's ``babble.root`` / ``rir.root``, or an
+    enhancer's calibration roots) made absolute from here, where the user meant it."""
     kinds = {n: k for k, names in (("dataset", config.datasets), ("ser_model", config.ser_models),
-                                   ("enhancer", config.enhancers), ("noise_source", config.noise_sources))
+                                   ("enhancer", config.enhancers), ("noise_source", config.noise_sources),
+                                   ("corruption", corruptions.names(config)))
              for n in names}
     options = {}
     for name, opts in config.options.items():

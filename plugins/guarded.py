@@ -81,6 +81,15 @@ CALIB_SNRS: tuple[float, ...] = (-5, 0, 5, 10, 15, 20, 30)
 #: Least drop of the calibration cost for which a backstop ramp is kept (a second ramp that
 #: changes little is not worth a second estimate).
 BACKSTOP_MIN_GAIN = 0.01
+#: How ``w`` follows the blind estimate: ``guarded-NAME`` ramps, ``oadd-NAME`` (observation
+#: adding) keeps one ``w`` for every input, ``snrswitch-NAME`` switches (NRSER-style).
+POLICIES = ("ramp", "constant", "switch")
+CONSTANT_GRID: tuple[float, ...] = tuple(np.round(np.linspace(0.0, 1.0, 21), 2))
+#: Feature sets of the ``emotion`` criterion's classifiers (those of svm-egemaps / svm-compare).
+EMOTION_FEATURES: tuple[str, ...] = ("eGeMAPSv02", "ComParE_2016")
+#: The ``emotion`` criterion's corpus: this share of its speakers fits the classifiers, the
+#: other speakers' utterances join the calibration mixtures.
+EMOTION_FIT_SALT = "guard-emotion"
 
 
 # --------------------------------------------------------------------------- blind SNR estimates
@@ -155,9 +164,59 @@ def egemaps(x: np.ndarray) -> np.ndarray:
     return smile_functionals(np.asarray(x, np.float32), "eGeMAPSv02").astype(np.float64)
 
 
-def score_mixtures(inner: Enhancer, examples, w_grid: Sequence[float] = W_GRID, features=None) -> dict[str, Any]:
-    """Per mixture: the blind estimates and the distance of ``features`` (default: eGeMAPS) to
-    those of the clean speech for each ``w``."""
+def functionals(x: np.ndarray, feature_set: str) -> np.ndarray:
+    from ser_bench_plugins.opensmile_svm import smile_functionals
+
+    return smile_functionals(np.asarray(x, np.float32), feature_set).astype(np.float64)
+
+
+class EmotionModels:
+    """Emotion classifiers trained on clean, labelled speech (one RBF SVM per feature set, as
+    svm-egemaps / svm-compare are): the ``emotion`` criterion measures how far a signal moves
+    their decision scores. Unlike a distance of raw functionals, this weighs each feature as an
+    emotion classifier does, so it tracks what a clean-trained SER model sees."""
+
+    def __init__(self, utterances: Sequence[Any], feature_sets: Sequence[str] = EMOTION_FEATURES) -> None:
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+        from sklearn.svm import SVC
+
+        labels = [u.label for u in utterances]
+        if len(set(labels)) < 2:
+            raise ConfigError(f"the emotion criterion needs >= 2 classes to fit its classifiers, got {sorted(set(labels))}")
+        signals = [u.load() for u in utterances]
+        self.feature_sets = list(feature_sets)
+        self.models = []
+        for fs in self.feature_sets:
+            X = np.stack([functionals(x, fs) for x in signals])
+            self.models.append(make_pipeline(StandardScaler(), SVC(C=1.0, kernel="rbf", gamma="scale",
+                                                                   class_weight="balanced")).fit(X, labels))
+        self.classes = sorted(set(labels))
+        self.n_fit = len(signals)
+
+    def criteria(self) -> list:
+        """One map signal -> decision scores per feature set."""
+        return [lambda x, fs=fs, m=m: np.atleast_1d(m.decision_function(functionals(x, fs)[None])[0])
+                for fs, m in zip(self.feature_sets, self.models, strict=True)]
+
+
+def score_mixtures(inner: Enhancer, examples, w_grid: Sequence[float] = W_GRID, features=None,
+                   criteria: Sequence[Any] | None = None) -> dict[str, Any]:
+    """Per mixture: the blind estimates and, for each ``w``, the distance to the clean speech of
+    its ``features`` (default: eGeMAPS; z-scored, mean square) or, with ``criteria`` (maps signal
+    -> vector, e.g. :meth:`EmotionModels.criteria`), the squared distance in each criterion's
+    space (``dist`` then has a last axis of one per criterion)."""
+    if criteria:
+        outs, ests, snrs = [], [], []
+        for ex in examples:
+            y, est = enhance_and_estimate(inner, ex.noisy)
+            noisy = np.asarray(ex.noisy, np.float64)
+            ref = [c(ex.clean) for c in criteria]
+            outs.append([[float(np.sum((c(noisy + w * (y - noisy)) - r) ** 2)) for c, r in zip(criteria, ref, strict=True)]
+                         for w in w_grid])
+            ests.append(est)
+            snrs.append(float(ex.snr))
+        return {"dist": np.asarray(outs), "estimates": ests, "snrs": snrs, "w_grid": list(w_grid)}
     features = features or egemaps
     feats_clean, feats_out, ests, snrs = [], [], [], []
     for ex in examples:
@@ -182,8 +241,14 @@ def _interp_rows(dist: np.ndarray, w_grid: np.ndarray, w: np.ndarray) -> np.ndar
 
 
 def weight_of(cal: dict[str, Any], est: dict[str, float]) -> float:
-    """``w`` of a calibration for one signal's estimates: its ramp, raised by its backstop ramp if
-    it has one."""
+    """``w`` of a calibration for one signal's estimates: by its policy (``ramp``: its ramp,
+    raised by its backstop ramp if it has one; ``constant``: its fixed ``w``; ``switch``: 1 below
+    its threshold, else 0)."""
+    policy = cal.get("policy", "ramp")
+    if policy == "constant":
+        return float(cal["w"])
+    if policy == "switch":
+        return 1.0 if est[cal["estimator"]] < float(cal["threshold"]) else 0.0
     w = float(ramp(est[cal["estimator"]], float(cal["lo"]), float(cal["hi"])))
     b = cal.get("backstop")
     if b:
@@ -191,66 +256,125 @@ def weight_of(cal: dict[str, Any], est: dict[str, float]) -> float:
     return w
 
 
+def _log_ratio_fn(scores: dict[str, Any]):
+    """``lr(w)`` -> per-mixture log ratio (output vs noisy input) of the criterion at weights ``w``.
+
+    ``dist`` is (mixtures, w grid) for one criterion, or (mixtures, w grid, K) for K criteria
+    (e.g. the decision scores of an eGeMAPS and a ComParE emotion model): then a mixture's log
+    ratio is the *largest* of its K log ratios, so harm seen by any one SER model counts."""
+    dist = np.maximum(np.asarray(scores["dist"], np.float64), 1e-9)
+    w_grid = np.asarray(scores["w_grid"], np.float64)
+    if dist.ndim == 2:
+        base = dist[:, 0]  # w = 0: the noisy input
+
+        def lr(w: np.ndarray) -> np.ndarray:
+            return np.log(_interp_rows(dist, w_grid, w) / base)
+    else:
+        # a base (noisy input vs clean) near zero would turn any small move into a large ratio:
+        # floor each criterion's distances at 1 % of its median base
+        dist = np.maximum(dist, 0.01 * np.median(dist[:, 0, :], axis=0))
+        base3 = dist[:, 0, :]
+
+        def lr(w: np.ndarray) -> np.ndarray:
+            return np.max(np.log(np.stack([_interp_rows(dist[:, :, k], w_grid, w) for k in range(dist.shape[2])], 1)
+                                 / base3), axis=1)
+    return lr
+
+
 def fit_ramp(scores: dict[str, Any], estimators: Sequence[str], grid: Sequence[float] | None = None,
              harm_weight: float = 0.0, backstop: bool = False,
-             backstop_min_gain: float = BACKSTOP_MIN_GAIN) -> dict[str, Any]:
+             backstop_min_gain: float = BACKSTOP_MIN_GAIN, policy: str = "ramp") -> dict[str, Any]:
     """The (estimator, lo, hi) minimising the mean log distance ratio (output vs noisy input),
     plus ``harm_weight`` times the mean of its positive part (mixtures made worse than the noisy
     input count extra: the guard's first duty is not to hurt).
 
     With ``backstop``, a second ramp on another estimate may raise ``w``: ``w = max(ramp(e1),
     ramp(e2))``, fitted by the same cost after the first; it is kept only if it lowers the cost by
-    at least ``backstop_min_gain`` (see :func:`weight_of`)."""
-    dist = np.maximum(np.asarray(scores["dist"]), 1e-9)
-    w_grid = np.asarray(scores["w_grid"], np.float64)
-    base = dist[:, 0]  # w = 0: the noisy input
+    at least ``backstop_min_gain`` (see :func:`weight_of`).
+
+    ``policy`` fits the two published alternatives by the same cost instead (see ``POLICIES``):
+    ``constant`` (observation adding: one ``w`` for every input) and ``switch`` (enhance fully
+    below an estimated-SNR threshold, not at all above it, as NRSER does)."""
+    if policy not in POLICIES:
+        raise ConfigError(f"policy must be one of {POLICIES}, not {policy!r}")
+    lr_of = _log_ratio_fn(scores)
     grid = np.arange(-15.0, 45.5, 1.0) if grid is None else np.asarray(grid, np.float64)
     snrs = np.asarray(scores["snrs"], np.float64)
+
+    def cost_of(w: np.ndarray) -> float:
+        lr = lr_of(w)
+        return float(np.mean(lr + harm_weight * np.maximum(lr, 0.0)))
 
     def estimate(name: str) -> np.ndarray:
         return np.asarray([x[name] for x in scores["estimates"]])
 
+    def available(names) -> list[str]:
+        return [n for n in names if all(n in x for x in scores["estimates"])]
+
     def search(names, floor: np.ndarray) -> dict[str, Any] | None:
         """The (estimator, lo, hi) whose ramp, raised to at least ``floor``, costs least."""
         found: dict[str, Any] | None = None
-        for name in names:
-            if not all(name in x for x in scores["estimates"]):
-                continue
+        for name in available(names):
             e = estimate(name)
             for i, lo in enumerate(grid):
                 for hi in grid[i + 1 :]:
-                    lr = np.log(_interp_rows(dist, w_grid, np.maximum(floor, ramp(e, lo, hi))) / base)
-                    cost = float(np.mean(lr + harm_weight * np.maximum(lr, 0.0)))
+                    cost = cost_of(np.maximum(floor, ramp(e, lo, hi)))
                     if found is None or cost < found["cost"] - 1e-12:
                         found = {"estimator": name, "lo": float(lo), "hi": float(hi), "cost": cost}
         return found
 
-    best = search(estimators, np.zeros(len(snrs)))
-    if best is None:
-        raise ConfigError(f"no estimator of {list(estimators)} is available for calibration")
-    e = estimate(best["estimator"])
-    w = ramp(e, best["lo"], best["hi"])
-    if backstop:
-        # a second estimate that sees what the first misses: w = max(first ramp, second ramp).
-        # DeepFilterNet's own SNR estimate ranks high-SNR input well but reads -5..0 dB input as
-        # ~-3.5 dB, giving w ~0.87 there; the energy it removed says "very noisy" plainly
-        back = search([n for n in estimators if n != best["estimator"]], w)
-        if back is not None and back["cost"] <= best["cost"] - backstop_min_gain:
-            best["backstop"] = {"estimator": back["estimator"], "lo": back["lo"], "hi": back["hi"],
-                                "cost_without": round(best["cost"], 5)}
-            best["cost"] = back["cost"]
-            w = np.maximum(w, ramp(estimate(back["estimator"]), back["lo"], back["hi"]))
-        else:
-            best["backstop"] = None
-    # what the fitted ramp does, per SNR (for the record)
-    d = np.log(_interp_rows(dist, w_grid, w) / base)
-    d1 = np.log(dist[:, -1] / base)
-    oracle = np.log(dist.min(1) / base)
+    n = len(snrs)
+    e = np.zeros(n)
+    if policy == "constant":
+        best = None
+        for c in CONSTANT_GRID:
+            cost = cost_of(np.full(n, c))
+            if best is None or cost < best["cost"] - 1e-12:
+                best = {"policy": "constant", "estimator": None, "w": float(c), "cost": cost}
+        w = np.full(n, best["w"])
+    elif policy == "switch":
+        best = None
+        for name in available(estimators):
+            est = estimate(name)
+            for t in np.concatenate([grid, [np.inf]]):
+                cost = cost_of((est < t).astype(np.float64))
+                if best is None or cost < best["cost"] - 1e-12:
+                    best = {"policy": "switch", "estimator": name, "threshold": float(t), "cost": cost}
+        if best is None:
+            raise ConfigError(f"no estimator of {list(estimators)} is available for calibration")
+        if not np.isfinite(best["threshold"]):
+            best["threshold"] = 1e9  # always enhance (JSON has no infinity)
+        e = estimate(best["estimator"])
+        w = (e < best["threshold"]).astype(np.float64)
+    else:
+        best = search(estimators, np.zeros(n))
+        if best is None:
+            raise ConfigError(f"no estimator of {list(estimators)} is available for calibration")
+        e = estimate(best["estimator"])
+        w = ramp(e, best["lo"], best["hi"])
+        if backstop:
+            # a second estimate that sees what the first misses: w = max(first ramp, second ramp).
+            # DeepFilterNet's own SNR estimate ranks high-SNR input well but reads -5..0 dB input as
+            # ~-3.5 dB, giving w ~0.87 there; the energy it removed says "very noisy" plainly
+            back = search([x for x in estimators if x != best["estimator"]], w)
+            if back is not None and back["cost"] <= best["cost"] - backstop_min_gain:
+                best["backstop"] = {"estimator": back["estimator"], "lo": back["lo"], "hi": back["hi"],
+                                    "cost_without": round(best["cost"], 5)}
+                best["cost"] = back["cost"]
+                w = np.maximum(w, ramp(estimate(back["estimator"]), back["lo"], back["hi"]))
+            else:
+                best["backstop"] = None
+    # what the fitted weights do, per SNR (for the record)
+    d = lr_of(w)
+    d1 = lr_of(np.ones(n))
+    w_grid = np.asarray(scores["w_grid"], np.float64)
+    oracle = np.min(np.stack([lr_of(np.full(n, g)) for g in w_grid], 1), axis=1)
     best["per_snr"] = {f"{s:g}": {"n": int((snrs == s).sum()), "w_mean": round(float(w[snrs == s].mean()), 3),
                                   "estimate_mean": round(float(e[snrs == s].mean()), 2),
                                   "log_ratio_guarded": round(float(d[snrs == s].mean()), 4),
                                   "log_ratio_inner": round(float(d1[snrs == s].mean()), 4),
-                                  "log_ratio_oracle_w": round(float(oracle[snrs == s].mean()), 4)}
+                                  "log_ratio_oracle_w": round(float(oracle[snrs == s].mean()), 4),
+                                  "share_harmed": round(float((d[snrs == s] > 0).mean()), 3)}
                        for s in sorted(set(snrs.tolist()))}
     best["cost"] = round(best["cost"], 5)
     return best
@@ -266,10 +390,14 @@ class GuardedEnhancer(Enhancer):
     version: ClassVar[str] = "1"
     description: ClassVar[str] = (
         "guarded-NAME for any enhancer NAME: keeps w*(enhanced-noisy), w from a blind SNR estimate "
-        "calibrated on enhancer-validation speech + noise train part (never SER data)"
+        "calibrated on enhancer-validation speech + noise train part (never SER test data)"
     )
+    applied: ClassVar[str] = "applied only as much as it helps"
     inner_name: ClassVar[str | None] = None
     inner_cls: ClassVar[type[Enhancer] | None] = None
+    #: how w follows the estimate (POLICIES); the pattern classes below fix it
+    policy: ClassVar[str] = "ramp"
+    prefix: ClassVar[str] = PREFIX
 
     class Config(PluginConfig):
         inner: dict[str, Any] = Field(default_factory=dict, description="options of the inner enhancer")
@@ -291,15 +419,24 @@ class GuardedEnhancer(Enhancer):
         backstop: bool = Field(True, description="let a second blind estimate raise w where the first misses "
                                "(w = max of two ramps), if that lowers the calibration cost by >= 0.01")
         calibration_dir: Path | None = Field(None, description="artefact cache (default $BENCH_CACHE/.bench-cache)")
+        criterion: Literal["egemaps", "emotion"] = Field(
+            "egemaps", description="what calibration minimises: 'egemaps' (distance of eGeMAPS functionals to "
+            "the clean speech's) or 'emotion' (distance of the decision scores of eGeMAPS and ComParE emotion "
+            "classifiers fitted on clean speech of emotion_corpus; the worse of the two counts)")
+        emotion_corpus: str | None = Field(
+            None, description="criterion 'emotion': labelled SER corpus; half its speakers fit the classifiers, the "
+            "other half join the calibration mixtures. Never the corpus under test (a run refuses)")
+        emotion_root: Path | None = Field(None, description="its root (needed only to calibrate)")
+        emotion_options: dict[str, Any] = Field(default_factory=dict, description="more options of emotion_corpus")
 
     # ------------------------------------------------------------------ binding
     @classmethod
     def wrap(cls, inner_name: str, inner_cls: type[Enhancer]) -> type[GuardedEnhancer]:
         """The ``guarded-<inner_name>`` class."""
-        return type(f"Guarded[{inner_name}]", (cls,), {
-            "name": PREFIX + inner_name, "inner_name": inner_name, "inner_cls": inner_cls,
+        return type(f"{cls.__name__}[{inner_name}]", (cls,), {
+            "name": cls.prefix + inner_name, "inner_name": inner_name, "inner_cls": inner_cls,
             "requires_training": inner_cls.requires_training, "__module__": cls.__module__,
-            "description": f"{inner_name}, applied only as much as it helps (see guarded-*)",
+            "description": f"{inner_name}, {cls.applied} (see {cls.prefix}*)",
         })
 
     def __init__(self, **options: Any) -> None:
@@ -309,8 +446,9 @@ class GuardedEnhancer(Enhancer):
         self.inner = self.inner_cls(**self.config.inner)
         self._calib: dict[str, Any] | None = None
 
-    def __reduce__(self):  # dynamic classes pickle by their inner class
-        return (_rebuild, (self.inner_name, self.inner_cls, self.config.model_dump(mode="json")))
+    def __reduce__(self):  # dynamic classes pickle by their pattern class and inner class
+        return (_rebuild, (type(self).__mro__[1], self.inner_name, self.inner_cls,
+                           self.config.model_dump(mode="json")))
 
     def is_trained(self) -> bool:
         return self.inner.is_trained()
@@ -329,7 +467,16 @@ class GuardedEnhancer(Enhancer):
                 "criterion": "eGeMAPSv02 functionals, mean squared z distance to clean, log ratio to noisy",
                 "estimator": c.estimator, "harm_weight": c.harm_weight,
                 # off: the key of the calibrations made before the backstop existed
-                **({"backstop_min_gain": BACKSTOP_MIN_GAIN} if c.backstop else {})}
+                **({"backstop_min_gain": BACKSTOP_MIN_GAIN} if c.backstop and self.policy == "ramp" else {}),
+                # the defaults (ramp, eGeMAPS distance) leave the keys of earlier calibrations as they were
+                **({"policy": self.policy, "w_constant_grid": list(CONSTANT_GRID)} if self.policy != "ramp" else {}),
+                **({"criterion": "emotion: squared distance of clean-trained RBF-SVM decision scores "
+                                 "(StandardScaler, C=1, balanced) per feature set, the worse log ratio counts; "
+                                 "base floored at 1 % of its median",
+                    "emotion_corpus": c.emotion_corpus, "emotion_options": c.emotion_options,
+                    "emotion_features": list(EMOTION_FEATURES),
+                    "emotion_split": f"split_speakers valid 0.5 salt {EMOTION_FIT_SALT}: train fits, valid mixes"}
+                   if c.criterion == "emotion" else {})}
 
     def calibration_key(self) -> str:
         """Inner identity (weights included) + calibration data recipe + options."""
@@ -337,7 +484,7 @@ class GuardedEnhancer(Enhancer):
 
     def identity(self) -> dict[str, Any]:
         ident = super().identity()
-        for k in ("speech_root", "noise_root", "calibration_dir", "inner"):
+        for k in ("speech_root", "noise_root", "emotion_root", "calibration_dir", "inner"):
             ident["config"].pop(k, None)  # where data lies is not what it is; inner: below
         ident["inner"] = self.inner.identity()
         ident["calibration"] = self.config.calibration or self.calibration_key()
@@ -349,11 +496,42 @@ class GuardedEnhancer(Enhancer):
             return [self.config.estimator]
         return [e for e in ESTIMATORS if e != "inner" or has_inner_snr(self.inner)]
 
-    def calibration_data(self, registry=None):
-        """(validation utterances, validation noise clips of the train part, noise source name).
+    def calibration_corpora(self) -> frozenset[str]:
+        """The datasets whose speech this calibration uses: a run on any of them is refused
+        (:func:`ser_bench.plan.plan`), since the calibration would have seen its test speakers."""
+        if self.config.calibration is not None:
+            return frozenset()
+        c = self.config
+        return frozenset({c.speech} | ({c.emotion_corpus} if c.criterion == "emotion" and c.emotion_corpus else set()))
 
-        Only the validation speakers' audio and the noise *train* part are loaded: no test-part
-        clip and no other utterance is touched."""
+    def _registry(self, registry=None):
+        if registry is None:
+            from ser_bench.plugins import default_registry
+
+            registry = default_registry()
+        return registry
+
+    def _emotion_split(self, registry=None) -> dict[str, list]:
+        """The emotion corpus's utterances: ``train`` (half its speakers) fits the classifiers,
+        ``valid`` (the other half) joins the calibration mixtures."""
+        from ser_bench.training import split_speakers
+
+        c = self.config
+        if not c.emotion_corpus or c.emotion_root is None:
+            raise ConfigError(
+                f"{self.name}: criterion 'emotion' needs a labelled corpus that is not the one under test: "
+                f"-o {self.name}.emotion_corpus=NAME -o {self.name}.emotion_root=PATH "
+                f"(no stored calibration has key {self.calibration_key()})")
+        corpus = self._registry(registry).create("dataset", c.emotion_corpus,
+                                                 {**c.emotion_options, "root": str(c.emotion_root)})
+        return split_speakers(corpus.utterances(), valid_fraction=0.5, test_fraction=0.0, salt=EMOTION_FIT_SALT)
+
+    def calibration_data(self, registry=None):
+        """(calibration utterances, validation noise clips of the train part, noise source name).
+
+        Utterances: the validation speakers of ``speech``; with criterion ``emotion``, a dict
+        ``{speech: those, emotion_corpus: its mixing half}``. Only these and the noise *train* part
+        are loaded: no test-part clip and no utterance of the SER corpus under test is touched."""
         from ser_bench.training import cache_clips, split_clips, split_speakers
 
         c = self.config
@@ -362,38 +540,70 @@ class GuardedEnhancer(Enhancer):
                 f"{self.name}: no stored calibration for this inner enhancer (key {self.calibration_key()}); "
                 f"give the calibration data: -o {self.name}.speech_root=PATH -o {self.name}.noise_root=PATH "
                 f"(or run: python -m ser_bench_plugins.guarded calibrate {self.inner_name} --speech-root PATH --noise-root PATH)")
-        if registry is None:
-            from ser_bench.plugins import default_registry
-
-            registry = default_registry()
+        registry = self._registry(registry)
         speech = registry.create("dataset", c.speech, {**c.speech_options, "root": str(c.speech_root)})
         noise = registry.create("noise_source", c.noise, {**c.noise_options, "root": str(c.noise_root)})
         utts = split_speakers(speech.utterances(), valid_fraction=0.1, test_fraction=0.0)["valid"]
         _, clips = split_clips(cache_clips(noise.clips("train")))  # as the rescnn trainer splits them
+        if c.criterion == "emotion":
+            return {c.speech: utts, c.emotion_corpus: self._emotion_split(registry)["valid"]}, clips, noise.name
         return utts, clips, noise.name
 
     def calibration_mixtures(self, utterances, clips: Sequence[NoiseClip], source: str):
-        """(speech pool, mixtures) of the calibration recipe."""
+        """(speech pools, mixtures) of the calibration recipe: ``per_snr`` utterances of each
+        group of ``utterances`` (a list, or a dict of corpus -> list) at each SNR."""
         from ser_bench.training import SpeechPool, fixed_mixtures
 
         c = self.config
-        pool = SpeechPool.load(utterances)
-        return pool, fixed_mixtures(pool, clips, c.snrs, seed=c.seed, source=source, per_snr=c.per_snr,
-                                    max_seconds=c.max_seconds)
+        groups = utterances if isinstance(utterances, dict) else {c.speech: utterances}
+        pools, exs = {}, []
+        for name, utts in groups.items():
+            pools[name] = SpeechPool.load(utts)
+            exs += fixed_mixtures(pools[name], clips, c.snrs, seed=c.seed, source=source, per_snr=c.per_snr,
+                                  max_seconds=c.max_seconds)
+        return pools, exs
+
+    def criteria(self, registry=None) -> list | None:
+        """The ``emotion`` criterion's maps (classifiers fitted on the corpus's fitting half), else None."""
+        if self.config.criterion != "emotion":
+            return None
+        return EmotionModels(self._emotion_split(registry)["train"]).criteria()
 
     def calibrate_on(self, utterances, clips: Sequence[NoiseClip], source: str, scores=None) -> dict[str, Any]:
         """Calibrate on these utterances and clips (which must hold no SER test data). ``scores``:
         :func:`score_mixtures` of exactly these mixtures, if already computed."""
-        pool, exs = self.calibration_mixtures(utterances, clips, source)
+        pools, exs = self.calibration_mixtures(utterances, clips, source)
         if scores is None:
-            scores = score_mixtures(self.inner, exs)
+            scores = score_mixtures(self.inner, exs, criteria=self.criteria())
         elif len(scores["snrs"]) != len(exs):
             raise ConfigError(f"scores of {len(scores['snrs'])} mixtures given for {len(exs)}")
-        fit = fit_ramp(scores, self.estimators(), harm_weight=self.config.harm_weight, backstop=self.config.backstop)
+        fit = fit_ramp(scores, self.estimators(), harm_weight=self.config.harm_weight, backstop=self.config.backstop,
+                       policy=self.policy)
         fit.update({"key": self.calibration_key(), "inner": self.inner_name, "recipe": self._recipe(),
-                    "utterances": sorted(set(pool.ids)), "speakers": sorted(set(pool.speakers)),
+                    "utterances": sorted({i for p in pools.values() for i in p.ids}),
+                    "speakers": sorted({s for p in pools.values() for s in p.speakers}),
                     "noise_clips": sorted({e.clip_id for e in exs}), "n_mixtures": len(exs)})
+        if self.policy != "ramp":
+            fit["name"] = self.name
         return fit
+
+    def _check_fixed(self, cal: dict[str, Any]) -> None:
+        """A calibration given by hand must be complete for this wrapper's policy."""
+        def ramp_ok(r) -> bool:
+            return isinstance(r, dict) and {"estimator", "lo", "hi"} <= set(r) and r["estimator"] in ESTIMATORS
+
+        policy = cal.get("policy")
+        if policy == "constant":
+            ok, want = isinstance(cal.get("w"), int | float) and 0 <= cal["w"] <= 1, "{'w': 0..1}"
+        elif policy == "switch":
+            ok = cal.get("estimator") in ESTIMATORS and isinstance(cal.get("threshold"), int | float)
+            want = f"{{'estimator': one of {ESTIMATORS}, 'threshold': dB}}"
+        else:
+            b = cal.get("backstop")
+            ok = policy == "ramp" and ramp_ok(cal) and (b is None or ramp_ok(b))
+            want = f"{{'estimator': one of {ESTIMATORS}, 'lo': dB, 'hi': dB[, 'backstop': {{'estimator': ..., 'lo': dB, 'hi': dB}}]}}"
+        if not ok or policy != self.policy:
+            raise ConfigError(f"{self.name}: calibration must be {want}, not {self.config.calibration}")
 
     def _cache(self):
         from ser_bench.cache import Cache
@@ -405,14 +615,8 @@ class GuardedEnhancer(Enhancer):
         if self._calib is not None:
             return self._calib
         if self.config.calibration is not None:
-            cal = dict(self.config.calibration)
-            b = cal.get("backstop")
-            if (not {"estimator", "lo", "hi"} <= set(cal) or cal["estimator"] not in ESTIMATORS
-                    or (b is not None and (not isinstance(b, dict) or not {"estimator", "lo", "hi"} <= set(b)
-                                           or b["estimator"] not in ESTIMATORS))):
-                raise ConfigError(f"{self.name}: calibration must be {{'estimator': one of {ESTIMATORS}, "
-                                  f"'lo': dB, 'hi': dB[, 'backstop': {{'estimator': ..., 'lo': dB, 'hi': dB}}]}}, "
-                                  f"not {cal}")
+            cal = {"policy": self.policy, **self.config.calibration}
+            self._check_fixed(cal)
             self._calib = cal
             return cal
         key = self.calibration_key()
@@ -454,8 +658,8 @@ class GuardedEnhancer(Enhancer):
         run's audio cache, see :meth:`enhance_from_inner`); default: run the inner enhancer."""
         cal = self.calibration()  # fail before enhancing if there is none
         x = np.asarray(noisy, np.float32)
-        if cal["estimator"] == "wada" and not cal.get("backstop") and wada_snr(x) >= float(cal["hi"]):
-            return x.copy(), 0.0  # w = 0: skip the inner enhancer
+        if _zero_without_inner(cal, x):
+            return x.copy(), 0.0  # w = 0 whatever the inner output: skip the inner enhancer
         if inner_output is None:
             def inner_output(want_snr: bool) -> tuple[np.ndarray, float | None]:
                 return self.run_inner(x, want_snr)
@@ -471,14 +675,28 @@ class GuardedEnhancer(Enhancer):
         return self.enhance_with_weight(noisy, inner_output)[0]
 
 
+def _zero_without_inner(cal: dict[str, Any], x: np.ndarray) -> bool:
+    """Whether ``w`` is 0 for input ``x`` before the inner enhancer runs (a constant 0, or a
+    ramp / switch on the input's WADA-SNR alone that reads 'clean')."""
+    policy = cal.get("policy", "ramp")
+    if policy == "constant":
+        return float(cal["w"]) == 0.0
+    if cal["estimator"] != "wada" or cal.get("backstop"):
+        return False
+    return wada_snr(x) >= float(cal["threshold"] if policy == "switch" else cal["hi"])
+
+
 def _estimators_of(cal: dict[str, Any]) -> list[str]:
     """The estimates a calibration's ``w`` reads (its ramp's, then its backstop's)."""
+    if cal.get("policy") == "constant":
+        return []
     b = cal.get("backstop")
     return [cal["estimator"]] + ([b["estimator"]] if b and b["estimator"] != cal["estimator"] else [])
 
 
-def _rebuild(inner_name: str, inner_cls: type[Enhancer], options: dict[str, Any]) -> GuardedEnhancer:
-    return GuardedEnhancer.wrap(inner_name, inner_cls)(**options)
+def _rebuild(pattern: type[GuardedEnhancer], inner_name: str, inner_cls: type[Enhancer],
+             options: dict[str, Any]) -> GuardedEnhancer:
+    return pattern.wrap(inner_name, inner_cls)(**options)
 
 
 def load_store(path: Path = STORE_FILE) -> dict[str, Any]:
@@ -494,9 +712,38 @@ def save_to_store(cal: dict[str, Any], path: Path = STORE_FILE) -> None:
     path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
 
 
+class ObservationAdding(GuardedEnhancer):
+    """``oadd-NAME``: observation adding, ``output = noisy + w * (enhanced - noisy)`` with one
+    ``w`` for every input (i.e. ``(1 - a) * enhanced + a * noisy``, ``a = 1 - w``), ``w`` chosen on
+    the same calibration data by the same cost as ``guarded-NAME``. The published baseline the
+    guard is compared with."""
+
+    name: ClassVar[str] = "oadd-*"
+    prefix: ClassVar[str] = "oadd-"
+    policy: ClassVar[str] = "constant"
+    applied: ClassVar[str] = "mixed with the noisy input at one calibrated ratio (observation adding)"
+    description: ClassVar[str] = (
+        "oadd-NAME for any enhancer NAME: observation adding, noisy + w*(enhanced-noisy) with one w "
+        "calibrated like guarded-NAME")
+
+
+class SNRSwitch(GuardedEnhancer):
+    """``snrswitch-NAME``: enhance fully where a blind SNR estimate is below a threshold, pass the
+    input through above it (as NRSER does); estimator and threshold calibrated like ``guarded-NAME``."""
+
+    name: ClassVar[str] = "snrswitch-*"
+    prefix: ClassVar[str] = "snrswitch-"
+    policy: ClassVar[str] = "switch"
+    applied: ClassVar[str] = "applied only below a calibrated estimated-SNR threshold (NRSER-style switch)"
+    description: ClassVar[str] = (
+        "snrswitch-NAME for any enhancer NAME: enhance below a calibrated blind-SNR threshold, else pass "
+        "the input through")
+
+
 @hookimpl
 def register_enhancers(register):
-    register(GuardedEnhancer.name, GuardedEnhancer, GuardedEnhancer.description)
+    for cls in (GuardedEnhancer, ObservationAdding, SNRSwitch):
+        register(cls.name, cls, cls.description)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -514,6 +761,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--scores", help="a pickle of score_mixtures() for exactly these mixtures (skips the scoring)")
     p.add_argument("--save-scores", help="write the score_mixtures() pickle here (for --scores later)")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--as", dest="policy_prefix", choices=("guarded-", "oadd-", "snrswitch-"), default=None,
+                   help="which wrapper to calibrate: guarded- (ramp, default), oadd- (one w), snrswitch- (threshold)")
     a = ap.parse_args(argv)
     try:
         import torch
@@ -530,7 +779,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             opts[k] = json.loads(v)
         except json.JSONDecodeError:
             opts[k] = v
-    enh = default_registry().create("enhancer", PREFIX + a.inner, opts)
+    enh = default_registry().create("enhancer", (a.policy_prefix or PREFIX) + a.inner, opts)
     scores = None
     if a.scores:
         import pickle
@@ -541,7 +790,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if scores is None and a.save_scores:
         import pickle
 
-        scores = score_mixtures(enh.inner, enh.calibration_mixtures(*data)[1])
+        scores = score_mixtures(enh.inner, enh.calibration_mixtures(*data)[1], criteria=enh.criteria())
         with open(a.save_scores, "wb") as f:
             pickle.dump(scores, f)
     cal = enh.calibrate_on(*data, scores=scores)

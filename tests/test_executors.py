@@ -498,3 +498,28 @@ def test_relative_paths_reach_workers_started_elsewhere(tmp_path, monkeypatch):
     assert store.cells_frame().n_test.sum() == 8
     assert _numbers(store) == _numbers(inline)
     assert json.loads(store.runs_frame().config_json.iloc[0])["options"]["folder-dataset"]["root"] == "corpus"
+
+
+def test_remote_config_makes_every_relative_path_option_absolute(tmp_path, monkeypatch):
+    """A Dask worker runs in its own working directory: dataset, noise, corruption and enhancer
+    calibration roots given relative to the user's must reach it absolute; other options as they are."""
+    import json
+    import os
+
+    from ser_bench.artefacts import remote_config
+    from ser_bench.config import RunConfig
+    from ser_bench.plugins import default_registry
+
+    monkeypatch.chdir(tmp_path)
+    cfg = RunConfig(protocol="mismatched", datasets=["emodb"], ser_models=["svm-egemaps"],
+                    enhancers=["none", "guarded-wiener"], noise_sources=["folder"], snrs=[],
+                    corruptions=["babble(snr=0)", "rir+noise(snr=5)"],
+                    options={"emodb": {"root": "data/emodb"}, "folder": {"root": "data/noise"},
+                             "babble": {"root": "data/ls", "talkers": 4}, "rir": {"root": "rirs"},
+                             "guarded-wiener": {"speech_root": "data/ls", "harm_weight": 2.0}})
+    opts = json.loads(remote_config(cfg, default_registry()))["options"]
+    for name, key, rel in (("emodb", "root", "data/emodb"), ("folder", "root", "data/noise"),
+                           ("babble", "root", "data/ls"), ("rir", "root", "rirs"),
+                           ("guarded-wiener", "speech_root", "data/ls")):
+        assert opts[name][key] == os.path.join(str(tmp_path), rel), (name, opts[name][key])
+    assert opts["babble"]["talkers"] == 4 and opts["guarded-wiener"]["harm_weight"] == 2.0

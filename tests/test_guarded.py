@@ -316,11 +316,15 @@ def test_calibration_in_a_run_never_touches_ser_or_test_noise(spy_registry, tmp_
     assert {e[0] for e in calib} == {"speech", "noise"}  # the calibration did run, inside the run
     assert leaks(LOG, valid) == []
     assert {e[0] for e in LOG if not e[2]} >= {"ser", "noise"}  # the run itself used SER audio + test noise
-    # the check would catch a calibration on the SER corpus (its speakers are the test folds)
+    # calibrating on the SER corpus under test (its speakers are the test folds) is refused
+    # before anything is loaded or computed, with the fix in the message
     LOG.clear()
     (tmp_path / "again").mkdir()
-    _run(spy_registry, tmp_path / "again", {**CAL, "speech": "spy-ser", "calibration_dir": str(tmp_path / "cal2")})
-    assert any(w == "ser" for w, _ in leaks(LOG, valid))
+    from ser_bench.errors import BenchError
+
+    with pytest.raises(BenchError, match=r"calibrated on spy-ser, a dataset of this run.*emotion_corpus=OTHER"):
+        _run(spy_registry, tmp_path / "again", {**CAL, "speech": "spy-ser", "calibration_dir": str(tmp_path / "cal2")})
+    assert [e for e in LOG if e[2]] == []
 
 
 def test_calibration_data_is_validation_speech_and_train_noise(spy_registry):
@@ -442,3 +446,133 @@ def test_a_guard_run_alone_computes_the_inner_estimate_once_and_shares_it(spy_re
         ctx.audio(u, Condition("enhanced", 0.0, "spy-noise", "guarded-counting-lowpass"))
         ctx.audio(u, Condition("enhanced", 0.0, "spy-noise", "counting-lowpass"))
     assert CountingLowPass.calls == {"enhance": 0, "with_snr": 2}
+
+
+# --------------------------------------------------------------------------- the published alternatives
+
+
+def _step_scores():
+    """w = 1 is best below 8 dB, w = 0 above (as in test_fit_ramp_on_synthetic_scores)."""
+    est = np.arange(-10, 40, 2.0)
+    w_grid = np.asarray(G.W_GRID)
+    dist = np.stack([1 + (w_grid - (1.0 if e < 8 else 0.0)) ** 2 for e in est])
+    return est, {"dist": dist, "estimates": [{"wada": e} for e in est], "snrs": est.tolist(), "w_grid": list(w_grid)}
+
+
+def test_switch_and_constant_policies_fit_by_the_same_cost():
+    est, scores = _step_scores()
+    sw = G.fit_ramp(scores, ["wada"], harm_weight=3.0, policy="switch")
+    assert sw["policy"] == "switch" and sw["estimator"] == "wada" and 6 < sw["threshold"] <= 10
+    w = np.array([G.weight_of(sw, e) for e in scores["estimates"]])
+    assert set(w.tolist()) == {0.0, 1.0} and (w == (est < sw["threshold"])).all()
+    const = G.fit_ramp(scores, ["wada"], harm_weight=3.0, policy="constant")
+    assert const["policy"] == "constant" and const["w"] in G.CONSTANT_GRID
+    assert all(G.weight_of(const, e) == const["w"] for e in scores["estimates"])
+    # one w for every input cannot do what the switch does on a step; with harm costing 4x, the
+    # constant stays nearer 0 (the 16 clean mixtures) than 1 (the 9 noisy ones)
+    assert const["cost"] > sw["cost"] and const["w"] < 0.5
+    # the per-SNR record is there for each policy
+    assert sw["per_snr"]["-10"]["w_mean"] == 1.0 and sw["per_snr"]["30"]["w_mean"] == 0.0
+    with pytest.raises(ConfigError, match="policy"):
+        G.fit_ramp(scores, ["wada"], policy="sometimes")
+
+
+def test_several_criteria_count_the_worst_one():
+    # criterion 0 says w = 1 helps everywhere; criterion 1 says it hurts above 8 dB: the fit must
+    # follow criterion 1 there (the guard must not hurt either SER model)
+    est, one = _step_scores()
+    w_grid = np.asarray(G.W_GRID)
+    helps = np.stack([1 + (w_grid - 1.0) ** 2 for _ in est])
+    both = dict(one, dist=np.stack([helps, one["dist"]], axis=-1))
+    fit = G.fit_ramp(both, ["wada"], harm_weight=3.0)
+    assert G.ramp(30, fit["lo"], fit["hi"]) == 0.0 and G.ramp(-10, fit["lo"], fit["hi"]) == 1.0
+    only_first = G.fit_ramp(dict(one, dist=helps), ["wada"], harm_weight=3.0)
+    assert G.ramp(30, only_first["lo"], only_first["hi"]) == 1.0
+
+
+def test_oadd_and_snrswitch_prefixes_resolve_pickle_and_key_apart(spy_registry):
+    import pickle
+
+    reg = spy_registry
+    names = reg.names("enhancer")
+    assert {"guarded-*", "oadd-*", "snrswitch-*"} <= set(names)
+    keys = set()
+    for prefix, cls, policy in (("guarded-", G.GuardedEnhancer, "ramp"), ("oadd-", G.ObservationAdding, "constant"),
+                                ("snrswitch-", G.SNRSwitch, "switch")):
+        c = reg.get("enhancer", prefix + "lowpass")
+        assert issubclass(c, cls) and c.policy == policy and c.name == prefix + "lowpass"
+        e = reg.create("enhancer", prefix + "lowpass", CAL)
+        keys.add(e.calibration_key())
+        e2 = pickle.loads(pickle.dumps(e))
+        assert type(e2).name == e.name and type(e2).policy == policy
+    assert len(keys) == 3  # a policy is part of the calibration's key (and the cache keys)
+    # the defaults of guarded- keep the keys of earlier calibrations: no new recipe entries
+    rec = reg.create("enhancer", "guarded-lowpass", CAL)._recipe()
+    assert "policy" not in rec and "emotion_corpus" not in rec
+    # a hand-given calibration must fit the policy
+    x = add_white_noise(_voice(4, 140), 0, seed=3)
+    out, w = reg.create("enhancer", "oadd-lowpass", {"calibration": {"w": 0.25}}).enhance_with_weight(x)
+    assert w == 0.25 and np.allclose(out, x + 0.25 * (LowPass().enhance(x) - x), atol=1e-6)
+    sw = reg.create("enhancer", "snrswitch-lowpass", {"calibration": {"estimator": "wada", "threshold": 100.0}})
+    assert sw.enhance_with_weight(x)[1] == 1.0
+    with pytest.raises(ConfigError, match="threshold"):
+        reg.create("enhancer", "snrswitch-lowpass", {"calibration": {"estimator": "wada", "lo": 0, "hi": 1}}).calibration()
+    with pytest.raises(ConfigError, match="'w': 0..1"):
+        reg.create("enhancer", "oadd-lowpass", {"calibration": {"w": 2}}).calibration()
+
+
+@pytest.mark.parametrize("prefix", ["guarded-", "oadd-", "snrswitch-"])
+def test_safe_on_clean_and_on_noise_only_input(spy_registry, prefix):
+    """Clean speech: the ramp and the switch pass it through (observation adding cannot: its one
+    w applies everywhere, so it is bounded by its calibrated w). Noise only, digital silence and a
+    very loud input: finite output, never louder than the input, same length."""
+    enh = spy_registry.create("enhancer", prefix + "lowpass", {**CAL, "estimator": "wada"})
+    cal = enh.calibration()
+    voice = _voice(77, 160, 1.0)
+    out, w = enh.enhance_with_weight(voice)
+    if prefix == "oadd-":
+        assert w == cal["w"] and 0.0 <= w <= 1.0
+    else:
+        assert w < 0.1 and G.removed_snr(voice, out) > 15  # output within 15 dB of the input itself
+    rng = np.random.default_rng(8)
+    for x in (0.1 * rng.standard_normal(SR).astype(np.float32), np.zeros(SR, np.float32),
+              (0.99 * np.sign(voice) * np.abs(voice) ** 0.1).astype(np.float32)):
+        y, w = enh.enhance_with_weight(x)
+        assert y.shape == x.shape and np.isfinite(y).all() and 0.0 <= w <= 1.0
+        assert float(np.sum(y.astype(np.float64) ** 2)) <= 1.01 * float(np.sum(x.astype(np.float64) ** 2)) + 1e-12
+
+
+def test_emotion_criterion_fits_on_one_half_of_its_corpus_and_mixes_the_other(spy_registry, monkeypatch):
+    monkeypatch.setattr(G, "functionals", lambda x, fs: band_features(x) * (1.0 if fs == "eGeMAPSv02" else 2.0))
+    opts = {**CAL, "criterion": "emotion", "emotion_corpus": "spy-ser", "emotion_root": "."}
+    enh = spy_registry.create("enhancer", "guarded-lowpass", opts)
+    assert enh.calibration_corpora() == {"spy-speech", "spy-ser"}
+    split = enh._emotion_split(spy_registry)
+    fit_spk, mix_spk = {u.speaker for u in split["train"]}, {u.speaker for u in split["valid"]}
+    assert fit_spk and mix_spk and fit_spk.isdisjoint(mix_spk)
+    groups, clips, source = enh.calibration_data(spy_registry)
+    assert set(groups) == {"spy-speech", "spy-ser"} and {u.speaker for u in groups["spy-ser"]} == mix_spk
+    crit = enh.criteria(spy_registry)
+    assert len(crit) == 2 and crit[0](_voice(1, 120)).shape == (1,)  # 2 classes: one decision score
+    pools, exs = enh.calibration_mixtures(groups, clips, source)
+    assert len(exs) == len(CAL["snrs"]) * (min(CAL["per_snr"], len(pools["spy-speech"].ids))
+                                           + min(CAL["per_snr"], len(pools["spy-ser"].ids)))
+    scores = G.score_mixtures(enh.inner, exs[:4], criteria=crit)
+    assert np.asarray(scores["dist"]).shape == (4, len(G.W_GRID), 2)
+    cal = enh.calibrate_on(groups, clips, source)
+    assert cal["recipe"]["emotion_corpus"] == "spy-ser" and "emotion" in cal["recipe"]["criterion"]
+    assert set(cal["speakers"]) >= mix_spk and set(cal["speakers"]).isdisjoint(fit_spk)
+    plain = spy_registry.create("enhancer", "guarded-lowpass", CAL)
+    assert plain.calibration_key() != enh.calibration_key()
+    with pytest.raises(ConfigError, match="emotion_corpus=NAME"):
+        spy_registry.create("enhancer", "guarded-lowpass", {**CAL, "criterion": "emotion"}).criteria(spy_registry)
+
+
+def test_a_run_refuses_an_emotion_corpus_under_test(spy_registry, tmp_path):
+    from ser_bench.errors import BenchError
+
+    opts = {**CAL, "criterion": "emotion", "emotion_corpus": "spy-ser", "emotion_root": ".",
+            "calibration_dir": str(tmp_path / "cal")}
+    with pytest.raises(BenchError, match="'guarded-lowpass' is calibrated on spy-ser"):
+        _run(spy_registry, tmp_path, opts)
+    assert [e for e in LOG if e[2]] == []  # refused before calibrating
