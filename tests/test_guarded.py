@@ -7,6 +7,7 @@ import pytest
 from ser_bench import Dataset, Enhancer, NoiseClip, NoiseSource, PluginConfig, Utterance, hookimpl
 from ser_bench.errors import ConfigError, UnknownPluginError
 from ser_bench.testing import add_white_noise, check_enhancer, speech_like
+from ser_bench_plugins import guard_fit as GF
 from ser_bench_plugins import guarded as G
 from ser_bench_plugins.classic import Wiener
 
@@ -124,7 +125,7 @@ def spy_registry(monkeypatch):
 
     reg = build_registry(make_plugin_manager(entry_points=False, extra=[SpyPlugin()]))
     monkeypatch.setattr("ser_bench.plugins.default_registry", lambda: reg)
-    monkeypatch.setattr(G, "egemaps", band_features)
+    monkeypatch.setattr(GF, "egemaps", band_features)
     real = G.GuardedEnhancer.calibration
 
     def flagged(self, *a, **k):  # marks every load made while calibrating
@@ -543,7 +544,7 @@ def test_safe_on_clean_and_on_noise_only_input(spy_registry, prefix):
 
 
 def test_emotion_criterion_fits_on_one_half_of_its_corpus_and_mixes_the_other(spy_registry, monkeypatch):
-    monkeypatch.setattr(G, "functionals", lambda x, fs: band_features(x) * (1.0 if fs == "eGeMAPSv02" else 2.0))
+    monkeypatch.setattr(GF, "functionals", lambda x, fs: band_features(x) * (1.0 if fs == "eGeMAPSv02" else 2.0))
     opts = {**CAL, "criterion": "emotion", "emotion_corpus": "spy-ser", "emotion_root": "."}
     enh = spy_registry.create("enhancer", "guarded-lowpass", opts)
     assert enh.calibration_corpora() == {"spy-speech", "spy-ser"}
