@@ -368,6 +368,12 @@ class Enhancer(Plugin, ABC):
     #: runs of the inner enhancer itself) instead of running the inner enhancer again.
     inner: Enhancer | None = None
 
+    def calibration_corpora(self) -> frozenset[str]:
+        """Datasets whose speech this enhancer's parameters were fitted on (e.g. a guard's
+        calibration). A run on any of them is refused before any work starts: the fit would
+        have seen its test speakers."""
+        return frozenset()
+
     def enhance_from_inner(self, noisy: np.ndarray,
                            inner_output: Callable[[bool], tuple[np.ndarray, float | None]]) -> np.ndarray:
         """Wrappers only: the output of :meth:`enhance_signal`, given ``inner_output(want_snr)``,

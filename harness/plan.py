@@ -59,8 +59,7 @@ def plan(config: RunConfig, registry: Registry,
         for n in names:  # validates every plugin's options (and training state) before any work starts
             ctx.plugin(kind, n)
     for n in config.enhancers:  # an enhancer calibrated on speech of a corpus under test saw its test speakers
-        seen = getattr(ctx.plugin("enhancer", n), "calibration_corpora", lambda: frozenset())()
-        if clash := sorted(set(seen) & set(config.datasets)):
+        if clash := sorted(set(ctx.plugin("enhancer", n).calibration_corpora()) & set(config.datasets)):
             raise BenchError(f"enhancer {n!r} is calibrated on {', '.join(clash)}, a dataset of this run, so it "
                              f"would have seen its test speakers; calibrate it on another corpus (e.g. -o "
                              f"{n}.emotion_corpus=OTHER -o {n}.emotion_root=PATH) or leave {', '.join(clash)} out")

@@ -129,9 +129,13 @@ def verdict(runs: dict[int, dict]) -> dict:
     out["driver_rss_over_1x"] = round(runs[hi]["driver_peak_rss_mb"] / runs[lo]["driver_peak_rss_mb"], 3)
     out["workers_rss_over_1x"] = round(runs[hi]["workers_peak_rss_mb"] / runs[lo]["workers_peak_rss_mb"], 3)
     out["max_cache_mb_per_hour_condition"] = max(r["cache_mb_per_hour_condition"] for r in runs.values())
-    ok_lin = all(abs(v - 1) <= 0.2 for k, v in out.items() if k.endswith("linear_prediction"))
+    lin = [v for k, v in out.items() if k.endswith("linear_prediction")]
     out["targets_met"] = {
-        "linear_within_20pct": ok_lin if len(sizes) >= 3 else None,
+        # the target: within +-20 % of the line. Below the line by more (the largest run
+        # cheaper per utterance than the line predicts, e.g. fixed start-up costs amortised, or
+        # the smaller runs timed under more load) is reported, and is not a scaling failure:
+        "linear_within_20pct": all(abs(v - 1) <= 0.2 for v in lin) if len(sizes) >= 3 else None,
+        "no_worse_than_linear_plus_20pct": all(v <= 1.2 for v in lin) if len(sizes) >= 3 else None,
         "rss_within_20pct_of_1x": out["driver_rss_over_1x"] <= 1.2 and out["workers_rss_over_1x"] <= 1.2,
         "cache_le_50MB_per_hour_condition": out["max_cache_mb_per_hour_condition"] <= BUDGET_MB_PER_HOUR_CONDITION,
     }
