@@ -32,7 +32,7 @@ from .artefacts import worker_context
 from .interfaces import Utterance, stable_hash
 from .mixing import MIXING_VERSION, PEAK_LIMIT, mix
 from .progress import run_bar
-from .protocols import Condition
+from .protocols import CLEAN_NOISE, Condition
 from .quality import (
     METRICS, egemaps_functionals, egemaps_lld, functional_stats, functionals_key, implementation_ids, lld_key,
     measure, pesq_implementation,
@@ -45,27 +45,38 @@ REFERENCE_NOTE = (
     "reference = the clean utterance as it sits in the mixture (scaled by the mixture's anti-clipping "
     "gain when there is one); enhancer 'none' = the noisy input"
 )
+CORRUPTION_REFERENCE_NOTE = (
+    "reference = the dry clean utterance (a reverberant chain is aligned to its direct path, so the "
+    "reference stays time-aligned); enhancer 'none' = the corrupted input"
+)
 
 
 @dataclass(frozen=True)
 class QualityCell:
     dataset: str
     noise: str
-    snr: float
+    snr: float | None
     enhancer: str  # "none": the noisy input
+    #: a corruption chain (canonical label; ``snr`` is then None), "" for additive noise at ``snr``
+    corruption: str = ""
 
     @property
     def condition(self) -> Condition:
         if self.enhancer == "none":
-            return Condition("noisy", self.snr, self.noise)
-        return Condition("enhanced", self.snr, self.noise, self.enhancer)
+            return Condition("noisy", self.snr, self.noise, corruption=self.corruption)
+        return Condition("enhanced", self.snr, self.noise, self.enhancer, corruption=self.corruption)
 
     def coords(self) -> dict[str, Any]:
-        return {
+        out = {
             "dataset": self.dataset, "ser_model": "-", "protocol": PROTOCOL, "enhancer": self.enhancer,
             "noise": self.noise, "train_condition": "-", "train_snr": None,
             "test_condition": self.condition.kind, "test_snr": self.snr, "fold": "all",
         }
+        if self.corruption:  # absent otherwise: additive-noise quality cells keep their keys
+            from .corruptions import steps_json
+
+            out.update(test_corruption=self.corruption, corruption_json=json.dumps(steps_json(self.corruption)))
+        return out
 
     def label(self) -> str:
         return f"{self.dataset} {self.condition.label()}"
@@ -77,16 +88,26 @@ def quality_cells(config: Any) -> list[QualityCell]:
         return []
     snrs = (config.test_snrs or config.snrs) if config.protocol == "multi-snr" else config.snrs
     enhancers = ["none"] + [e for e in config.enhancers if e != "none"]
-    return [QualityCell(ds, noise, float(s), e)
-            for ds in config.datasets for noise in config.noise_sources for s in snrs for e in enhancers]
+    from .corruptions import chain_sources, corruption_conditions
+
+    return ([QualityCell(ds, noise, float(s), e)
+             for ds in config.datasets for noise in config.noise_sources for s in snrs for e in enhancers]
+            + [QualityCell(ds, (chain_sources(c) or [CLEAN_NOISE])[0], None, e, c)
+               for ds in config.datasets for c in corruption_conditions(config) for e in enhancers])
 
 
 def quality_key(qc: QualityCell, config: Any, idents: dict[str, str]) -> str:
     """Identity of a quality cell: coordinates + plugins + seed + mixing + measure implementations."""
-    used = [qc.dataset, qc.noise] + ([qc.enhancer] if qc.enhancer != "none" else [])
+    used = ([qc.dataset] + ([qc.noise] if qc.noise != CLEAN_NOISE else [])
+            + ([qc.enhancer] if qc.enhancer != "none" else []))
+    extra = {}
+    if qc.corruption:  # the chain's corruption plugins (as corrupted SER cells are keyed)
+        from .corruptions import parse_chain
+
+        extra["corruptions"] = {n: idents[f"corruption:{n}"] for n in sorted({s.name for s in parse_chain(qc.corruption)})}
     return stable_hash({
         "quality": qc.coords(), "plugins": {n: idents[n] for n in used}, "seed": config.seed,
-        "mixing": MIXING_VERSION, "impl": implementation_ids(),
+        "mixing": MIXING_VERSION, "impl": implementation_ids(), **extra,
     }, n=32)
 
 
@@ -163,13 +184,15 @@ def quality_job(payload: dict) -> dict:
     rows: list[dict[str, Any]] = []
     try:
         utts = ctx.utterances(qc.dataset)
-        noisy_cond = Condition("noisy", qc.snr, qc.noise)
+        noisy_cond = Condition("noisy", qc.snr, qc.noise, corruption=qc.corruption)
         for uid in payload["ids"]:
             utt = utts[uid]
             try:
                 noisy, nkey = ctx.mixture(utt, noisy_cond)  # exact, whatever the cache keeps
                 test, tkey = ctx.audio(utt, cond, qc.dataset) if cond.kind == "enhanced" else (noisy, nkey)
-                ref, rkey = reference(ctx, utt, cond, noisy)
+                # a corruption chain: the dry clean utterance (reverb keeps the direct path aligned)
+                ref, rkey = ((utt.load(), "clean:" + utt.content_key()) if qc.corruption
+                             else reference(ctx, utt, cond, noisy))
             except Exception as exc:  # noqa: BLE001 - this file fails, the others go on
                 rows.append({"utt": uid, "values": {}, "errors": {"audio": f"{type(exc).__name__}: {exc}"}})
                 continue
@@ -303,7 +326,8 @@ def run_quality(
             continue
         qc = cell_of[key]
         metrics, detail = aggregate(acc.pop(key))
-        info = {"pesq": pesq_implementation(), "impl": implementation_ids(), "reference": REFERENCE_NOTE,
+        info = {"pesq": pesq_implementation(), "impl": implementation_ids(),
+                "reference": CORRUPTION_REFERENCE_NOTE if qc.corruption else REFERENCE_NOTE,
                 "functional_stats": notes[qc.dataset]}
         usable = any(m in METRICS for m in metrics)
         if key in errors or not usable:

@@ -543,3 +543,40 @@ def test_the_report_shows_ce_mce_and_per_condition_tables(corr_registry, tmp_pat
     assert "Corruptions: reverberation, babble, channels" in html and "rel. mCE" in html
     # the additive-noise leaderboard keeps its own cells only
     assert "reverb(rt60=0.3)" in html.split("Corruptions: reverberation")[1]
+
+
+def test_quality_cells_cover_corruption_conditions(corr_registry, tmp_path):
+    """``--quality`` measures every corrupted condition against the dry clean utterance: stored
+    with its corruption, shown beside the UARs, and additive-noise quality cells keep their keys."""
+    from ser_bench.db import Store
+    from ser_bench.quality_runner import QualityCell, quality_cells, quality_key
+    from ser_bench.report.corruptions import blocks, markdown
+    from ser_bench.runner import run
+
+    cfg = _cfg(corruptions=["reverb(rt60=0.3)", "clipping(fraction=0.5)"], snrs=[5.0], quality=True)
+    qcs = quality_cells(cfg)
+    assert {(q.corruption, q.snr) for q in qcs} == {("", 5.0), ("reverb(rt60=0.3)", None),
+                                                    ("clipping(fraction=0.5)", None)}
+    old = QualityCell("tones", "white-test", 5.0, "half")
+    assert "test_corruption" not in old.coords()  # additive-noise cells: the coordinates (and keys) they had
+    store = Store()
+    s = run(cfg, store=store, registry=corr_registry, progress=False)
+    assert s.n_failed == 0
+    cells = store.cells_frame()
+    q = cells[(cells.kind == "quality") & cells.test_corruption.notna()]
+    assert set(zip(q.test_corruption, q.enhancer)) == {(c, e) for c in ("reverb(rt60=0.3)", "clipping(fraction=0.5)")
+                                                       for e in ("none", "half")}
+    assert all("dry clean utterance" in json.loads(i)["reference"] for i in q.info_json)
+    res = store.results_frame()
+    sdr = res[(res.kind == "quality") & (res.metric == "si_sdr") & res.test_corruption.notna()]
+    by = {(r.test_corruption, r.enhancer): r.value for r in sdr.itertuples()}
+    for c in ("reverb(rt60=0.3)", "clipping(fraction=0.5)"):
+        # "half" halves the corrupted signal: SI-SDR is scale-invariant, so it must equal the input's
+        assert by[(c, "half")] == pytest.approx(by[(c, "none")], abs=1e-3)
+    assert by[("clipping(fraction=0.5)", "none")] > by[("reverb(rt60=0.3)", "none")] - 40  # finite, measured
+    cond = {c.label: c for c in blocks(store, n_boot=20)[0].conditions}
+    assert set(cond["reverb(rt60=0.3)"].quality) == {"none", "half"}
+    assert "SI-SDR" in markdown(store)
+    keys = {quality_key(qc, cfg, {"tones": "a", "white-test": "b", "half": "c", "corruption:reverb": "d",
+                                  "corruption:clipping": "e"}) for qc in qcs}
+    assert len(keys) == len(qcs)

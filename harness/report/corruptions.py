@@ -27,6 +27,9 @@ from ..corruptions import corruption_scores, family, gap_recovered, parse_chain
 from .ci import _dedupe, bootstrap_ci, details_by_cell, paired_delta_ci, significance
 from .fmt import environment, num
 
+#: Quality measures shown beside each condition's UAR (of ``bench run --quality``), and their format.
+QUALITY_SHOWN = {"pesq": ("PESQ", ".2f"), "stoi": ("STOI", ".2f"), "si_sdr": ("SI-SDR", ".1f")}
+
 #: Categories of the built-in corruptions, used when a plugin cannot be loaded to ask.
 CATEGORY = {"noise": "additive-noise", "babble": "competing-speech", "reverb": "reverberation", "rir": "reverberation",
             "telephone": "channel", "clipping": "channel", "codec": "channel"}
@@ -40,6 +43,8 @@ class Cond:
     family: str
     severity: float | None
     uar: dict[str, dict[str, Any]] = field(default_factory=dict)  # enhancer -> {mean, lo, hi, delta, sig, gap, n}
+    #: enhancer -> {measure: mean over utterances} of the run's quality cells (``--quality``), if any
+    quality: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 @dataclass
@@ -96,6 +101,7 @@ def blocks(store: Any, *, n_boot: int = 1000) -> list[Block]:
     res = store.results_frame()
     if res.empty or "test_corruption" not in res or res.test_corruption.isna().all():
         return []
+    qual = res[(res.kind == "quality") & res.test_corruption.notna()]
     res = res[(res.kind == "ser") & (res.metric == "uar")]
     reg = _registry()
     corr = res[res.test_corruption.notna()]
@@ -137,6 +143,9 @@ def blocks(store: Any, *, n_boot: int = 1000) -> list[Block]:
                     v["sig"] = significance(v["delta"])
                     v["gap"] = gap_recovered(c0["mean"], base["mean"], v["mean"]) if c0 else None
                 cond.uar[e] = v
+            q = qual[(qual.dataset == ds) & (qual.test_corruption == lab)]
+            for e, qe in q.groupby("enhancer"):
+                cond.quality[str(e)] = {m: float(v) for m, v in zip(qe.metric, qe.value) if m in QUALITY_SHOWN}
             conds.append(cond)
         scores = {}
         ref = {(c.family, c.severity): 1 - c.uar["none"]["mean"] for c in conds if "none" in c.uar}
@@ -201,6 +210,8 @@ def render_block(b: Block) -> dict[str, Any]:
                 if d else "",
                 "sig": v.get("sig", ""), "gap": _pct(v.get("gap"), ".0f") if v.get("gap") is not None else "",
                 "outside": e in b.not_built_for and c.label in b.not_built_for[e], "n_folds": v["n_folds"],
+                "quality": " · ".join(f"{QUALITY_SHOWN[m][0]} {num(q, QUALITY_SHOWN[m][1])}"
+                                      for m, q in c.quality.get(e, {}).items()),
             })
     nbf = [f"{e} was built for {', '.join(CATEGORY_TEXT.get(x, x) for x in built_for(e, _registry()))}, not for "
            + ", ".join(sorted({CATEGORY_TEXT.get(x, x) for lab in labs for x in categories(lab, _registry())}
@@ -233,12 +244,12 @@ def markdown(store: Any) -> str:
         lines.append("|---" * (len(fams) + 4) + "|")
         for s in r["scores"]:
             lines.append(f"| {s['enhancer']} | " + " | ".join(s["ce"]) + f" | {s['mce']} | {s['rmce']} | {s['gap']} |")
-        lines += ["", "| condition | enhancer | UAR % [95% CI] | Δ vs corrupted [CI] | sig | gap recovered % |",
-                  "|---|---|---|---|---|---|"]
+        lines += ["", "| condition | enhancer | UAR % [95% CI] | Δ vs corrupted [CI] | sig | gap recovered % | quality |",
+                  "|---|---|---|---|---|---|---|"]
         for c in r["conditions"]:
             mark = " †" if c["outside"] else ""
             lines.append(f"| {c['condition']} | {c['enhancer']}{mark} | {c['uar']} {c['ci']} | {c['delta']} | "
-                         f"{c['sig']} | {c['gap']} |")
+                         f"{c['sig']} | {c['gap']} | {c['quality']} |")
         lines += [""] + [f"† {n}." for n in r["not_built_for"]] + r["notes"] + [""]
     return "\n".join(lines)
 
