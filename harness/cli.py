@@ -51,6 +51,27 @@ def cli() -> None:
     """
 
 
+def _without_unused_suite_options(base: dict, over: dict, cli_opts: dict) -> dict:
+    """A suite's options for plugins that flags took out of the run (``--enhancer`` replacing its
+    list, say) are dropped, with a note on stderr: the suite is a base the flags override. Options
+    given with ``-o`` for a plugin the run does not use stay an error (a typo, most often)."""
+    if not base.get("options"):
+        return base
+    from . import corruptions
+    from .config import make_config, merge
+
+    probe = make_config(merge({**base, "options": {}}, {**over, "options": {}}))
+    used = set(probe.datasets + probe.ser_models + probe.enhancers + probe.noise_sources + corruptions.names(probe))
+    listed = {n for k in ("datasets", "ser_models", "enhancers", "noise_sources") for n in base.get(k) or []}
+    listed |= set(corruptions.names(make_config({**base, "options": {}}))) if base.get("corruptions") else set()
+    # only plugins the suite itself lists: an option for a plugin it never names stays an error
+    drop = sorted(p for p in base["options"] if p in listed and p not in used and p not in cli_opts)
+    if not drop:
+        return base
+    click.echo(f"note: the suite's options for {', '.join(drop)} are not used by this run (left out)", err=True)
+    return {**base, "options": {p: o for p, o in base["options"].items() if p not in drop}}
+
+
 @cli.command()
 @click.argument("protocol", required=False,
                 type=click.Choice(["clean", "matched", "mismatched", "multi-snr", "multi-condition"]))
@@ -173,6 +194,7 @@ def run(protocol, suite, datasets, ser_models, enhancers, noise_sources, snrs, c
         opts.setdefault(name, {})["root"] = path
     if opts:
         over["options"] = opts
+    base = _without_unused_suite_options(base, over, opts)
     config = make_config(merge(base, over), source=str(suite_path or "command line"))
     if config.quality:
         _require_quality_extra()

@@ -75,3 +75,25 @@ def test_validate_suite(tmp_path):
     bad.write_text('protocol = "matched"\nenhancers = ["wienr"]\n')
     r = CliRunner().invoke(cli, ["validate", str(bad)])
     assert r.exit_code != 0 and "Did you mean 'wiener'" in r.output
+
+
+def test_flags_replacing_a_suites_plugins_drop_its_options_for_them(tmp_path):
+    """`--enhancer` replacing a suite's enhancers leaves the suite's options for the dropped ones
+    out (with a note) instead of failing; `-o` for a plugin the run does not use is still an error."""
+    from click.testing import CliRunner
+
+    from ser_bench.cli import cli
+
+    suite = tmp_path / "s.toml"
+    suite.write_text('protocol = "mismatched"\nenhancers = ["none", "guarded-wiener"]\nsnrs = [0]\n'
+                     '[options.guarded-wiener]\nharm_weight = 2.0\n[options.wiener]\ngain_floor_db = -20\n')
+    r = CliRunner().invoke(cli, ["run", "--suite", str(suite), "--enhancer", "wiener", "--dry-run"])
+    assert r.exit_code == 0, r.output
+    assert "suite's options for guarded-wiener are not used by this run" in r.output
+    assert "enhanced@0dB/synthetic-noise/wiener" in r.output
+    # the suite as written names no `wiener`: its options for it are the suite's own mistake
+    r = CliRunner().invoke(cli, ["run", "--suite", str(suite), "--dry-run"])
+    assert r.exit_code != 0 and "options given for plugins that this run does not use: wiener" in r.output
+    r = CliRunner().invoke(cli, ["run", "--suite", str(suite), "--enhancer", "wiener", "-o",
+                                 "guarded-wiener.harm_weight=1", "--dry-run"])
+    assert r.exit_code != 0 and "options given for plugins that this run does not use: guarded-wiener" in r.output
