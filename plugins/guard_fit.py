@@ -132,8 +132,11 @@ class EmotionModels:
         self.models = []
         for fs in self.feature_sets:
             X = np.stack([functionals(x, fs) for x in signals])
+            # one-vs-one decision values: continuous margins (the one-vs-rest scores SVC derives
+            # from them are vote counts plus a small tie-breaker, nearly integers)
             self.models.append(make_pipeline(StandardScaler(), SVC(C=1.0, kernel="rbf", gamma="scale",
-                                                                   class_weight="balanced")).fit(X, labels))
+                                                                   class_weight="balanced",
+                                                                   decision_function_shape="ovo")).fit(X, labels))
         self.classes = sorted(set(labels))
         self.n_fit = len(signals)
 

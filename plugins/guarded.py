@@ -170,7 +170,7 @@ class GuardedEnhancer(Enhancer):
                 **({"backstop_min_gain": BACKSTOP_MIN_GAIN} if c.backstop and self.policy == "ramp" else {}),
                 # the defaults (ramp, eGeMAPS distance) leave the keys of earlier calibrations as they were
                 **({"policy": self.policy, "w_constant_grid": list(CONSTANT_GRID)} if self.policy != "ramp" else {}),
-                **({"criterion": "emotion: squared distance of clean-trained RBF-SVM decision scores "
+                **({"criterion": "emotion: squared distance of clean-trained RBF-SVM one-vs-one decision values "
                                  "(StandardScaler, C=1, balanced) per feature set, the worse log ratio counts; "
                                  "base floored at 1 % of its median",
                     "emotion_corpus": c.emotion_corpus, "emotion_options": c.emotion_options,
