@@ -114,15 +114,21 @@ def functionals(x: np.ndarray, feature_set: str) -> np.ndarray:
 
 
 class EmotionModels:
-    """Emotion classifiers trained on clean, labelled speech (one RBF SVM per feature set, as
-    svm-egemaps / svm-compare are): the ``emotion`` criterion measures how far a signal moves
-    their decision scores. Unlike a distance of raw functionals, this weighs each feature as an
-    emotion classifier does, so it tracks what a clean-trained SER model sees."""
+    """Emotion classifiers trained on clean, labelled speech, one per feature set (the functionals
+    svm-egemaps / svm-compare read): multinomial logistic regression on standardised features
+    (C = 0.05, balanced classes). The ``emotion`` criterion is the total variation between their
+    class posteriors for a signal and for the clean speech: a feature moves it only as much as
+    it moves an emotion classifier's belief. Posteriors stay bounded where an input lies far from
+    the training data (an RBF SVM's decision values collapse to its intercepts there, a linear
+    model's logits run off to 1e8 for noisy ComParE features), so noisy, enhanced and clean speech
+    compare on one scale."""
+
+    C = 0.05
 
     def __init__(self, utterances: Sequence[Any], feature_sets: Sequence[str] = EMOTION_FEATURES) -> None:
+        from sklearn.linear_model import LogisticRegression
         from sklearn.pipeline import make_pipeline
         from sklearn.preprocessing import StandardScaler
-        from sklearn.svm import SVC
 
         labels = [u.label for u in utterances]
         if len(set(labels)) < 2:
@@ -132,17 +138,14 @@ class EmotionModels:
         self.models = []
         for fs in self.feature_sets:
             X = np.stack([functionals(x, fs) for x in signals])
-            # one-vs-one decision values: continuous margins (the one-vs-rest scores SVC derives
-            # from them are vote counts plus a small tie-breaker, nearly integers)
-            self.models.append(make_pipeline(StandardScaler(), SVC(C=1.0, kernel="rbf", gamma="scale",
-                                                                   class_weight="balanced",
-                                                                   decision_function_shape="ovo")).fit(X, labels))
+            self.models.append(make_pipeline(StandardScaler(), LogisticRegression(
+                C=self.C, max_iter=3000, class_weight="balanced")).fit(X, labels))
         self.classes = sorted(set(labels))
         self.n_fit = len(signals)
 
     def criteria(self) -> list:
-        """One map signal -> decision scores per feature set."""
-        return [lambda x, fs=fs, m=m: np.atleast_1d(m.decision_function(functionals(x, fs)[None])[0])
+        """One map signal -> class posteriors per feature set."""
+        return [lambda x, fs=fs, m=m: m.predict_proba(functionals(x, fs)[None])[0]
                 for fs, m in zip(self.feature_sets, self.models, strict=True)]
 
 
@@ -150,15 +153,16 @@ def score_mixtures(inner: Enhancer, examples, w_grid: Sequence[float] = W_GRID, 
                    criteria: Sequence[Any] | None = None) -> dict[str, Any]:
     """Per mixture: the blind estimates and, for each ``w``, the distance to the clean speech of
     its ``features`` (default: eGeMAPS; z-scored, mean square) or, with ``criteria`` (maps signal
-    -> vector, e.g. :meth:`EmotionModels.criteria`), the squared distance in each criterion's
-    space (``dist`` then has a last axis of one per criterion)."""
+    -> class posteriors, e.g. :meth:`EmotionModels.criteria`), the total variation between the
+    posteriors of output and clean speech under each criterion (``dist`` then has a last axis of
+    one per criterion)."""
     if criteria:
         outs, ests, snrs = [], [], []
         for ex in examples:
             y, est = enhance_and_estimate(inner, ex.noisy)
             noisy = np.asarray(ex.noisy, np.float64)
             ref = [c(ex.clean) for c in criteria]
-            outs.append([[float(np.sum((c(noisy + w * (y - noisy)) - r) ** 2)) for c, r in zip(criteria, ref, strict=True)]
+            outs.append([[0.5 * float(np.sum(np.abs(c(noisy + w * (y - noisy)) - r))) for c, r in zip(criteria, ref, strict=True)]
                          for w in w_grid])
             ests.append(est)
             snrs.append(float(ex.snr))

@@ -121,8 +121,8 @@ class GuardedEnhancer(Enhancer):
         calibration_dir: Path | None = Field(None, description="artefact cache (default $BENCH_CACHE/.bench-cache)")
         criterion: Literal["egemaps", "emotion"] = Field(
             "egemaps", description="what calibration minimises: 'egemaps' (distance of eGeMAPS functionals to "
-            "the clean speech's) or 'emotion' (distance of the decision scores of eGeMAPS and ComParE emotion "
-            "classifiers fitted on clean speech of emotion_corpus; the worse of the two counts)")
+            "the clean speech's) or 'emotion' (total variation between the class posteriors of eGeMAPS and ComParE "
+            "emotion classifiers fitted on clean speech of emotion_corpus; the worse of the two counts)")
         emotion_corpus: str | None = Field(
             None, description="criterion 'emotion': labelled SER corpus; half its speakers fit the classifiers, the "
             "other half join the calibration mixtures. Never the corpus under test (a run refuses)")
@@ -170,8 +170,9 @@ class GuardedEnhancer(Enhancer):
                 **({"backstop_min_gain": BACKSTOP_MIN_GAIN} if c.backstop and self.policy == "ramp" else {}),
                 # the defaults (ramp, eGeMAPS distance) leave the keys of earlier calibrations as they were
                 **({"policy": self.policy, "w_constant_grid": list(CONSTANT_GRID)} if self.policy != "ramp" else {}),
-                **({"criterion": "emotion: squared distance of clean-trained RBF-SVM one-vs-one decision values "
-                                 "(StandardScaler, C=1, balanced) per feature set, the worse log ratio counts; "
+                **({"criterion": "emotion: total variation between class posteriors of clean-trained multinomial "
+                                 "logistic regression (StandardScaler, C=0.05, balanced) per feature set, the worse "
+                                 "log ratio counts; "
                                  "base floored at 1 % of its median",
                     "emotion_corpus": c.emotion_corpus, "emotion_options": c.emotion_options,
                     "emotion_features": list(EMOTION_FEATURES),

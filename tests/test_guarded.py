@@ -554,7 +554,8 @@ def test_emotion_criterion_fits_on_one_half_of_its_corpus_and_mixes_the_other(sp
     groups, clips, source = enh.calibration_data(spy_registry)
     assert set(groups) == {"spy-speech", "spy-ser"} and {u.speaker for u in groups["spy-ser"]} == mix_spk
     crit = enh.criteria(spy_registry)
-    assert len(crit) == 2 and crit[0](_voice(1, 120)).shape == (1,)  # 2 classes: one one-vs-one margin
+    p = crit[0](_voice(1, 120))
+    assert len(crit) == 2 and p.shape == (2,) and abs(p.sum() - 1) < 1e-9  # posteriors of the 2 classes
     pools, exs = enh.calibration_mixtures(groups, clips, source)
     assert len(exs) == len(CAL["snrs"]) * (min(CAL["per_snr"], len(pools["spy-speech"].ids))
                                            + min(CAL["per_snr"], len(pools["spy-ser"].ids)))
