@@ -578,3 +578,21 @@ def test_a_run_refuses_an_emotion_corpus_under_test(spy_registry, tmp_path):
     with pytest.raises(BenchError, match="'guarded-lowpass' is calibrated on spy-ser"):
         _run(spy_registry, tmp_path, opts)
     assert [e for e in LOG if e[2]] == []  # refused before calibrating
+
+
+def test_emotion_criterion_is_bounded_and_moves_with_w(spy_registry, monkeypatch):
+    """The criterion must see a difference between noisy and clean speech, and change smoothly with
+    w: the RBF-SVM decision values first tried were constant (intercepts) far from the training
+    data, which made every w look alike."""
+    monkeypatch.setattr(GF, "functionals", lambda x, fs: band_features(x))
+    enh = spy_registry.create("enhancer", "guarded-lowpass", {**CAL, "criterion": "emotion",
+                                                             "emotion_corpus": "spy-ser", "emotion_root": "."})
+    crit = enh.criteria(spy_registry)
+    clean = _voice(5, 240, 0.5)
+    exs = [type("Ex", (), {"noisy": add_white_noise(clean, snr, seed=4), "clean": clean, "snr": snr})()
+           for snr in (-10, 0, 20)]
+    scores = G.score_mixtures(LowPass(), exs, criteria=crit)
+    d = np.asarray(scores["dist"])  # (3 mixtures, 6 w, 2 criteria)
+    assert ((d >= 0) & (d <= 1)).all()  # total variation of posteriors
+    assert d[0, 0, 0] > d[2, 0, 0]  # -10 dB input is farther from clean than 20 dB input
+    assert len(set(np.round(d[0, :, 0], 6))) > 2  # moves with w
