@@ -121,11 +121,11 @@ class GuardedEnhancer(Enhancer):
         calibration_dir: Path | None = Field(None, description="artefact cache (default $BENCH_CACHE/.bench-cache)")
         criterion: Literal["egemaps", "emotion"] = Field(
             "egemaps", description="what calibration minimises: 'egemaps' (distance of eGeMAPS functionals to "
-            "the clean speech's) or 'emotion' (total variation between the class posteriors of eGeMAPS and ComParE "
-            "emotion classifiers fitted on clean speech of emotion_corpus; the worse of the two counts)")
+            "the clean speech's) or 'emotion' (log-loss of the true emotion under eGeMAPS and ComParE emotion "
+            "classifiers fitted on clean speech of emotion_corpus; the worse change from the noisy input counts)")
         emotion_corpus: str | None = Field(
             None, description="criterion 'emotion': labelled SER corpus; half its speakers fit the classifiers, the "
-            "other half join the calibration mixtures. Never the corpus under test (a run refuses)")
+            "other half's utterances are the calibration mixtures' speech. Never the corpus under test (a run refuses)")
         emotion_root: Path | None = Field(None, description="its root (needed only to calibrate)")
         emotion_options: dict[str, Any] = Field(default_factory=dict, description="more options of emotion_corpus")
 
@@ -159,25 +159,28 @@ class GuardedEnhancer(Enhancer):
     # ------------------------------------------------------------------ identity
     def _recipe(self) -> dict[str, Any]:
         c = self.config
-        return {"version": CALIBRATION_VERSION, "speech": c.speech, "speech_options": c.speech_options,
-                "split": "split_speakers valid, test_fraction 0", "noise": c.noise, "noise_options": c.noise_options,
-                "noise_part": "train",
-                "noise_clips": "split_clips valid", "snrs": list(c.snrs), "per_snr": c.per_snr,
-                "max_seconds": c.max_seconds, "seed": c.seed, "w_grid": list(W_GRID),
-                "criterion": "eGeMAPSv02 functionals, mean squared z distance to clean, log ratio to noisy",
-                "estimator": c.estimator, "harm_weight": c.harm_weight,
-                # off: the key of the calibrations made before the backstop existed
-                **({"backstop_min_gain": BACKSTOP_MIN_GAIN} if c.backstop and self.policy == "ramp" else {}),
-                # the defaults (ramp, eGeMAPS distance) leave the keys of earlier calibrations as they were
-                **({"policy": self.policy, "w_constant_grid": list(CONSTANT_GRID)} if self.policy != "ramp" else {}),
-                **({"criterion": "emotion: total variation between class posteriors of clean-trained multinomial "
-                                 "logistic regression (StandardScaler, C=0.05, balanced) per feature set, the worse "
-                                 "log ratio counts; "
-                                 "base floored at 1 % of its median",
-                    "emotion_corpus": c.emotion_corpus, "emotion_options": c.emotion_options,
-                    "emotion_features": list(EMOTION_FEATURES),
-                    "emotion_split": f"split_speakers valid 0.5 salt {EMOTION_FIT_SALT}: train fits, valid mixes"}
-                   if c.criterion == "emotion" else {})}
+        rec = {"version": CALIBRATION_VERSION, "speech": c.speech, "speech_options": c.speech_options,
+               "split": "split_speakers valid, test_fraction 0", "noise": c.noise, "noise_options": c.noise_options,
+               "noise_part": "train",
+               "noise_clips": "split_clips valid", "snrs": list(c.snrs), "per_snr": c.per_snr,
+               "max_seconds": c.max_seconds, "seed": c.seed, "w_grid": list(W_GRID),
+               "criterion": "eGeMAPSv02 functionals, mean squared z distance to clean, log ratio to noisy",
+               "estimator": c.estimator, "harm_weight": c.harm_weight,
+               # off: the key of the calibrations made before the backstop existed
+               **({"backstop_min_gain": BACKSTOP_MIN_GAIN} if c.backstop and self.policy == "ramp" else {}),
+               # the defaults (ramp, eGeMAPS distance) leave the keys of earlier calibrations as they were
+               **({"policy": self.policy, "w_constant_grid": list(CONSTANT_GRID)} if self.policy != "ramp" else {})}
+        if c.criterion == "emotion":  # the emotion corpus's speech replaces the clean-speech corpus
+            for k in ("speech", "speech_options", "split"):
+                rec.pop(k)
+            rec.update({
+                "criterion": "emotion: log-loss of the true emotion, -log max(p, 1e-3), under clean-trained "
+                             "multinomial logistic regression (StandardScaler, C=0.05, balanced) per feature set; "
+                             "a mixture's score is the larger change of loss from the noisy input",
+                "emotion_corpus": c.emotion_corpus, "emotion_options": c.emotion_options,
+                "emotion_features": list(EMOTION_FEATURES),
+                "emotion_split": f"split_speakers valid 0.5 salt {EMOTION_FIT_SALT}: train fits, valid mixes"})
+        return rec
 
     def calibration_key(self) -> str:
         """Inner identity (weights included) + calibration data recipe + options."""
@@ -203,7 +206,9 @@ class GuardedEnhancer(Enhancer):
         if self.config.calibration is not None:
             return frozenset()
         c = self.config
-        return frozenset({c.speech} | ({c.emotion_corpus} if c.criterion == "emotion" and c.emotion_corpus else set()))
+        if c.criterion == "emotion":
+            return frozenset({c.emotion_corpus} if c.emotion_corpus else set())
+        return frozenset({c.speech})
 
     def _registry(self, registry=None):
         if registry is None:
@@ -231,23 +236,25 @@ class GuardedEnhancer(Enhancer):
         """(calibration utterances, validation noise clips of the train part, noise source name).
 
         Utterances: the validation speakers of ``speech``; with criterion ``emotion``, a dict
-        ``{speech: those, emotion_corpus: its mixing half}``. Only these and the noise *train* part
-        are loaded: no test-part clip and no utterance of the SER corpus under test is touched."""
+        ``{emotion_corpus: its mixing half}`` (labelled speech, which the criterion needs). Only
+        these and the noise *train* part are loaded: no test-part clip and no utterance of the SER
+        corpus under test is touched."""
         from ser_bench.training import cache_clips, split_clips, split_speakers
 
         c = self.config
-        if c.speech_root is None or c.noise_root is None:
+        emotion = c.criterion == "emotion"
+        if (c.speech_root is None and not emotion) or c.noise_root is None:
             raise ConfigError(
                 f"{self.name}: no stored calibration for this inner enhancer (key {self.calibration_key()}); "
                 f"give the calibration data: -o {self.name}.speech_root=PATH -o {self.name}.noise_root=PATH "
                 f"(or run: python -m ser_bench_plugins.guarded calibrate {self.inner_name} --speech-root PATH --noise-root PATH)")
         registry = self._registry(registry)
-        speech = registry.create("dataset", c.speech, {**c.speech_options, "root": str(c.speech_root)})
         noise = registry.create("noise_source", c.noise, {**c.noise_options, "root": str(c.noise_root)})
-        utts = split_speakers(speech.utterances(), valid_fraction=0.1, test_fraction=0.0)["valid"]
         _, clips = split_clips(cache_clips(noise.clips("train")))  # as the rescnn trainer splits them
-        if c.criterion == "emotion":
-            return {c.speech: utts, c.emotion_corpus: self._emotion_split(registry)["valid"]}, clips, noise.name
+        if emotion:
+            return {c.emotion_corpus: self._emotion_split(registry)["valid"]}, clips, noise.name
+        speech = registry.create("dataset", c.speech, {**c.speech_options, "root": str(c.speech_root)})
+        utts = split_speakers(speech.utterances(), valid_fraction=0.1, test_fraction=0.0)["valid"]
         return utts, clips, noise.name
 
     def calibration_mixtures(self, utterances, clips: Sequence[NoiseClip], source: str):
@@ -264,6 +271,13 @@ class GuardedEnhancer(Enhancer):
                                   max_seconds=c.max_seconds)
         return pools, exs
 
+    @staticmethod
+    def _labels(utterances) -> dict[str, Any] | None:
+        """Speech id -> label of dict-grouped (emotion criterion) calibration utterances."""
+        if not isinstance(utterances, dict):
+            return None
+        return {u.id: u.label for utts in utterances.values() for u in utts}
+
     def criteria(self, registry=None) -> list | None:
         """The ``emotion`` criterion's maps (classifiers fitted on the corpus's fitting half), else None."""
         if self.config.criterion != "emotion":
@@ -275,7 +289,7 @@ class GuardedEnhancer(Enhancer):
         :func:`score_mixtures` of exactly these mixtures, if already computed."""
         pools, exs = self.calibration_mixtures(utterances, clips, source)
         if scores is None:
-            scores = score_mixtures(self.inner, exs, criteria=self.criteria())
+            scores = score_mixtures(self.inner, exs, criteria=self.criteria(), labels=self._labels(utterances))
         elif len(scores["snrs"]) != len(exs):
             raise ConfigError(f"scores of {len(scores['snrs'])} mixtures given for {len(exs)}")
         fit = fit_ramp(scores, self.estimators(), harm_weight=self.config.harm_weight, backstop=self.config.backstop,
@@ -435,7 +449,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("calibrate", help="calibrate guarded-NAME; print (and with --store, commit) the ramp")
     p.add_argument("inner")
-    p.add_argument("--speech-root", required=True)
+    p.add_argument("--speech-root", default=None, help="clean-speech corpus (not needed with -o criterion=emotion)")
     p.add_argument("--noise-root", required=True)
     p.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE",
                    help="guarded option (JSON value), e.g. inner={\"checkpoint\": \"x.pt\"}")
@@ -472,7 +486,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     if scores is None and a.save_scores:
         import pickle
 
-        scores = score_mixtures(enh.inner, enh.calibration_mixtures(*data)[1], criteria=enh.criteria())
+        scores = score_mixtures(enh.inner, enh.calibration_mixtures(*data)[1], criteria=enh.criteria(),
+                                labels=enh._labels(data[0]))
         with open(a.save_scores, "wb") as f:
             pickle.dump(scores, f)
     cal = enh.calibrate_on(*data, scores=scores)

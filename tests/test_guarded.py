@@ -545,25 +545,28 @@ def test_safe_on_clean_and_on_noise_only_input(spy_registry, prefix):
 
 def test_emotion_criterion_fits_on_one_half_of_its_corpus_and_mixes_the_other(spy_registry, monkeypatch):
     monkeypatch.setattr(GF, "functionals", lambda x, fs: band_features(x) * (1.0 if fs == "eGeMAPSv02" else 2.0))
-    opts = {**CAL, "criterion": "emotion", "emotion_corpus": "spy-ser", "emotion_root": "."}
+    opts = {**CAL, "criterion": "emotion", "emotion_corpus": "spy-ser", "emotion_root": ".", "speech_root": None}
     enh = spy_registry.create("enhancer", "guarded-lowpass", opts)
-    assert enh.calibration_corpora() == {"spy-speech", "spy-ser"}
+    assert enh.calibration_corpora() == {"spy-ser"}  # its labelled speech replaces the clean-speech corpus
     split = enh._emotion_split(spy_registry)
     fit_spk, mix_spk = {u.speaker for u in split["train"]}, {u.speaker for u in split["valid"]}
     assert fit_spk and mix_spk and fit_spk.isdisjoint(mix_spk)
-    groups, clips, source = enh.calibration_data(spy_registry)
-    assert set(groups) == {"spy-speech", "spy-ser"} and {u.speaker for u in groups["spy-ser"]} == mix_spk
+    groups, clips, source = enh.calibration_data(spy_registry)  # no speech_root needed
+    assert set(groups) == {"spy-ser"} and {u.speaker for u in groups["spy-ser"]} == mix_spk
     crit = enh.criteria(spy_registry)
-    p = crit[0](_voice(1, 120))
-    assert len(crit) == 2 and p.shape == (2,) and abs(p.sum() - 1) < 1e-9  # posteriors of the 2 classes
+    loss = crit[0](_voice(1, 120), "low")
+    assert len(crit) == 2 and 0.0 <= loss <= -np.log(GF.PROB_FLOOR)  # log-loss of the true emotion
     pools, exs = enh.calibration_mixtures(groups, clips, source)
-    assert len(exs) == len(CAL["snrs"]) * (min(CAL["per_snr"], len(pools["spy-speech"].ids))
-                                           + min(CAL["per_snr"], len(pools["spy-ser"].ids)))
-    scores = G.score_mixtures(enh.inner, exs[:4], criteria=crit)
+    assert len(exs) == len(CAL["snrs"]) * min(CAL["per_snr"], len(pools["spy-ser"].ids))
+    labels = enh._labels(groups)
+    scores = G.score_mixtures(enh.inner, exs[:4], criteria=crit, labels=labels)
     assert np.asarray(scores["dist"]).shape == (4, len(G.W_GRID), 2)
+    with pytest.raises(ConfigError, match="labels"):
+        G.score_mixtures(enh.inner, exs[:1], criteria=crit)
     cal = enh.calibrate_on(groups, clips, source)
-    assert cal["recipe"]["emotion_corpus"] == "spy-ser" and "emotion" in cal["recipe"]["criterion"]
-    assert set(cal["speakers"]) >= mix_spk and set(cal["speakers"]).isdisjoint(fit_spk)
+    assert cal["recipe"]["emotion_corpus"] == "spy-ser" and "log-loss" in cal["recipe"]["criterion"]
+    assert "speech" not in cal["recipe"]
+    assert set(cal["speakers"]) == mix_spk and set(cal["speakers"]).isdisjoint(fit_spk)
     plain = spy_registry.create("enhancer", "guarded-lowpass", CAL)
     assert plain.calibration_key() != enh.calibration_key()
     with pytest.raises(ConfigError, match="emotion_corpus=NAME"):
@@ -580,19 +583,19 @@ def test_a_run_refuses_an_emotion_corpus_under_test(spy_registry, tmp_path):
     assert [e for e in LOG if e[2]] == []  # refused before calibrating
 
 
-def test_emotion_criterion_is_bounded_and_moves_with_w(spy_registry, monkeypatch):
-    """The criterion must see a difference between noisy and clean speech, and change smoothly with
-    w: the RBF-SVM decision values first tried were constant (intercepts) far from the training
-    data, which made every w look alike."""
+def test_emotion_criterion_follows_the_task_and_moves_with_w(spy_registry, monkeypatch):
+    """The criterion is the log-loss of the true emotion: a very noisy input loses more than a
+    clean one, and the loss moves with w (the RBF-SVM decision values first tried were constant
+    far from the training data, which made every w look alike)."""
     monkeypatch.setattr(GF, "functionals", lambda x, fs: band_features(x))
     enh = spy_registry.create("enhancer", "guarded-lowpass", {**CAL, "criterion": "emotion",
                                                              "emotion_corpus": "spy-ser", "emotion_root": "."})
     crit = enh.criteria(spy_registry)
-    clean = _voice(5, 240, 0.5)
-    exs = [type("Ex", (), {"noisy": add_white_noise(clean, snr, seed=4), "clean": clean, "snr": snr})()
-           for snr in (-10, 0, 20)]
-    scores = G.score_mixtures(LowPass(), exs, criteria=crit)
+    clean = _voice(5, 120, 0.5)
+    exs = [type("Ex", (), {"noisy": add_white_noise(clean, snr, seed=4), "clean": clean, "snr": snr,
+                           "speech_id": "u"})() for snr in (-10, 0, 40)]
+    scores = G.score_mixtures(LowPass(), exs, criteria=crit, labels={"u": "low"})
     d = np.asarray(scores["dist"])  # (3 mixtures, 6 w, 2 criteria)
-    assert ((d >= 0) & (d <= 1)).all()  # total variation of posteriors
-    assert d[0, 0, 0] > d[2, 0, 0]  # -10 dB input is farther from clean than 20 dB input
-    assert len(set(np.round(d[0, :, 0], 6))) > 2  # moves with w
+    assert ((d >= 0) & (d <= -np.log(GF.PROB_FLOOR) + 1e-9)).all()
+    assert d[0, 0, 0] > d[2, 0, 0]  # the -10 dB input is classified worse than the 40 dB one
+    assert d[0, -1, 0] < d[0, 0, 0] - 1.0  # the low-pass output of the -10 dB input is classified better
