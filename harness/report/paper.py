@@ -16,12 +16,16 @@ is shown beside the paper but not differenced, and the table says why), and for 
 means the same SNRs (Table 3's paper means are recomputed over our SNRs from Tables 4-5).
 What differs in the data (stand-in corpus, degraded copy, noise, enhancer, SNRs) is stated
 next to each table. :func:`section` plugs the view into ``bench report``.
+
+This module builds the tables and renders them; their data classes are in
+:mod:`ser_bench.report.paper_types`, the comparability and data notes (and the facts read from
+the store) in :mod:`ser_bench.report.paper_notes`, the figures in
+:mod:`ser_bench.report.paper_figures`. Their public names stay importable from here.
 """
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -29,12 +33,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .paper_figures import CONDITION_COLORS, SHADES, figures_of
+from .paper_notes import HOP_S, comparability, corpus_facts, data_notes, detect_dataset_notes, enhancer_descriptions
+from .paper_types import CorpusFacts, Ours, PaperTable, Row, _scale, fmt_share, fmt_value
+
+__all__ = [  # the public names of the paper view before its split (re-exported from the other modules)
+    "COORDS", "CONDITION_COLORS", "CorpusFacts", "HOP_S", "MIN_GAP", "Ours", "PAPER_TABLES", "PaperTable", "Row",
+    "SHADES", "aggregate", "build_table", "comparability", "corpus_facts", "data_notes", "detect_dataset_notes",
+    "enhancer_descriptions", "figures_of", "fmt_share", "fmt_value", "gap_share", "latest", "load_paper_tables",
+    "paper_table", "paper_view", "render", "section", "tables_from_store", "text",
+]
+
 PAPER_TABLES = Path(__file__).resolve().parents[1] / "data" / "paper_tables.json"
 #: Columns that identify a result apart from its run (for keeping the latest run's value).
 COORDS = ["dataset", "ser_model", "enhancer", "noise", "protocol", "train_condition", "train_snr",
           "test_condition", "test_snr", "fold", "metric"]  # fmt: skip
-#: RECOLA labels come every 40 ms (test duration from the stored frame counts).
-HOP_S = 0.04
 
 
 @lru_cache(maxsize=4)
@@ -47,97 +60,7 @@ def paper_table(paper: dict, table_id: str) -> dict[str, Any]:
     return next(t for t in paper["tables"] if t["id"] == table_id)
 
 
-# ----------------------------------------------------------------------------- data classes
-
-
-@dataclass
-class Ours:
-    """One of our numbers in the paper's units, with its bootstrap interval."""
-
-    value: float | None = None
-    lo: float | None = None
-    hi: float | None = None
-    cell_ids: list[int] = field(default_factory=list)
-    runs: list[int] = field(default_factory=list)
-
-
-@dataclass
-class Row:
-    features: str  # the paper's feature-set label, e.g. "eGeMAPS"
-    snr: str  # "" (clean or mean), "5 dB", "train 5 -> test 10 dB", "mean"
-    condition: str  # clean | noisy | enhanced (rescnn) ...
-    kind: str  # clean | noisy | enhanced
-    paper: float | None
-    ours: Ours
-    delta: float | None = None
-    gap_paper: float | None = None
-    gap_ours: float | None = None
-    snr_value: float | None = None  # numeric test SNR (figures)
-    train_snr: float | None = None  # multi-SNR rows (figures)
-    enhancer: str = "none"
-    #: the paper's value is a mean over other SNRs than ours (not differenced)
-    paper_other_snrs: bool = False
-
-
-@dataclass
-class PaperTable:
-    id: str
-    label: str  # "Table 5"
-    caption: str  # the paper's caption
-    corpus: str  # the paper's corpus ("eNTERFACE")
-    dataset: str  # ours ("ravdess")
-    noise: str
-    metric: str  # uar | ccc
-    rows: list[Row]
-    comparable: bool = True
-    not_differenced: list[str] = field(default_factory=list)  # why ours is not differenced
-    notes: list[str] = field(default_factory=list)  # data differences
-    runs: list[dict[str, Any]] = field(default_factory=list)
-    figures: list[str] = field(default_factory=list)  # inline SVGs, one per feature set
-    snrs: list[float] = field(default_factory=list)  # our SNRs in this table
-    enhancers: list[str] = field(default_factory=list)
-    #: tables of means: ours per SNR behind each mean, {features: {condition: [(snr, Ours)]}}
-    curves: dict[str, dict[str, list[tuple[float, Ours]]]] = field(default_factory=dict)
-
-    def fmt(self, v: float | None, signed: bool = False) -> str:
-        return fmt_value(v, self.metric, signed)
-
-    def fmt_paper(self, v: float | None) -> str:
-        """A published number as printed in the paper (UAR 2 decimals, CCC 4)."""
-        if v is None:
-            return "n/a"
-        return f"{v:.2f}" if self.metric == "uar" else f"{v:.4f}"
-
-
-@dataclass
-class CorpusFacts:
-    """What our run's data was, read back from the stored predictions (see :func:`corpus_facts`)."""
-
-    classes: list[str] | None = None
-    n_utterances: int | None = None
-    n_speakers: int | None = None
-    test_recordings: int | None = None  # regression (RECOLA): recordings in the test set
-    test_seconds: float | None = None
-
-
-# ----------------------------------------------------------------------------- formatting
-
-
-def fmt_value(v: float | None, metric: str, signed: bool = False, missing: str = "–") -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return missing
-    if metric == "uar":
-        return f"{v:+.1f}" if signed else f"{v:.1f}"
-    return f"{v:+.3f}" if signed else f"{v:.3f}"
-
-
-def fmt_share(v: float | None) -> str:
-    return "" if v is None else f"{100 * v:+.0f} %"
-
-
-def _scale(metric: str) -> float:
-    """Our stored values are fractions; the paper's UARs are percent, its CCCs raw."""
-    return 100.0 if metric == "uar" else 1.0
+# ----------------------------------------------------------------------------- gaps and the latest run
 
 
 def gap_share(clean: float | None, noisy: float | None, enhanced: float | None, min_gap: float = 1e-9) -> float | None:
@@ -194,78 +117,6 @@ def aggregate(df: pd.DataFrame, metric: str, details: dict[int, Any] | None) -> 
         if ci is not None:
             out.lo, out.hi = ci[1] * scale, ci[2] * scale
     return out
-
-
-# ----------------------------------------------------------------------------- comparability
-
-
-def comparability(paper: dict, corpus: str, dataset: str, facts: CorpusFacts | None) -> list[str]:
-    """Why our numbers on ``dataset`` are not comparable with the paper's on ``corpus`` ([] if they are)."""
-    why: list[str] = []
-    info = paper["datasets"].get(dataset, {})
-    if info.get("stand_in"):
-        why.append(f"{dataset} is a different corpus standing in for {corpus}, so absolute numbers differ; "
-                   "compare the trends and the gap recovered.")
-    spec = paper["corpora"].get(corpus, {})
-    facts = facts or CorpusFacts()
-    if facts.classes is not None and spec.get("classes"):
-        ours, theirs = sorted(facts.classes), sorted(spec["classes"])
-        if ours != theirs:
-            why.append(f"ours has {len(ours)} classes ({', '.join(ours)}), the paper's {corpus} {len(theirs)} "
-                       f"({', '.join(theirs)}): chance level is {100 / max(1, len(ours)):.1f} % against "
-                       f"{100 / len(theirs):.1f} %, so the UARs are not on the same scale.")
-    if spec.get("utterances") and facts.n_utterances is not None and facts.n_utterances < 0.5 * spec["utterances"]:
-        why.append(f"ours has {facts.n_utterances} utterances from {facts.n_speakers} speakers, the paper's {corpus} "
-                   f"{spec['utterances']} from {spec.get('speakers', '?')}: a subset, or another corpus in "
-                   f"{corpus}'s layout.")
-    if spec.get("test_recordings") and facts.test_recordings is not None:
-        n, sec = facts.test_recordings, facts.test_seconds or 0.0
-        if n != spec["test_recordings"] or sec < 0.5 * spec["test_seconds"]:
-            why.append(f"ours is tested on {n} recording(s), {sec / 60:.1f} min; {corpus}'s test partition has "
-                       f"{spec['test_recordings']} recordings, {spec['test_seconds'] / 60:.0f} min: this is "
-                       f"another corpus in {corpus}'s layout (e.g. a synthetic one).")
-    return why
-
-
-def data_notes(paper: dict, corpus: str, dataset: str, facts: CorpusFacts | None, noise: str,
-               enhancers: list[str], snrs: list[float], plugin_notes: list[str],
-               enhancer_descriptions: dict[str, str] | None = None,
-               paper_snrs: list[float] | None = None) -> list[str]:  # fmt: skip
-    """What differs between our data and set-up and the paper's, for one table."""
-    notes: list[str] = []
-    info = paper["datasets"].get(dataset, {})
-    if info.get("note"):
-        notes.append(info["note"])
-    spec = paper["corpora"].get(corpus, {})
-    f = facts or CorpusFacts()
-    if f.n_utterances is not None and spec.get("utterances"):
-        cls = f", classes {', '.join(sorted(f.classes))}" if f.classes else ""
-        notes.append(f"Data: ours {f.n_utterances} utterances from {f.n_speakers} speakers{cls}; the paper's "
-                     f"{corpus}: {spec['utterances']} utterances, {spec.get('speakers', '?')} speakers.")
-    if f.test_recordings is not None and spec.get("test_recordings"):
-        notes.append(f"Data: ours tested on {f.test_recordings} recording(s) ({(f.test_seconds or 0) / 60:.1f} min); "
-                     f"the paper on {corpus}'s {spec['test_recordings']} test recordings "
-                     f"({spec['test_seconds'] / 60:.0f} min).")
-    notes.extend(plugin_notes)
-    src = paper["source"]
-    if noise not in ("-", "audioset"):
-        notes.append(f"Noise: ours mixes clips of the '{noise}' noise source (its test part); "
-                     f"the paper mixed {src['noise']}.")
-    comparable = set(paper.get("comparable_enhancers", []))
-    desc = enhancer_descriptions or {}
-    for e in enhancers:
-        d = f" ({desc[e]})" if desc.get(e) else ""
-        if e in comparable:
-            notes.append(f"Enhancer {e}{d}: our reimplementation of the paper's ResNet; the checkpoint's size and "
-                         "training data can differ from the paper's (see the checkpoint's model card).")
-        else:
-            notes.append(f"Enhancer {e}{d}: not the paper's; its rows are set against the paper's enhanced "
-                         "(ResNet) numbers as a reference.")
-    paper_snrs = paper_snrs or [float(s) for s in src["snrs_db"]]
-    if snrs and sorted(snrs) != paper_snrs:
-        notes.append(f"SNRs: ours {', '.join(f'{s:g}' for s in snrs)} dB; the paper's "
-                     f"{', '.join(f'{s:g}' for s in paper_snrs)} dB.")
-    return notes
 
 
 # ----------------------------------------------------------------------------- the tables
@@ -479,173 +330,6 @@ def _float(v: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return None if math.isnan(f) else f
-
-
-# ----------------------------------------------------------------------------- facts from the store
-
-
-def corpus_facts(store: Any, results: pd.DataFrame, datasets: list[str]) -> dict[str, CorpusFacts]:
-    """Classes, utterances, speakers (and for regression the test recordings and duration) of our
-    latest clean cells per dataset, read from their stored predictions."""
-    cells = store.cells_frame()
-    out: dict[str, CorpusFacts] = {}
-    if cells.empty:
-        return out
-    cells = cells[(cells.kind == "ser") & (cells.status == "done") & (cells.train_condition == "clean")
-                  & (cells.test_condition == "clean")]  # fmt: skip
-    for ds in datasets:
-        c = cells[cells.dataset == ds]
-        if c.empty:
-            continue
-        c = c[c.run_id == c.run_id.max()]
-        c = c[c.ser_model == sorted(set(c.ser_model))[0]]
-        classes: set[str] = set()
-        utts: set[str] = set()
-        frames = 0
-        regression = False
-        for r in c.itertuples():
-            try:
-                rows = json.loads(r.predictions_json or "[]")
-            except (TypeError, ValueError):
-                continue
-            for row in rows:
-                if not isinstance(row, list) or len(row) != 3:
-                    continue
-                utts.add(str(row[0]))
-                if isinstance(row[1], str):
-                    classes.add(row[1])
-                elif isinstance(row[1], (int, float)):
-                    regression = True
-                    frames += int(row[1])
-        if not utts:
-            continue
-        if regression:
-            out[ds] = CorpusFacts(test_recordings=len(utts), test_seconds=frames * HOP_S)
-        else:
-            out[ds] = CorpusFacts(classes=sorted(classes), n_utterances=len(utts), n_speakers=len(set(c.fold)))
-    return out
-
-
-def detect_dataset_notes(runs: pd.DataFrame, datasets: list[str]) -> dict[str, list[str]]:
-    """Each dataset plugin's ``notes`` (e.g. "possibly degraded copy") for its latest run's options.
-
-    Best effort: lists the corpus again (header reads only); a corpus that is not on this
-    machine, or a plugin that fails, just gives no note.
-    """
-    from ..plugins import default_registry
-
-    out: dict[str, list[str]] = {}
-    if runs is None or runs.empty:
-        return out
-    reg = default_registry()
-    for ds in datasets:
-        for _, run in runs.sort_values("id", ascending=False).iterrows():
-            try:
-                cfg = json.loads(run["config_json"])
-            except (TypeError, ValueError):
-                continue
-            if ds not in cfg.get("datasets", []):
-                continue
-            try:
-                plugin = reg.create("dataset", ds, cfg.get("options", {}).get(ds, {}))
-                plugin.utterances()
-                out[ds] = [f"{ds}: {plugin.notes}"] if getattr(plugin, "notes", "") else []
-            except Exception:  # the corpus is elsewhere, or the plugin is missing: no note
-                out[ds] = []
-            break
-    return out
-
-
-def enhancer_descriptions(names: set[str]) -> dict[str, str]:
-    from ..plugins import default_registry
-
-    reg = default_registry()
-    out = {}
-    for n in names:
-        try:
-            out[n] = reg.entry("enhancer", n).description
-        except Exception:  # an enhancer no longer installed
-            pass
-    return out
-
-
-# ----------------------------------------------------------------------------- figures
-
-#: colours per condition (ours solid with its interval band, the paper's dashed in the same colour)
-CONDITION_COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e"]
-SHADES = [["#6baed6", "#2171b5", "#08306b"], ["#fb6a4a", "#cb181d", "#67000d"], ["#74c476", "#238b45", "#00441b"]]
-
-
-def _stored(v: float | None, metric: str) -> float | None:
-    """Paper units -> the figures API's stored units (UAR as a fraction)."""
-    return None if v is None else v / _scale(metric)
-
-
-def _paper_name(kind: str) -> str:
-    return "enhanced, ResNet" if kind == "enhanced" else kind
-
-
-def figures_of(t: PaperTable) -> list[str]:
-    """One SVG per feature set: ours (95 % bands) against the paper's values, per SNR and condition."""
-    from .figures import Reference, Series, snr_figure
-
-    m = t.metric
-    out = []
-    for features in dict.fromkeys(r.features for r in t.rows):
-        rows = [r for r in t.rows if r.features == features]
-        clean = next(r for r in rows if r.kind == "clean")
-        refs = []
-        if clean.ours.value is not None:
-            refs.append(Reference("clean (ours)", _stored(clean.ours.value, m), _stored(clean.ours.lo, m),
-                                  _stored(clean.ours.hi, m), style="solid", color="#555555"))
-        if clean.paper is not None:
-            refs.append(Reference("clean (paper)", _stored(clean.paper, m), style="dashed", color="#555555"))
-        series: list[Series] = []
-        drawn: set = set()
-        conds = list(dict.fromkeys(r.condition for r in rows if r.kind != "clean"))
-        if t.curves.get(features):  # a table of means: ours per SNR, the paper's means as lines
-            for i, cond in enumerate(conds):
-                color = CONDITION_COLORS[i % len(CONDITION_COLORS)]
-                pts = t.curves[features].get(cond, [])
-                series.append(Series(f"{cond} (ours)", [s for s, _ in pts], [_stored(o.value, m) for _, o in pts],
-                                     [_stored(o.lo, m) for _, o in pts], [_stored(o.hi, m) for _, o in pts],
-                                     color=color))
-                mean_row = next(r for r in rows if r.condition == cond)
-                if mean_row.paper is not None and mean_row.kind not in drawn:  # the paper's enhanced: once
-                    drawn.add(mean_row.kind)
-                    refs.append(Reference(f"{_paper_name(mean_row.kind)}, mean (paper)", _stored(mean_row.paper, m),
-                                          style="dotted", color=color))
-            title = f"{t.label} · {t.corpus} ({t.dataset}) · {features}: ours per SNR, the paper's means"
-        else:
-            groups: dict[tuple[str, float | None], list[Row]] = {}
-            for r in rows:
-                if r.kind != "clean" and r.snr_value is not None:
-                    groups.setdefault((r.condition, r.train_snr), []).append(r)
-            trains = sorted({tr for _, tr in groups if tr is not None})
-            for i, ((cond, train), g) in enumerate(groups.items()):
-                if train is None:
-                    color = CONDITION_COLORS[conds.index(cond) % len(CONDITION_COLORS)]
-                else:  # multi-SNR: blues for noisy, reds/greens for enhanced; darker = higher train SNR
-                    shades = SHADES[min(conds.index(cond), len(SHADES) - 1)]
-                    color = shades[min(trains.index(train), len(shades) - 1)]
-                name = cond if train is None else f"{cond}, train {train:g} dB"
-                x = [r.snr_value for r in g]
-                series.append(Series(f"{name} (ours)", x, [_stored(r.ours.value, m) for r in g],
-                                     [_stored(r.ours.lo, m) for r in g], [_stored(r.ours.hi, m) for r in g],
-                                     color=color))
-                kind = g[0].kind
-                if (kind, train) not in drawn and any(r.paper is not None for r in g):  # the paper's enhanced: once
-                    drawn.add((kind, train))
-                    pname = _paper_name(kind) + ("" if train is None else f", train {train:g} dB")
-                    series.append(Series(f"{pname} (paper)", x, [_stored(r.paper, m) for r in g], style="dashed",
-                                         color=color, marker="s"))
-            title = f"{t.label} · {t.corpus} ({t.dataset}) · {features}"
-        xlabel = "test SNR (dB)" if t.id == "table6" else "SNR (dB)"
-        svg = snr_figure(series, metric=m, title=title, references=refs, xlabel=xlabel, size=(6.2, 3.0),
-                         css_class="chart paper-figure")
-        if svg:
-            out.append(svg)
-    return out
 
 
 # ----------------------------------------------------------------------------- HTML
