@@ -220,9 +220,8 @@ def _log_ratio_fn(scores: dict[str, Any]):
     """``lr(w)`` -> per-mixture log ratio (output vs noisy input) of the criterion at weights ``w``.
 
     ``dist`` is (mixtures, w grid) for one criterion, or (mixtures, w grid, K) for K criteria
-    (the log-losses of an eGeMAPS and a ComParE emotion model): then a mixture's score is the
-    *largest* of its K changes of loss from the noisy input (a difference, not a log ratio), so
-    harm seen by any one SER model counts."""
+    (the log-losses of an eGeMAPS and a ComParE emotion model): then ``lr(w)`` is (mixtures, K),
+    each criterion's change of loss from the noisy input (a difference, not a log ratio)."""
     dist = np.maximum(np.asarray(scores["dist"], np.float64), 1e-9)
     w_grid = np.asarray(scores["w_grid"], np.float64)
     if dist.ndim == 2:
@@ -235,9 +234,8 @@ def _log_ratio_fn(scores: dict[str, Any]):
         # is what counts (a ratio would blow up wherever the noisy input is already classified well)
         base3 = dist[:, 0, :]
 
-        def lr(w: np.ndarray) -> np.ndarray:
-            return np.max(np.stack([_interp_rows(dist[:, :, k], w_grid, w) for k in range(dist.shape[2])], 1)
-                          - base3, axis=1)
+        def lr(w: np.ndarray) -> np.ndarray:  # (mixtures, criteria)
+            return np.stack([_interp_rows(dist[:, :, k], w_grid, w) for k in range(dist.shape[2])], 1) - base3
     return lr
 
 
@@ -261,9 +259,18 @@ def fit_ramp(scores: dict[str, Any], estimators: Sequence[str], grid: Sequence[f
     grid = np.arange(-15.0, 45.5, 1.0) if grid is None else np.asarray(grid, np.float64)
     snrs = np.asarray(scores["snrs"], np.float64)
 
+    bins = [snrs == s for s in sorted(set(snrs.tolist()))]
+
     def cost_of(w: np.ndarray) -> float:
         lr = lr_of(w)
-        return float(np.mean(lr + harm_weight * np.maximum(lr, 0.0)))
+        if lr.ndim == 1:  # one criterion: harm counted per mixture
+            return float(np.mean(lr + harm_weight * np.maximum(lr, 0.0)))
+        # several SER models' losses, each per utterance and noisy: harm is counted where the
+        # promise is made, per SNR and per model (the mean change of each criterion's loss in each
+        # SNR bin; the worst model's), not per mixture, where the max of noisy differences
+        # would read harm into every w > 0
+        harm = [float(np.max(np.maximum(lr[b].mean(0), 0.0))) for b in bins]
+        return float(lr.mean() + harm_weight * np.mean(harm))
 
     def estimate(name: str) -> np.ndarray:
         return np.asarray([x[name] for x in scores["estimates"]])
@@ -324,11 +331,15 @@ def fit_ramp(scores: dict[str, Any], estimators: Sequence[str], grid: Sequence[f
                 w = np.maximum(w, ramp(estimate(back["estimator"]), back["lo"], back["hi"]))
             else:
                 best["backstop"] = None
-    # what the fitted weights do, per SNR (for the record)
-    d = lr_of(w)
-    d1 = lr_of(np.ones(n))
+    # what the fitted weights do, per SNR (for the record; several criteria: their mean)
+    def per_mixture(w: np.ndarray) -> np.ndarray:
+        lr = lr_of(w)
+        return lr if lr.ndim == 1 else lr.mean(1)
+
+    d = per_mixture(w)
+    d1 = per_mixture(np.ones(n))
     w_grid = np.asarray(scores["w_grid"], np.float64)
-    oracle = np.min(np.stack([lr_of(np.full(n, g)) for g in w_grid], 1), axis=1)
+    oracle = np.min(np.stack([per_mixture(np.full(n, g)) for g in w_grid], 1), axis=1)
     best["per_snr"] = {f"{s:g}": {"n": int((snrs == s).sum()), "w_mean": round(float(w[snrs == s].mean()), 3),
                                   "estimate_mean": round(float(e[snrs == s].mean()), 2),
                                   "log_ratio_guarded": round(float(d[snrs == s].mean()), 4),

@@ -176,7 +176,8 @@ class GuardedEnhancer(Enhancer):
             rec.update({
                 "criterion": "emotion: log-loss of the true emotion, -log max(p, 1e-3), under clean-trained "
                              "multinomial logistic regression (StandardScaler, C=0.05, balanced) per feature set; "
-                             "a mixture's score is the larger change of loss from the noisy input",
+                             "cost: mean change of loss from the noisy input + harm_weight x mean over SNRs of "
+                             "the worst criterion's positive mean change in that SNR",
                 "emotion_corpus": c.emotion_corpus, "emotion_options": c.emotion_options,
                 "emotion_features": list(EMOTION_FEATURES),
                 "emotion_split": f"split_speakers valid 0.5 salt {EMOTION_FIT_SALT}: train fits, valid mixes"})
