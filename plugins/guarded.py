@@ -46,6 +46,25 @@ the earlier soxr path its own local-SNR estimate was chosen, -8..28 dB, backstop
 energy at -1..2 dB; that estimate read -5 and 0 dB input alike, about -3.5 dB.)
 With ``backstop=false`` the calibration (and its key) is the single ramp, as before.
 
+**The emotion criterion** (``criterion="emotion"``, issue 22): the eGeMAPS distance above is a
+proxy that rated DeepFilterNet helpful at 20 dB where clean-trained SVMs lost UAR, and it was
+fitted on read English only; on a natural-speech corpus in another language the guard fell
+7.8 pp below noisy at 20 dB. The emotion criterion calibrates on the task instead: a labelled
+SER corpus that is *not* the one under test (``emotion_corpus``; a run on it is refused, see
+:meth:`GuardedEnhancer.calibration_corpora`) is split by speaker; one half fits clean-trained
+emotion classifiers (logistic regression on eGeMAPS and on ComParE functionals), the other half
+is mixed with the noise train part at -5..30 dB, and each ``w`` is scored by the classifiers'
+log-loss of the true emotion. The cost is the mean change of loss from the noisy input plus
+``harm_weight`` times the mean over SNRs of the worst classifier's positive mean change in that
+SNR: harm is counted where the promise is made (per SNR, per SER model), since per-utterance
+losses are too noisy to judge one mixture by. Proxies tried on the way and why they failed are in
+:class:`ser_bench_plugins.guard_fit.EmotionModels`.
+
+**The published alternatives**, fitted on the same data by the same cost, to compare with:
+``oadd-NAME`` (observation adding: one ``w`` for every input) and ``snrswitch-NAME`` (``w`` = 1
+below a threshold of a blind SNR estimate, else 0, as NRSER does). ``benchmarks/guard_heldout.py``
+checks the promises of all three over noise draws, each corpus calibrated without itself.
+
 The calibration is keyed by the inner enhancer's identity (weights digest included), the
 calibration data recipe and the options (:meth:`GuardedEnhancer.calibration_key`) and stored:
 first looked up in the committed ``guarded_calibration.json`` beside this module, then in the
