@@ -28,34 +28,64 @@ STATIC_ATTRS = ("name", "version", "description")
 def static_attributes(target: str, *, use_imported: bool = True) -> dict[str, Any] | None:
     """``name``, ``version``, ``description`` of a lazy target, read from its source without importing it.
 
-    Follows base classes defined in the same module. Returns only the attributes found as
-    literals; None if the module's source or the class cannot be found. With ``use_imported``,
-    a module that is already imported is asked directly.
+    Follows base classes defined in the same module or imported by ``from MODULE import Base``
+    (relative or absolute; e.g. a model class whose ``version`` lives on a base in a sibling
+    module). Returns only the attributes found as literals; None if the module's source or the
+    class cannot be found. With ``use_imported``, a module that is already imported is asked
+    directly.
     """
     mod, _, attr = target.partition(":")
     module = sys.modules.get(mod)
     if use_imported and module is not None and hasattr(module, attr):  # already imported: no need to guess
         cls = getattr(module, attr)
         return {k: getattr(cls, k) for k in STATIC_ATTRS if hasattr(cls, k)}
+    return _static_class_attrs(mod, attr, depth=0)
+
+
+def _module_tree(mod: str) -> ast.Module | None:
+    """The parsed source of module ``mod``, found without importing it (only its parent packages)."""
     try:
-        spec = importlib.util.find_spec(mod)  # imports the parent packages only (already loaded by the hooks)
+        spec = importlib.util.find_spec(mod)
     except (ImportError, ValueError):
         return None
     if spec is None or not spec.origin or not spec.origin.endswith(".py"):
         return None
     try:
-        tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
+        return ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
     except (OSError, SyntaxError, UnicodeDecodeError):
         return None
+
+
+def _static_class_attrs(mod: str, attr: str, depth: int) -> dict[str, Any] | None:
+    tree = _module_tree(mod)
+    if tree is None:
+        return None
     classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
+    imported: dict[str, tuple[str, str]] = {}  # local name -> (module, name) for `from X import Name`
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                parts = mod.split(".")
+                base_pkg = ".".join(parts[: len(parts) - node.level]) if node.level <= len(parts) else ""
+                source = f"{base_pkg}.{node.module}" if node.module else base_pkg
+            else:
+                source = node.module or ""
+            for alias in node.names:
+                imported[alias.asname or alias.name] = (source, alias.name)
     if attr not in classes:
         return None
 
-    def attrs(name: str, depth: int = 0) -> dict[str, Any]:
+    def attrs(name: str, level: int) -> dict[str, Any]:
         node, out = classes[name], {}
         for base in node.bases:
-            if isinstance(base, ast.Name) and base.id in classes and depth < 10:
-                out.update(attrs(base.id, depth + 1))
+            if not isinstance(base, ast.Name) or level >= 10:
+                continue
+            if base.id in classes:
+                out.update(attrs(base.id, level + 1))
+            elif base.id in imported and depth < 5:
+                source, real = imported[base.id]
+                inherited = _static_class_attrs(source, real, depth + 1) if source else None
+                out.update(inherited or {})
         for stmt in node.body:
             if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1:
                 tgt, value = stmt.targets[0], stmt.value
@@ -70,7 +100,7 @@ def static_attributes(target: str, *, use_imported: bool = True) -> dict[str, An
                     out.pop(tgt.id, None)  # not a literal: unknown without importing
         return out
 
-    return attrs(attr)
+    return attrs(attr, 0)
 
 
 # --------------------------------------------------------------------------- options
