@@ -264,6 +264,8 @@ class Context:
     def _audio_key(self, utt: Utterance, cond: Condition) -> str:
         if cond.kind == "clean":
             return "clean:" + utt.content_key()
+        if cond.kind == "pooled":  # what a model fitted on the pool sees of utt: each member's audio
+            return self.cache.key(["pooled", [self._audio_key(utt, m) for m in cond.pool]])
         nkey = self.cache.key(self._noisy_parts(utt, cond))
         if cond.kind == "noisy":
             return nkey

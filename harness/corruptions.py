@@ -380,7 +380,8 @@ def run_identities(ctx: Any) -> dict[str, str]:
 def cell_key_parts(cell: Any, ids: dict[str, str]) -> dict[str, Any]:
     """What a corrupted cell adds to its key: its corruptions' identities ({} for every other cell,
     whose key stays what it was)."""
-    used = [s.name for c in (cell.train.corruption, cell.test.corruption) if c for s in parse_chain(c)]
+    chains = [m.corruption for m in (*cell.train.pool, cell.train, cell.test)]
+    used = [s.name for c in chains if c for s in parse_chain(c)]
     return {"corruptions": {n: ids[f"corruption:{n}"] for n in sorted(set(used))}} if used else {}
 
 

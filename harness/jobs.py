@@ -40,6 +40,22 @@ def _featureset(feats: dict[str, np.ndarray], utts: dict[str, Utterance], ids: t
                       groups=[utts[i].speaker for i in ids], ids=list(ids))
 
 
+def _train_featureset(ctx: Context, cell: Cell, utts: dict[str, Utterance], ids: tuple[str, ...]) -> FeatureSet:
+    """The training (or validation) set of ``cell``: ``ids`` under its training condition; under a
+    pooled condition, ``ids`` once per member, in member order (ids ``"UTT@member"``, the speaker
+    kept as the group, so speaker-grouped tuning never splits one speaker's copies)."""
+    if cell.train.kind != "pooled":
+        return _featureset(ctx.condition_features(cell.dataset, cell.ser_model, cell.train, ids), utts, ids)
+    X, y, groups, out_ids = [], [], [], []
+    for m in cell.train.pool:
+        feats = ctx.condition_features(cell.dataset, cell.ser_model, m, ids)
+        X += [feats[i] for i in ids]
+        y += [utts[i].label for i in ids]
+        groups += [utts[i].speaker for i in ids]
+        out_ids += [f"{i}@{m.label()}" for i in ids]
+    return FeatureSet(X=X, y=y, groups=groups, ids=out_ids)
+
+
 def score(task: str, y_true: list, y_pred: list, ids: list[str]) -> tuple[dict[str, float], Any]:
     """Metrics of one cell and the per-utterance detail stored with it."""
     if task == "classification":
@@ -95,9 +111,8 @@ def cell_job(payload: dict) -> dict:
     fit_out: dict[str, Any] = {}
     try:
         t0 = time.perf_counter()
-        train_f = ctx.condition_features(first.dataset, first.ser_model, first.train, fold.train + fold.valid)
-        train = _featureset(train_f, utts, fold.train)
-        valid = _featureset(train_f, utts, fold.valid) if fold.valid else None
+        train = _train_featureset(ctx, first, utts, fold.train)
+        valid = _train_featureset(ctx, first, utts, fold.valid) if fold.valid else None
         t1 = time.perf_counter()
         model, reused = _fit(ctx, first, fold, payload["seeds"][0], train, valid)
         t2 = time.perf_counter()

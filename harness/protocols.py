@@ -9,7 +9,10 @@ to fit and score. Every protocol includes the clean baseline (train clean, test 
 - mismatched: clean -> noisy(s), and clean -> enhanced(e, s)
 - multi-snr:  noisy(a) -> noisy(b), and enhanced(e, a) -> enhanced(e, b), for a in train_snrs, b in test_snrs
 - multi-condition: as multi-snr over the run's corruption conditions: corrupted(a) -> corrupted(b)
-  for every pair of corruptions a, b (and, for the noise sources, every pair of SNRs)
+  for every pair of corruptions a, b (and, for the noise sources, every pair of SNRs); and
+  multi-condition training proper: one model per enhancer row fitted on the *pool* of clean speech
+  and every corruption condition of the run (each training utterance once per member, see
+  :func:`pooled`), tested on each corruption
 
 Corruptions (``config.corruptions``, :mod:`ser_bench.corruptions`) are further test conditions:
 a ``noisy`` (corrupted) or ``enhanced`` condition whose ``corruption`` is the chain's canonical
@@ -42,10 +45,14 @@ class Condition:
     enhancer: str = "none"
     #: the canonical corruption chain ("" for clean and additive-noise-at-an-SNR conditions)
     corruption: str = ""
+    #: kind "pooled" (a training condition only): the conditions whose audio is pooled
+    pool: tuple[Condition, ...] = ()
 
     def label(self) -> str:
         if self.kind == "clean":
             return "clean"
+        if self.kind == "pooled":
+            return "pooled[" + ", ".join(m.label() for m in self.pool) + "]"
         base = f"{self.kind}@{self.corruption}" if self.corruption else f"{self.kind}@{self.snr:g}dB/{self.noise}"
         return base + (f"/{self.enhancer}" if self.kind == "enhanced" else "")
 
@@ -71,10 +78,11 @@ class Cell:
             "train_condition": self.train.kind, "train_snr": self.train.snr,
             "test_condition": self.test.kind, "test_snr": self.test.snr, "fold": self.fold,
         }
-        if self.train.corruption or self.test.corruption:  # absent otherwise: old cells keep their keys
+        if self.train.corruption or self.test.corruption or self.train.pool:  # absent otherwise: old keys
             from .corruptions import steps_json
 
-            out.update(train_corruption=self.train.corruption or None, test_corruption=self.test.corruption or None,
+            out.update(train_corruption=pool_label(self.train) if self.train.pool else self.train.corruption or None,
+                       test_corruption=self.test.corruption or None,
                        corruption_json=json.dumps(steps_json(self.test.corruption)) if self.test.corruption else None)
         return out
 
@@ -86,7 +94,31 @@ def _cond_dict(c: Condition) -> dict:
     d = asdict(c)
     if not d["corruption"]:
         del d["corruption"]  # conditions without a corruption: the dict (and cell key) they always had
+    if c.pool:
+        d["pool"] = [_cond_dict(m) for m in c.pool]
+    else:
+        del d["pool"]
     return d
+
+
+#: ``train_corruption`` of a pooled training condition starts with this (the report tells them apart)
+POOL_PREFIX = "pool: "
+
+
+def pool_label(c: Condition) -> str:
+    """How a pooled training condition is stored (``cells.train_corruption``): its members' chains."""
+    return POOL_PREFIX + "; ".join(m.corruption or m.kind for m in c.pool)
+
+
+def pooled(members: Sequence[Condition], enhancer: str = "none") -> Condition:
+    """The training condition that pools ``members``: a model fitted on it sees every training
+    utterance once per member (clean, and each corruption's noisy or enhanced audio)."""
+    return Condition("pooled", None, CLEAN_NOISE, enhancer, "", tuple(members))
+
+
+def members(c: Condition) -> tuple[Condition, ...]:
+    """The conditions whose audio a training condition reads: its pool, or itself."""
+    return c.pool if c.kind == "pooled" else (c,)
 
 
 @dataclass(frozen=True)
@@ -136,14 +168,21 @@ def corruption_pairs(config: RunConfig, enhancers: list[str]) -> Iterator[tuple[
     labels = corruption_conditions(config)
     proto = config.protocol
     pairs = [(a, b) for a in labels for b in labels] if proto == "multi-condition" else [(c, c) for c in labels]
+    def cond(kind: str, label: str, e: str = "none") -> Condition:
+        return Condition(kind, None, (chain_sources(label) or [CLEAN_NOISE])[0], e, corruption=label)
+
     for a, b in pairs:
-        noise_b = (chain_sources(b) or [CLEAN_NOISE])[0]
-        noise_a = (chain_sources(a) or [CLEAN_NOISE])[0]
-        noisy_b = Condition("noisy", None, noise_b, corruption=b)
-        yield "none", noise_b, CLEAN if proto == "mismatched" else Condition("noisy", None, noise_a, corruption=a), noisy_b
+        noisy_b = cond("noisy", b)
+        yield "none", noisy_b.noise, CLEAN if proto == "mismatched" else cond("noisy", a), noisy_b
         for e in enhancers:
-            train = CLEAN if proto == "mismatched" else Condition("enhanced", None, noise_a, e, corruption=a)
-            yield e, noise_b, train, Condition("enhanced", None, noise_b, e, corruption=b)
+            train = CLEAN if proto == "mismatched" else cond("enhanced", a, e)
+            yield e, noisy_b.noise, train, cond("enhanced", b, e)
+    if proto == "multi-condition" and labels:  # one model per row, fitted on clean + every corruption
+        for e in ["none", *enhancers]:
+            tests = [cond("noisy" if e == "none" else "enhanced", b, e) for b in labels]
+            train = pooled([CLEAN, *tests], e)
+            for t in tests:
+                yield e, t.noise, train, t
 
 
 def make_folds(utts: Sequence[Utterance], cv: str, dataset: str, has_partitions: bool,

@@ -40,7 +40,7 @@ from .mixing import SNR_DEFINITION
 from .plan import cell_key, fit_cached, plan, prepared, unstored
 from .plugins import registry_for
 from .progress import run_bar
-from .protocols import CLEAN_NOISE, Cell, Condition
+from .protocols import CLEAN_NOISE, Cell, Condition, members
 from .provenance import code_version, environment, noise_clips_used
 from .registry import Registry
 
@@ -185,7 +185,7 @@ def _run(config: RunConfig, *, store: Store, registry: Registry, ex: Executor, e
         needed: OrderedDict[tuple[str, Condition], tuple[dict, dict]] = OrderedDict()
         for c, _ in todo:
             f = fold_by[(c.dataset, c.fold)]
-            for cond, ids in ((c.train, f.train + f.valid), (c.test, f.test)):
+            for cond, ids in [*((m, f.train + f.valid) for m in members(c.train)), (c.test, f.test)]:
                 models, want = needed.setdefault((c.dataset, cond), ({}, {}))
                 models[c.ser_model] = None
                 want.update(dict.fromkeys(ids))
@@ -208,7 +208,8 @@ def _run(config: RunConfig, *, store: Store, registry: Registry, ex: Executor, e
         bar = run_bar(progress, len(todo), "cells")
         groups: OrderedDict[tuple, list[tuple[Cell, str, int]]] = OrderedDict()
         for c, k in todo:
-            err = prep_errors.get((c.dataset, c.ser_model, c.train)) or prep_errors.get((c.dataset, c.ser_model, c.test))
+            err = next(filter(None, (prep_errors.get((c.dataset, c.ser_model, m)) for m in (*members(c.train), c.test))),
+                       None)
             seed = int(np.random.SeedSequence([config.seed, int(k[:12], 16)]).generate_state(1)[0])
             if err:
                 failures.append(f"{c.test.label()} [{c.fold}]: {err}")

@@ -449,8 +449,59 @@ def test_protocols_over_corruptions(corr_registry):
     matched = list(condition_pairs(_cfg("matched", corruptions=labels, enhancers=["none"])))
     assert all(p[2].corruption == p[3].corruption for p in matched[1:])
     multi = list(condition_pairs(_cfg("multi-condition", corruptions=labels, enhancers=["none", "half"])))
-    trains = {(p[2].corruption, p[3].corruption) for p in multi[1:]}
-    assert trains == {(a, b) for a in labels for b in labels} and len(multi) == 1 + 4 * 2
+    trains = {(p[2].corruption, p[3].corruption) for p in multi[1:] if p[2].kind != "pooled"}
+    assert trains == {(a, b) for a in labels for b in labels}
+    pooled = [p for p in multi if p[2].kind == "pooled"]  # one pooled model per row, tested on each corruption
+    assert len(multi) == 1 + 4 * 2 + 2 * 2 and len(pooled) == 4
+    for row, _noise, train, test in pooled:
+        assert train.enhancer == row and train.pool[0].kind == "clean"
+        assert [m.corruption for m in train.pool[1:]] == labels
+        assert all(m.kind == ("noisy" if row == "none" else "enhanced") for m in train.pool[1:])
+        assert test in train.pool  # tested on each member it was fitted on
+
+
+def test_pooled_multi_condition_training(corr_registry, tmp_path):
+    """Multi-condition training proper: one model per row fitted on clean + every corruption
+    (each training utterance once per member), tested on each corruption; stored, reported, resumed."""
+    from ser_bench.artefacts import Context
+    from ser_bench.db import Store
+    from ser_bench.jobs import _train_featureset
+    from ser_bench.protocols import POOL_PREFIX
+    from ser_bench.report.corruptions import blocks
+    from ser_bench.runner import plan, run
+
+    labels = ["reverb(rt60=0.3)", "clipping(fraction=0.5)"]
+    cfg = _cfg("multi-condition", corruptions=labels)
+    store = Store()
+    s = run(cfg, store=store, registry=corr_registry, progress=False, cache_dir=str(tmp_path / "c"))
+    assert s.n_failed == 0
+    cells = store.cells_frame()
+    pool = cells[cells.train_corruption.fillna("").str.startswith(POOL_PREFIX)]
+    assert set(pool.train_corruption) == {POOL_PREFIX + "clean; reverb(rt60=0.3); clipping(fraction=0.5)"}
+    assert set(zip(pool.enhancer, pool.test_corruption)) == {(e, c) for e in ("none", "half") for c in labels}
+    single = cells[cells.train_corruption == cells.test_corruption]
+    # 3 speakers, LOSO: 8 training utterances per fold, seen once per member of the pool
+    assert set(single.n_train) == {8} and set(pool.n_train) == {24}
+    # the pooled training set is each member's own features, in member order, speakers as groups
+    ctx, folds, planned = plan(cfg, corr_registry)
+    ctx = Context(cfg, corr_registry, str(tmp_path / "c"))
+    cell = next(c for c in planned if c.train.kind == "pooled" and c.enhancer == "half")
+    fold = next(f for f in folds["tones"] if f.name == cell.fold)
+    fs = _train_featureset(ctx, cell, ctx.utterances("tones"), fold.train)
+    want = [ctx.condition_features("tones", "peak", m, fold.train)[i] for m in cell.train.pool for i in fold.train]
+    assert np.array_equal(fs.stacked(), np.stack(want)) and len(set(fs.ids)) == 24
+    assert fs.groups[:8] == fs.groups[8:16] == [ctx.utterances("tones")[i].speaker for i in fold.train]
+    # the report's multi-condition block reads the pooled models, and says so
+    b = blocks(store, n_boot=20)[0]
+    assert any("pool of clean speech" in n for n in b.notes)
+    got = {c.label: c.uar["none"]["mean"] for c in b.conditions}
+    res = store.results_frame()
+    res = res[res.train_corruption.fillna("").str.startswith(POOL_PREFIX) & (res.metric == "uar")]
+    for lab in labels:
+        sel = res[(res.test_corruption == lab) & (res.enhancer == "none")]
+        assert len(sel) == 3 and got[lab] == pytest.approx(sel.value.mean())
+    again = run(cfg, store=store, registry=corr_registry, progress=False, cache_dir=str(tmp_path / "c"))
+    assert again.n_done == 0 and again.n_skipped == s.n_cells
 
 
 def test_bad_corruption_steps_fail_before_any_work(corr_registry):

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from ..corruptions import corruption_scores, family, gap_recovered, parse_chain
+from ..protocols import POOL_PREFIX
 from .ci import _dedupe, bootstrap_ci, details_by_cell, paired_delta_ci, significance
 from .fmt import environment, num
 
@@ -111,8 +112,9 @@ def blocks(store: Any, *, n_boot: int = 1000) -> list[Block]:
                     & (res.test_condition == "clean") & (res.train_condition == "clean")]
         if proto != "multi-condition":  # matched / mismatched: each corruption against itself
             g = g[g.train_corruption.isna() | (g.train_corruption == g.test_corruption)]
-        else:  # multi-condition: the diagonal here (the matrix is the raw data)
-            g = g[g.train_corruption == g.test_corruption]
+        else:  # multi-condition: the pooled model when the run has one, else the diagonal (the matrix is the raw data)
+            is_pool = g.train_corruption.fillna("").str.startswith(POOL_PREFIX)
+            g = g[is_pool] if is_pool.any() else g[g.train_corruption == g.test_corruption]
         labels = sorted(set(g.test_corruption), key=lambda lab: _order(lab, reg))
         enhancers = ["none"] + sorted(set(g.enhancer) - {"none"})
         want = set(int(c) for c in g.cell_id) | set(int(c) for c in clean.cell_id)
@@ -166,6 +168,11 @@ def blocks(store: Any, *, n_boot: int = 1000) -> list[Block]:
             if outside:
                 nbf[e] = outside
         notes = []
+        if proto == "multi-condition":
+            notes.append("Multi-condition: each row's model is fitted on the pool of clean speech and every corruption "
+                         "below (each training utterance once per condition), then tested on each."
+                         if is_pool.any() else "Multi-condition without a pooled model: each corruption's own model "
+                         "(train a, test a); the a -> b matrix is in the results table.")
         if proto != "mismatched":
             notes.append(f"Protocol {proto}: the reference of CE is this protocol's own unenhanced model on each "
                          "corruption (ROBUSER's reference, the clean-trained model, is the mismatched protocol's).")
