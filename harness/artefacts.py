@@ -19,7 +19,7 @@ import numpy as np
 
 from . import corruptions
 from .bad_entries import BadEntry, collecting
-from .cache import Cache
+from .cache import Cache, pcm16
 from .config import RunConfig
 from .errors import PluginError, bad_audio_error
 from .interfaces import Enhancer, TimeSeries, Utterance, stable_hash
@@ -39,6 +39,14 @@ KEPT_AUDIO = {"none": frozenset(), "enhanced": frozenset({"enhanced"}), "all": f
 
 #: Uncached utterances handed to a SER model's ``featurize_batch`` at once (a preparation job's size).
 FEATURIZE_BATCH = 16
+
+#: What an enhanced signal is measured as: 16-bit PCM (:func:`~ser_bench.cache.pcm16`), as a WAV
+#: file holds it and as the cache keeps it. Enhancers such as DeepFilterNet put samples far below
+#: one 16-bit step into pauses, and openSMILE's functionals read those (eGeMAPS values moved by up
+#: to 1.3x |value| + 1 between the float output and its 16-bit copy): one format for every run
+#: makes results independent of the cache policy, a cold run equal to a warm one, and a wrapper
+#: at w = 1 equal to its inner enhancer. Part of the keys of everything computed from enhanced audio.
+ENHANCED_FORMAT = "pcm16"
 
 
 class Context:
@@ -165,8 +173,8 @@ class Context:
             if enh.inner is None:
                 return self._enhance_keeping_snr(enh, ident, noisy, nkey)[0]
             # a wrapper: its inner enhancer's output comes from (and goes to) the cache
-            return enh.enhance(noisy, lambda want_snr: self.inner_output(enh, cond.enhancer, noisy, nkey, want_snr,
-                                                                         dataset))
+            return pcm16(enh.enhance(noisy, lambda want_snr: self.inner_output(enh, cond.enhancer, noisy, nkey,
+                                                                               want_snr, dataset)))
 
         return self._kept("enhanced", ekey, make, (dataset, cond.enhancer)), ekey
 
@@ -178,6 +186,7 @@ class Context:
         """Enhance; an enhancer's own SNR estimate, where it has one, is kept beside its audio (for
         ``guarded-*`` runs, which then never rerun it) and returned with it."""
         y, snr = enh.enhance_keeping_snr(noisy)
+        y = pcm16(y)  # ENHANCED_FORMAT
         if snr is not None:
             self.cache.store("audio", self._snr_key(nkey, ident), np.array([snr], np.float64))
         return y, snr
@@ -253,19 +262,27 @@ class Context:
         key = (model_name, "fk")
         if key not in self._idents:
             self._idents[key] = model.feature_key()
-        return self.cache.key(["feat", self._audio_key(utt, cond), self._idents[key]])
+        return self.cache.key(["feat", self._signal_key(utt, cond), self._idents[key]])
 
     def data_key(self, utt: Utterance, cond: Condition, model_name: str) -> str:
         """Content key of what ``model_name`` is fitted on for ``utt`` (its features, or its audio)."""
         if self.plugin("ser_model", model_name).cache_features:
             return self.feature_key(utt, cond, model_name)
-        return self._audio_key(utt, cond)
+        return self._signal_key(utt, cond)
+
+    def _signal_key(self, utt: Utterance, cond: Condition) -> str:
+        """Content key of the signal a SER model reads for ``utt`` under ``cond``: the audio's key,
+        with :data:`ENHANCED_FORMAT` for enhanced audio; for a pooled condition, its members'."""
+        if cond.kind == "pooled":
+            return self.cache.key(["pooled", [self._signal_key(utt, m) for m in cond.pool]])
+        key = self._audio_key(utt, cond)
+        return self.cache.key([key, ENHANCED_FORMAT]) if cond.kind == "enhanced" else key
 
     def _audio_key(self, utt: Utterance, cond: Condition) -> str:
+        """Where the audio of ``utt`` under ``cond`` is kept (unchanged by :data:`ENHANCED_FORMAT`:
+        what the cache kept before is 16-bit already)."""
         if cond.kind == "clean":
             return "clean:" + utt.content_key()
-        if cond.kind == "pooled":  # what a model fitted on the pool sees of utt: each member's audio
-            return self.cache.key(["pooled", [self._audio_key(utt, m) for m in cond.pool]])
         nkey = self.cache.key(self._noisy_parts(utt, cond))
         if cond.kind == "noisy":
             return nkey

@@ -153,9 +153,7 @@ class Cache:
         if not x.size:  # FLAC holds no empty stream
             self.store("audio", key, x, about)
             return
-        peak = float(np.max(np.abs(x))) if x.size else 0.0
-        gain = peak if peak > 1.0 and np.isfinite(peak) else 1.0
-        q = np.clip(np.round(np.nan_to_num(x / gain) * PCM_SCALE), -32768, 32767).astype(np.int16)
+        q, gain = _encode(x)
         tag = f"{AUDIO_TAG} n={q.size} gain={gain!r} crc={zlib.crc32(q.tobytes())}"
 
         def dump(fh: Any) -> None:
@@ -219,4 +217,26 @@ def read_flac(path: str | Path) -> np.ndarray:
     q = q.reshape(-1)
     if q.size != int(fields["n"]) or zlib.crc32(q.tobytes()) != int(fields["crc"]):
         raise ValueError(f"damaged: {q.size} of {fields['n']} samples, or their CRC differs")
-    return (q.astype(np.float32) * np.float32(float(fields["gain"]) / PCM_SCALE)).astype(np.float32)
+    return _decode(q, float(fields["gain"]))
+
+
+def _encode(x: np.ndarray) -> tuple[np.ndarray, float]:
+    """16-bit samples of ``x`` and the gain that restores its level (1, or the peak above full scale)."""
+    x = np.asarray(x, dtype=np.float32).reshape(-1)
+    peak = float(np.max(np.abs(x))) if x.size else 0.0
+    gain = peak if peak > 1.0 and np.isfinite(peak) else 1.0
+    return np.clip(np.round(np.nan_to_num(x / gain) * PCM_SCALE), -32768, 32767).astype(np.int16), gain
+
+
+def _decode(q: np.ndarray, gain: float) -> np.ndarray:
+    return (q.astype(np.float32) * np.float32(gain / PCM_SCALE)).astype(np.float32)
+
+
+def pcm16(x: np.ndarray) -> np.ndarray:
+    """``x`` as 16-bit PCM holds it (float32; the level kept): what an enhanced signal is measured as.
+
+    Idempotent, and exactly what :meth:`Cache.store_audio` keeps and :meth:`Cache.load_audio`
+    returns, so a signal made now and one read back from the cache are the same samples.
+    """
+    x = np.asarray(x, dtype=np.float32).reshape(-1)
+    return _decode(*_encode(x)) if x.size else x

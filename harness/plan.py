@@ -10,13 +10,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from . import corruptions
-from .artefacts import Context, fit_key, per_cell_seed
+from .artefacts import ENHANCED_FORMAT, Context, fit_key, per_cell_seed
 from .config import RunConfig
 from .db import Store
 from .errors import BenchError
 from .interfaces import stable_hash
 from .mixing import MIXING_VERSION
-from .protocols import CLEAN_NOISE, Cell, Condition, Fold, enumerate_cells, make_folds
+from .protocols import CLEAN_NOISE, Cell, Condition, Fold, enumerate_cells, make_folds, members
 from .registry import Registry
 
 
@@ -25,10 +25,11 @@ def cell_key(cell: Cell, config: RunConfig, ids: dict[str, str], fold: Fold) -> 
     used = [cell.dataset, cell.ser_model] + ([cell.noise] if cell.noise != CLEAN_NOISE else [])
     if "enhanced" in (cell.train.kind, cell.test.kind):
         used.append(cell.enhancer)
+    reads_enhanced = "enhanced" in (cell.test.kind, *(m.kind for m in members(cell.train)))
     return stable_hash({
         "cell": cell.as_dict(), "plugins": {n: ids[n] for n in used}, "seed": config.seed,
         "mixing": MIXING_VERSION, "fold": stable_hash([fold.train, fold.valid, fold.test]),
-        **corruptions.cell_key_parts(cell, ids),
+        **corruptions.cell_key_parts(cell, ids), **({"enhanced_format": ENHANCED_FORMAT} if reads_enhanced else {}),
     }, n=32)
 
 

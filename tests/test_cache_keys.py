@@ -5,6 +5,10 @@ The literals below were computed by the old ``harness/runner.py`` (commit 97f8ea
 synthetic config of ``conftest.py`` (tones dataset, white-test noise, half-gain enhancer, peak
 model, mismatched protocol, SNRs 0 and 20, seed 0). A change to any of them means a user's cache
 (or registry) would be recomputed: bump a version on purpose, never by accident.
+
+Bumped on purpose once since: ``ENHANCED_FORMAT`` (enhanced signals measured as 16-bit PCM)
+entered the keys of features, fits and cells computed from enhanced audio (``features_enhanced``,
+``cells`` and the features' file names below); every other key, and the audio keys, kept theirs.
 """
 from __future__ import annotations
 
@@ -25,16 +29,16 @@ GOLDEN = {
     "enhanced": "252714ebf3fe64c125f0b19964723bd1",
     "features_clean": "45312a3bda674de4adcbf5726e73f960",
     "features_noisy": "c4618b6299101c2aa8456f6db2f6d70d",
-    "features_enhanced": "ab344b4b157582ed26ed96255ba38b44",
+    "features_enhanced": "1841bd5ae5341b59e659e4629f8dfdc8",  # was ab344b4b... before ENHANCED_FORMAT
     "fit": "b9db4ab72103673ecea70f6a59458398",
-    "cells": "964fc8010eeb334803a28f4108cb5fd0",
+    "cells": "9c777d56805036b8fc2a4931f7a82284",  # was 964fc801... (its enhanced cells)
 }
 
 #: (number of entries, digest of their sorted file names) per cache kind after one cold run of that
 #: config with the old code: the entries a warm rerun reads (audio is regenerated, not needed)
 GOLDEN_FILES = {
     "audit": [12, "7fa0d2a69146c184243c2e44e62d0e4b"],
-    "features": [60, "fdea2969a26fb26023b91b858c5b58b3"],
+    "features": [60, "d625cfa8256a3900f8dd10f55fa1541e"],  # 24 enhanced entries renamed by ENHANCED_FORMAT
     "fits": [3, "38e77b37d3f25ba89cb2ad9e7264d935"],
 }
 

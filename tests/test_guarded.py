@@ -420,13 +420,41 @@ def test_a_run_reuses_the_inner_output_and_gives_the_direct_result(spy_registry,
     assert runs == 3 and CountingLowPass.calls["with_snr"] == 3
     again = Context(cfg, spy_registry, str(tmp_path / "cache"))  # a later run: all from the cache
     q = lambda o: 1.01 * max(1.0, float(np.max(np.abs(o)))) / 32767  # noqa: E731  (kept as 16-bit FLAC)
-    assert all(np.allclose(again.audio(u, guarded)[0], o, rtol=0, atol=q(o)) for u, o in zip(utts, out))
+    assert all(np.array_equal(again.audio(u, guarded)[0], o) for u, o in zip(utts, out))  # 16-bit made and read
     assert CountingLowPass.calls["enhance"] + CountingLowPass.calls["with_snr"] == runs
     direct = spy_registry.create("enhancer", "guarded-counting-lowpass", {"calibration": cal})
     for u, o, p in zip(utts, out, first):
         noisy = ctx.audio(u, Condition("noisy", 0.0, "spy-noise"))[0]
-        np.testing.assert_allclose(o, direct.enhance(noisy), rtol=0, atol=q(o))  # the guard read X's 16-bit copy
-        assert not np.array_equal(o, noisy) and not np.array_equal(o, p)  # 0 < w < 1 somewhere
+        y, w = direct.enhance_with_weight(noisy)
+        np.testing.assert_allclose(o, y, rtol=0, atol=q(o))  # 16-bit, as X's output
+        assert 0 < w <= 1 and not np.array_equal(o, noisy)
+        assert np.array_equal(o, p) == (w == 1.0)  # w = 1 gives X's very samples, w < 1 others
+
+
+@pytest.mark.parametrize("keep_audio", ["none", "enhanced"])
+def test_a_wrapper_at_w_1_is_its_inner_enhancer_sample_for_sample(spy_registry, tmp_path, keep_audio):
+    """Enhanced signals are measured as 16-bit PCM, whether made now or read back from the cache:
+    observation adding with w = 1 gives exactly its inner enhancer's samples, cold and warm, under
+    either cache policy (it once read X's 16-bit copy while X's own cells used X's float output)."""
+    from ser_bench.cache import pcm16
+    from ser_bench.config import RunConfig
+    from ser_bench.protocols import Condition
+    from ser_bench.runner import Context
+
+    cfg = RunConfig(protocol="mismatched", datasets=["spy-ser"], ser_models=["svm-egemaps"],
+                    enhancers=["counting-lowpass", "oadd-counting-lowpass"], noise_sources=["spy-noise"],
+                    snrs=[0.0], options={"oadd-counting-lowpass": {"calibration": {"w": 1.0}}}, keep_audio=keep_audio)
+    plain = Condition("enhanced", 0.0, "spy-noise", "counting-lowpass")
+    wrapped = Condition("enhanced", 0.0, "spy-noise", "oadd-counting-lowpass")
+    for order in ((plain, wrapped), (wrapped, plain)):
+        ctx = Context(cfg, spy_registry, str(tmp_path / f"cache-{order[0].enhancer}"))
+        utts = list(ctx.utterances("spy-ser").values())[:3]
+        for u in utts:
+            first, second = (ctx.audio(u, c)[0] for c in order)
+            assert np.array_equal(first, second)
+            assert np.array_equal(first, pcm16(first)) and first.dtype == np.float32
+            again = Context(cfg, spy_registry, str(tmp_path / f"cache-{order[0].enhancer}"))
+            assert np.array_equal(again.audio(u, wrapped)[0], first)  # warm: what the cache kept (or remade)
 
 
 def test_a_guard_run_alone_computes_the_inner_estimate_once_and_shares_it(spy_registry, tmp_path):
