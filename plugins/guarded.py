@@ -106,7 +106,7 @@ class GuardedEnhancer(Enhancer):
     """The wrapper; ``guarded-NAME`` names a subclass bound to enhancer NAME (:meth:`wrap`)."""
 
     name: ClassVar[str] = PREFIX + "*"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"  # 2: reads its inner enhancer's output as 16-bit PCM (ENHANCED_FORMAT)
     description: ClassVar[str] = (
         "guarded-NAME for any enhancer NAME: keeps w*(enhanced-noisy), w from a blind SNR estimate "
         "calibrated on enhancer-validation speech + noise train part (never SER test data)"
