@@ -51,8 +51,9 @@ class Condition:
     def label(self) -> str:
         if self.kind == "clean":
             return "clean"
-        if self.kind == "pooled":
-            return "pooled[" + ", ".join(m.label() for m in self.pool) + "]"
+        if self.kind == "pooled":  # its members' chains; each member noisy, or enhanced by the pool's enhancer
+            return ("pooled[" + ", ".join(m.corruption or m.label() for m in self.pool) + "]"
+                    + (f"/{self.enhancer}" if self.enhancer != "none" else ""))
         base = f"{self.kind}@{self.corruption}" if self.corruption else f"{self.kind}@{self.snr:g}dB/{self.noise}"
         return base + (f"/{self.enhancer}" if self.kind == "enhanced" else "")
 
