@@ -633,3 +633,17 @@ def test_quality_cells_cover_corruption_conditions(corr_registry, tmp_path):
     keys = {quality_key(qc, cfg, {"tones": "a", "white-test": "b", "half": "c", "corruption:reverb": "d",
                                   "corruption:clipping": "e"}) for qc in qcs}
     assert len(keys) == len(qcs)
+
+
+def test_not_built_for_notes_name_only_what_the_enhancer_was_not_built_for():
+    """A chain that contains noise (reverb + noise) must not list additive noise among what a denoiser was
+    'not built for'; enhancers with the same gaps share one sentence."""
+    from ser_bench.report.corruptions import _not_built_for_notes
+
+    labs = ["reverb(rt60=0.6)+noise(snr=5,source=folder)", "telephone"]
+    notes = _not_built_for_notes({"a": labs, "b": labs, "c": ["telephone"]}, None)
+    assert len(notes) == 2
+    both = next(n for n in notes if n.startswith("a and b were"))
+    assert "built for additive noise, not for channel distortion, reverberation:" in both
+    assert "the 2 condition(s) marked †" in both
+    assert next(n for n in notes if n.startswith("c was")).count("additive noise") == 1

@@ -189,6 +189,23 @@ def _ratio(v: float | None) -> str:
     return "–" if v is None or (isinstance(v, float) and np.isnan(v)) else num(v, ".3f")
 
 
+def _not_built_for_notes(not_built_for: dict[str, list[str]], registry: Any) -> list[str]:
+    """One sentence per group of enhancers built for the same corruptions and marked on the same conditions."""
+    groups: dict[tuple, list[str]] = {}
+    for e, labs in not_built_for.items():
+        bf = tuple(built_for(e, registry))
+        groups.setdefault((bf, tuple(labs)), []).append(e)
+    out = []
+    for (bf, labs), names in groups.items():
+        missing = sorted({x for lab in labs for x in categories(lab, registry)} - set(bf))
+        who = names[0] + " was" if len(names) == 1 else ", ".join(names[:-1]) + f" and {names[-1]} were"
+        out.append(f"{who} built for {', '.join(CATEGORY_TEXT.get(x, x) for x in bf)}, not for "
+                   f"{', '.join(CATEGORY_TEXT.get(x, x) for x in missing)}: the {len(labs)} condition(s) marked † "
+                   f"({', '.join(labs)}) show what {'it does' if len(names) == 1 else 'they do'} to speech "
+                   f"{'it was' if len(names) == 1 else 'they were'} not made to fix")
+    return out
+
+
 def render_block(b: Block) -> dict[str, Any]:
     """Plain rows for the template (and for markdown)."""
     fams = list(dict.fromkeys(c.family for c in b.conditions))
@@ -220,11 +237,7 @@ def render_block(b: Block) -> dict[str, Any]:
                 "quality": " · ".join(f"{QUALITY_SHOWN[m][0]} {num(q, QUALITY_SHOWN[m][1])}"
                                       for m, q in c.quality.get(e, {}).items()),
             })
-    nbf = [f"{e} was built for {', '.join(CATEGORY_TEXT.get(x, x) for x in built_for(e, _registry()))}, not for "
-           + ", ".join(sorted({CATEGORY_TEXT.get(x, x) for lab in labs for x in categories(lab, _registry())}
-                              - set(built_for(e, _registry()))))
-           + f": its {len(labs)} condition(s) marked † ({', '.join(labs)}) show what it does to speech it was not "
-             "made to fix" for e, labs in b.not_built_for.items()]
+    nbf = _not_built_for_notes(b.not_built_for, _registry())
     return {"title": f"{b.dataset} · {b.protocol} · {b.ser_model}", "families": fams, "scores": score_rows,
             "conditions": cond_rows,
             "clean": (f"{_pct(b.clean.get('mean'))} [{_pct(b.clean.get('lo'))}, {_pct(b.clean.get('hi'))}]"
