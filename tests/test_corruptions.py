@@ -647,3 +647,38 @@ def test_not_built_for_notes_name_only_what_the_enhancer_was_not_built_for():
     assert "built for additive noise, not for channel distortion, reverberation:" in both
     assert "the 2 condition(s) marked †" in both
     assert next(n for n in notes if n.startswith("c was")).count("additive noise") == 1
+
+
+def test_compact_table_puts_one_value_per_ser_model_in_each_cell():
+    from tests.conftest import FakePlugin, PeakModel
+    from ser_bench.db import Store
+    from ser_bench import hookimpl
+    from ser_bench.plugins import build_registry, make_plugin_manager
+    from ser_bench.report.corruptions import blocks, compact
+    from ser_bench.report.fmt import num
+    from ser_bench.runner import run
+
+    class PeakB(PeakModel):
+        name = "peak-b"
+
+    class Extra:
+        @hookimpl
+        def register_ser_models(self, register):
+            register("peak-b", PeakB)
+
+    reg = build_registry(make_plugin_manager(entry_points=False, extra=[FakePlugin(), Extra()]))
+    store = Store()
+    run(_cfg(corruptions=["reverb(rt60=0.3)", "clipping(fraction=0.5)"], snrs=[0.0], ser_models=["peak", "peak-b"]),
+        store=store, registry=reg, progress=False)
+    bl = blocks(store, n_boot=50)
+    assert [b.ser_model for b in bl] == ["peak", "peak-b"]
+    md = compact(store, n_boot=50)
+    assert md.startswith(f"### {bl[0].dataset} · mismatched · peak / peak-b (clean UAR ")
+    rows = {l.split(" | ")[0].lstrip("| "): l for l in md.splitlines() if l.startswith("| ")}
+    assert set(rows) >= {"condition", "reverb(rt60=0.3)", "clipping(fraction=0.5)", "mCE (none = 1)"}
+    for lab in ("reverb(rt60=0.3)", "clipping(fraction=0.5)"):
+        cells = [x.strip() for x in rows[lab].strip("|").split("|")]
+        cs = [next(c for c in b.conditions if c.label == lab) for b in bl]
+        assert cells[1] == " / ".join(num(100 * c.uar["none"]["mean"], ".1f") for c in cs)
+        want = [num(100 * c.uar["half"]["delta"]["delta"], "+.1f") for c in cs]
+        assert [x.strip("*") for x in cells[2].split(" / ")] == want

@@ -274,5 +274,41 @@ def markdown(store: Any) -> str:
     return "\n".join(lines)
 
 
+def compact(store: Any, *, n_boot: int = 1000) -> str:
+    """One table per dataset x protocol: each enhancer's UAR change against the corrupted input, one
+    value per SER model in a cell (``eGeMAPS / ComParE``), **bold** where significant; the last row
+    is each enhancer's mCE. The README's corruption table."""
+    by: dict[tuple[str, str], list[Block]] = {}
+    for b in blocks(store, n_boot=n_boot):
+        by.setdefault((b.dataset, b.protocol), []).append(b)
+    lines = []
+    for (ds, proto), bl in by.items():
+        models = [b.ser_model for b in bl]
+        ens = [e for e in dict.fromkeys(e for b in bl for e in b.enhancers) if e != "none"]
+        labels = list(dict.fromkeys(c.label for b in bl for c in b.conditions))
+        conds = [{c.label: c for c in b.conditions} for b in bl]
+
+        def cell(c: Cond | None, e: str) -> str:
+            v = c.uar.get(e) if c is not None else None
+            if not v or not v.get("delta"):
+                return "–"
+            s = num(100 * v["delta"]["delta"], "+.1f")
+            return f"**{s}**" if v.get("sig") in ("better", "worse") else s
+
+        def join(vals: list[str]) -> str:
+            return " / ".join(vals)
+
+        clean = join([_pct(b.clean.get("mean")) if b.clean else "–" for b in bl])
+        lines += [f"### {ds} · {proto} · {' / '.join(models)} (clean UAR {clean})", "",
+                  "| condition | corrupted UAR | " + " | ".join(ens) + " |", "|---|---:|" + "---:|" * len(ens)]
+        for lab in labels:
+            cs = [m.get(lab) for m in conds]
+            base = join([_pct(c.uar["none"]["mean"]) if c is not None and "none" in c.uar else "–" for c in cs])
+            lines.append(f"| {lab} | {base} | " + " | ".join(join([cell(c, e) for c in cs]) for e in ens) + " |")
+        mce = [join([_ratio(b.scores.get(e, {}).get("mce")) if b.scores.get(e) else "–" for b in bl]) for e in ens]
+        lines += [f"| mCE (none = 1) | | " + " | ".join(mce) + " |", ""]
+    return "\n".join(lines)
+
+
 def as_json(store: Any) -> str:
     return json.dumps([{k: v for k, v in render_block(b).items()} for b in blocks(store)], indent=1)
