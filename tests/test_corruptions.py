@@ -542,6 +542,20 @@ def test_ce_relative_ce_and_mce_as_robuser_defines_them():
     assert same["mce"] == pytest.approx(1.0) and same["rmce"] == pytest.approx(1.0)
 
 
+def test_relative_ce_is_none_where_the_reference_barely_degrades():
+    """A family the reference loses < 0.5 UAR points to per severity has no meaningful rCE (a
+    denominator near 0 made a 9 pp loss read as rCE 18); the other families keep theirs."""
+    ref = {("telephone", None): 0.268, ("babble", 0.0): 0.429}
+    model = {("telephone", None): 0.354, ("babble", 0.0): 0.528}
+    s = corruption_scores(model, ref, clean=0.264, ref_clean=0.264)
+    assert s["rce"]["telephone"] is None and s["ce"]["telephone"] == pytest.approx(0.354 / 0.268)
+    assert s["rce"]["babble"] == pytest.approx((0.528 - 0.264) / (0.429 - 0.264))
+    assert s["rmce"] == pytest.approx(s["rce"]["babble"])
+    # two severities: the threshold is per severity (0.004 + 0.004 < 2 x 0.005)
+    two = corruption_scores({("r", 1.0): 0.3, ("r", 2.0): 0.3}, {("r", 1.0): 0.104, ("r", 2.0): 0.104}, 0.1, 0.1)
+    assert two["rce"]["r"] is None
+
+
 def test_gap_recovered():
     assert gap_recovered(0.8, 0.4, 0.6) == pytest.approx(0.5)
     assert gap_recovered(0.8, 0.4, 0.3) == pytest.approx(-0.25)

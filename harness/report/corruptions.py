@@ -216,9 +216,11 @@ def render_block(b: Block) -> dict[str, Any]:
             continue
         have = [f for f in fams if s["ce"].get(f) is not None]
         part = f" ({len(have)} of {len(fams)} families)" if len(have) < len(fams) else ""  # not comparable then
+        rhave = [f for f in fams if s["rce"].get(f) is not None]
+        rpart = f" ({len(rhave)} of {len(fams)} families)" if len(rhave) < len(fams) else ""
         score_rows.append({"enhancer": e, "ce": [_ratio(s["ce"].get(f)) for f in fams],
                            "rce": [_ratio(s["rce"].get(f)) for f in fams], "mce": _ratio(s["mce"]) + part,
-                           "rmce": _ratio(s["rmce"]) + part, "gap": _pct(s.get("gap"), ".0f") if e != "none" else "",
+                           "rmce": _ratio(s["rmce"]) + rpart, "gap": _pct(s.get("gap"), ".0f") if e != "none" else "",
                            "n": s["n_conditions"]})
     cond_rows = []
     for c in b.conditions:
